@@ -1,0 +1,5 @@
+"""``python -m vecgen`` runs the CLI."""
+
+from .cli import main
+
+main()

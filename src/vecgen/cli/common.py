@@ -1,0 +1,55 @@
+"""Options shared by several commands (model selection, device, sampling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Registry name (see `vecgen models`; `default` = Qwen2.5-Coder-0.5B-Instruct, embedded), "
+        "a local Hugging Face folder, a .gguf file, or a hub id (needs network).",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N, or mps (only when named).")
+]
+DtypeOpt = Annotated[
+    str, typer.Option("--dtype", help="auto (bf16 on CUDA, fp32 otherwise), float32, bfloat16 or float16.")
+]
+PresetOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--preset",
+        help="Sampling preset: greedy, qwen3-non-thinking (0.7/0.8/20/0, Qwen3 card), "
+        "qwen3-thinking-card (0.6/0.95/20/0). Flags below override it.",
+    ),
+]
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="YAML file with sampling fields (top level or under `sampling:`); flags win."),
+]
+TemperatureOpt = Annotated[
+    Optional[float], typer.Option("--temperature", "-t", help="Softmax temperature in [0, 2]; 0 = greedy.")
+]
+TopPOpt = Annotated[Optional[float], typer.Option("--top-p", help="Nucleus mass in (0, 1]; 1 = off.")]
+TopKOpt = Annotated[Optional[int], typer.Option("--top-k", help="Keep the k most likely tokens (>= 0; 0 = off).")]
+MinPOpt = Annotated[
+    Optional[float], typer.Option("--min-p", help="Drop tokens with p < min_p * max p, in [0, 1]; 0 = off.")
+]
+MaxNewTokensOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", "-n", help="Tokens to generate (>= 1).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling (reproducible runs).")]
+
+
+def build_sampling(preset, config, *, defaults=None, **flags):
+    """A :class:`~vecgen.config.SamplingConfig`: command ``defaults`` < preset < YAML file < flags.
+
+    ``flags`` are the sampling options as parsed (``None`` when not given)."""
+    from ..config import SamplingConfig
+
+    return SamplingConfig.create(preset=preset, config_file=config, defaults=defaults, **flags)

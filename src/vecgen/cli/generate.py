@@ -1,0 +1,77 @@
+"""``vecgen generate``: discrete generation through vecgen's decode loop, streamed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (
+    ConfigOpt,
+    DeviceOpt,
+    DtypeOpt,
+    MaxNewTokensOpt,
+    MinPOpt,
+    ModelOpt,
+    PresetOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    build_sampling,
+)
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="Text to continue (or the user message with --chat).")],
+    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template (one user turn).")] = False,
+    system: Annotated[Optional[str], typer.Option("--system", help="System message for --chat.")] = None,
+    model: ModelOpt = "default",
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    min_p: MinPOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Print the model's continuation of PROMPT, streamed token by token (greedy unless told otherwise)."""
+    import sys
+
+    from ..decoding import generate as run_generate
+    from ..models import format_prompt, load_model
+
+    sampling = build_sampling(
+        preset, config, defaults={"max_new_tokens": 64}, temperature=temperature, top_p=top_p, top_k=top_k,
+        min_p=min_p, max_new_tokens=max_new_tokens, seed=seed,
+    )
+    if not prompt.strip():
+        from ..errors import ConfigError
+
+        raise ConfigError("empty prompt: give some text to continue, e.g. \"The capital of France is\"")
+    lm = load_model(model, device=device, dtype=dtype)
+    text = format_prompt(lm.tokenizer, prompt, chat=chat, system=system)
+    ids = lm.encode(text)
+    tokens: list[int] = []
+    printed = ""
+
+    def stream(step, record):
+        nonlocal printed
+        tokens.append(int(record.token[0]))
+        decoded = lm.tokenizer.decode(tokens, skip_special_tokens=True)
+        if not decoded.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+            sys.stdout.write(decoded[len(printed):])
+            sys.stdout.flush()
+            printed = decoded
+
+    if not chat:
+        sys.stdout.write(prompt)
+    run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_step=stream)
+    sys.stdout.write("\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)

@@ -1,0 +1,136 @@
+"""The sampler: logits → next-token probabilities → sampled token.
+
+Every decode path in vecgen uses these functions. The order follows transformers' logits
+processors and the Soft Thinking reference implementation (Zhang et al. 2025, arXiv 2505.15778):
+
+1. mask: rows that are padding or outside an allowed token set get ``-inf``;
+2. ``p = softmax(logits / temperature)`` (temperature 0 = greedy: the argmax gets probability 1);
+3. ``top_k`` truncation, renormalise; ``top_p`` (nucleus) truncation, renormalise; ``min_p``
+   truncation (drop ``p < min_p · max p``), renormalise.
+
+Entropies are in nats.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import SamplingConfig
+from ..errors import ConfigError, NonFiniteError
+
+
+def vocab_mask(n_rows: int, n_real: int, allowed: torch.Tensor | None = None, device=None) -> torch.Tensor:
+    """Boolean mask ``(V_rows,)`` of tokens that may receive probability.
+
+    Args:
+        n_rows: rows of the logits / embedding matrix.
+        n_real: real vocabulary rows; rows ``>= n_real`` (padding) are always disallowed.
+        allowed: optional bool mask ``(n_rows,)`` or 1-D tensor of allowed token ids.
+
+    Raises:
+        ConfigError: the allowed set is empty once padding is removed.
+    """
+    mask = torch.zeros(n_rows, dtype=torch.bool, device=device)
+    mask[:n_real] = True
+    if allowed is not None:
+        allowed = allowed.to(device)
+        if allowed.dtype == torch.bool:
+            if allowed.numel() != n_rows:
+                raise ConfigError(f"allowed-token mask has {allowed.numel()} entries, expected {n_rows}")
+            mask &= allowed
+        else:
+            keep = torch.zeros_like(mask)
+            keep[allowed.long()] = True
+            mask &= keep
+    if not bool(mask.any()):
+        raise ConfigError("the allowed token set is empty: no token could ever be generated")
+    return mask
+
+
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``logits`` ``(B, V)`` as float32 with disallowed tokens set to ``-inf``.
+
+    Raises:
+        NonFiniteError: NaN or +inf in the logits (``-inf`` is a legal "never").
+    """
+    logits = logits.float()
+    if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):
+        raise NonFiniteError("the model produced NaN or inf logits")
+    if mask is not None:
+        logits = logits.masked_fill(~mask[: logits.shape[-1]], float("-inf"))
+        if not bool(torch.isfinite(logits).any(dim=-1).all()):
+            raise ConfigError("no allowed token has a finite logit at this step; widen the allowed token set")
+    return logits
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in nats of distributions ``(..., V)`` → ``(...)``; zero-probability terms are 0."""
+    logp = torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
+    return -(probs * logp).where(probs > 0, torch.zeros_like(probs)).sum(-1)
+
+
+def _renorm(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    probs = probs * keep
+    return probs / probs.sum(-1, keepdim=True)
+
+
+def truncate(probs: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """Apply ``top_k``, ``top_p`` and ``min_p`` (each followed by renormalisation) to ``probs`` ``(B, V)``."""
+    if cfg.top_k > 0 and cfg.top_k < probs.shape[-1]:
+        kth = torch.topk(probs, cfg.top_k, dim=-1).values[..., -1:]
+        probs = _renorm(probs, probs >= kth)
+    if cfg.top_p < 1.0:
+        sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+        mass_before = torch.cumsum(sorted_p, dim=-1) - sorted_p
+        keep_sorted = mass_before < cfg.top_p  # the first token is always kept
+        keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+        probs = _renorm(probs, keep)
+    if cfg.min_p > 0.0:
+        threshold = cfg.min_p * probs.max(dim=-1, keepdim=True).values
+        probs = _renorm(probs, probs >= threshold)
+    return probs
+
+
+def logits_to_probs(
+    logits: torch.Tensor,
+    cfg: SamplingConfig,
+    mask: torch.Tensor | None = None,
+    *,
+    return_full: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Next-token probabilities ``(B, V)`` float32 after temperature and truncation.
+
+    Args:
+        logits: ``(B, V)`` raw logits (any float dtype).
+        cfg: the sampling configuration.
+        mask: optional bool ``(V,)`` of allowed tokens (see :func:`vocab_mask`).
+        return_full: also return the untruncated ``softmax(logits / T)`` (``T = 1`` when greedy),
+            on which Soft Thinking measures entropy.
+
+    Returns:
+        ``probs`` or ``(probs, full)``; rows sum to 1, disallowed tokens have probability 0.
+
+    Raises:
+        NonFiniteError: NaN/inf logits.
+        ConfigError: every token masked.
+    """
+    logits = mask_logits(logits, mask)
+    temperature = cfg.temperature if cfg.temperature > 0 else 1.0
+    full = torch.softmax(logits / temperature, dim=-1)
+    if cfg.greedy:
+        probs = torch.zeros_like(full).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
+    else:
+        probs = truncate(full, cfg)
+    return (probs, full) if return_full else probs
+
+
+def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one token per row from ``probs`` ``(B, V)`` → ``(B,)`` long. One-hot rows return their argmax."""
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A seeded :class:`torch.Generator` on ``device`` (reproducible sampling)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen

@@ -1,0 +1,55 @@
+"""User-facing errors.
+
+Every error a user can cause (bad input, missing weights, unsupported request) is a
+:class:`VecgenError`. The CLI prints its message as one line and exits with status 2; it never
+shows a traceback for these. Subclasses also derive from the matching builtin (``ValueError``,
+``FileNotFoundError``) so library callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class VecgenError(Exception):
+    """Base class of errors caused by input or environment, with a message naming the fix."""
+
+
+class ConfigError(VecgenError, ValueError):
+    """An invalid configuration value (sampling, mixing rule, run options)."""
+
+
+class ModelNotFoundError(VecgenError, LookupError):
+    """A model name is neither in the registry, nor a local path, nor a hub id."""
+
+
+class WeightsUnavailableError(VecgenError, FileNotFoundError):
+    """The weights of a known model are not on this machine and cannot be fetched."""
+
+
+class IntegrityError(VecgenError):
+    """A packaged weight file has the wrong size or sha256."""
+
+
+class ThinkingModeError(VecgenError, ValueError):
+    """Thinking mode was requested; vecgen supports non-thinking mode only."""
+
+
+class NoChatTemplateError(VecgenError, ValueError):
+    """A chat-formatted prompt was requested from a tokenizer without a chat template."""
+
+
+class NonFiniteError(VecgenError, FloatingPointError):
+    """A NaN or inf appeared in logits or input vectors.
+
+    Attributes:
+        step: decode step (0-based) where it appeared, or None (prompt / prefill).
+        row: batch row (prompt index), or None.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, row: int | None = None):
+        super().__init__(message)
+        self.step = step
+        self.row = row
+
+
+class UnsupportedModelError(VecgenError, ValueError):
+    """A model architecture that a feature does not support."""

