@@ -126,11 +126,18 @@ def build_batch(lm: Any, prompts: Sequence[Prompt]) -> Batch:
     return Batch(None, embeds, mask)
 
 
+_ACCEPTS_LOGITS_TO_KEEP: dict[type, bool] = {}
+
+
 def _accepts_logits_to_keep(model: Any) -> bool:
-    try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
+    """Whether ``model.forward`` takes ``logits_to_keep`` (then only the last position's logits are computed)."""
+    key = type(model)
+    if key not in _ACCEPTS_LOGITS_TO_KEEP:
+        try:
+            _ACCEPTS_LOGITS_TO_KEEP[key] = "logits_to_keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            _ACCEPTS_LOGITS_TO_KEEP[key] = False
+    return _ACCEPTS_LOGITS_TO_KEEP[key]
 
 
 def _call(model: Any, **kwargs: Any) -> Any:
@@ -239,7 +246,8 @@ StepCallback = Callable[[int, StepRecord], None]
 
 
 def _check_finite(t: torch.Tensor, what: str, step: int, active: torch.Tensor) -> None:
-    bad = ~torch.isfinite(t).all(-1) & active
+    """Raise :class:`NonFiniteError` naming the first active row of ``t`` ``(B, ...)`` with a NaN/inf."""
+    bad = ~torch.isfinite(t).all(-1).cpu() & active
     if bool(bad.any()):
         row = int(bad.nonzero()[0, 0])
         raise NonFiniteError(f"{what} at step {step} for prompt {row}", step=step, row=row)
@@ -302,10 +310,10 @@ def generate(
     lengths = torch.zeros(B, dtype=torch.long)
     steps: list[StepRecord] = []
     for step in range(n_steps):
-        _check_finite(state.logits.cpu(), "NaN or inf logits", step, active)
+        _check_finite(state.logits, "NaN or inf logits", step, active)
         mixture: Mixture = rule(state.logits, sampling, mixing, mask, generator)
         vec = mix_embeddings(E, mixture)  # (B, d)
-        _check_finite(vec.float().cpu(), "NaN or inf input vector", step, active)
+        _check_finite(vec, "NaN or inf input vector", step, active)
         record = _record(mixture, vec if keep_vectors else None, record_top_k)
         steps.append(record)
         lengths += active.long()
