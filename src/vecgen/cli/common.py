@@ -44,6 +44,23 @@ MinPOpt = Annotated[
 ]
 MaxNewTokensOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", "-n", help="Tokens to generate (>= 1).")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling (reproducible runs).")]
+EnglishOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--english-only",
+        help="Only English tokens (ASCII letters, digits, punctuation, white space: `vecgen vocab english --policy "
+        "text`) may be sampled or mixed; weights are renormalised over them; eos / end-of-turn stay allowed.",
+    ),
+]
+
+
+def english_only_mask(lm, english_only: bool):
+    """``allowed=`` for the decode loop: the English ``text``-policy mask of ``lm`` (stop tokens kept), or None."""
+    if not english_only:
+        return None
+    from ..vocab import english_token_mask
+
+    return english_token_mask(lm, policy="text")
 
 
 def build_sampling(preset, config, *, defaults=None, **flags):

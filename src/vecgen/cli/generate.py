@@ -10,6 +10,7 @@ from .common import (
     ConfigOpt,
     DeviceOpt,
     DtypeOpt,
+    EnglishOnlyOpt,
     MaxNewTokensOpt,
     MinPOpt,
     ModelOpt,
@@ -19,6 +20,7 @@ from .common import (
     TopKOpt,
     TopPOpt,
     build_sampling,
+    english_only_mask,
 )
 
 
@@ -37,6 +39,7 @@ def generate(
     seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    english_only: EnglishOnlyOpt = False,
 ) -> None:
     """Print the model's continuation of PROMPT, streamed token by token (greedy unless told otherwise)."""
     import sys
@@ -69,7 +72,8 @@ def generate(
 
     if not chat:
         sys.stdout.write(prompt)
-    run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_step=stream)
+    run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_step=stream,
+                 allowed=english_only_mask(lm, english_only))
     sys.stdout.write("\n")
 
 
