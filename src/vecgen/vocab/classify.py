@@ -354,13 +354,43 @@ def classify_tokenizer(tokenizer: Any, n_rows: int | None = None, *, cache: bool
     return result
 
 
-def decoded_texts(tokenizer: Any, n_real: int) -> list[str]:
-    """Printable text of ids ``0..n_real-1``: byte-level tokens decoded (fragments as ``\\xNN``),
-    added tokens as their content."""
+def decoded_texts(tokenizer: Any, n_real: int, *, surrogates: bool = False) -> list[str]:
+    """Text of ids ``0..n_real-1``: byte-level tokens decoded, added tokens as their content.
+
+    Undecodable bytes of fragments appear as ``\\xNN`` (backslash, x, two hex digits); with
+    ``surrogates=True`` as lone surrogates ``U+DC80..U+DCFF`` instead (Python's ``surrogateescape``),
+    which keeps them distinguishable from a literal backslash (see :func:`escape_tsv`).
+    """
     strings = token_strings(tokenizer, n_real)
     added = added_token_ids(tokenizer)
     out = []
     for i, s in enumerate(strings):
         data = None if i in added else token_bytes(s)
-        out.append(s if data is None else display_text(data))
+        if data is None:
+            out.append(s)
+        else:
+            out.append(data.decode("utf-8", errors="surrogateescape") if surrogates else display_text(data))
     return out
+
+
+def escape_tsv(text: str) -> str:
+    """One-line, tab-free form of a token text: ``\\`` → ``\\\\``, tab / newline / CR → ``\\t`` ``\\n``
+    ``\\r``, other control and line-separator characters → ``\\uNNNN``, surrogate-escaped bytes (see
+    :func:`decoded_texts`) → ``\\xNN``. Everything else, leading spaces included, is kept."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[ch])
+        elif 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_SIMPLE_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}

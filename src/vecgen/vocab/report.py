@@ -4,8 +4,9 @@
 :func:`write_token_files` writes the chosen set as TSV and JSON and the classification of every row as
 TSV; :func:`render_report` turns the results into ``report.md``.
 
-TSV text columns escape ``\\`` as ``\\\\``, tab as ``\\t``, newline as ``\\n`` and carriage return as ``\\r``;
-undecodable bytes of fragments appear as ``\\xNN``. Leading spaces are kept as they are.
+TSV text columns are escaped by :func:`vecgen.vocab.classify.escape_tsv` (backslash, tab, newline, CR,
+other control characters; undecodable bytes of fragments as ``\\xNN``); leading spaces are kept. In the
+JSON file, fragment bytes appear as ``\\xNN`` inside the string.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Any
 
 import torch
 
-from .classify import CLASS_DESCRIPTIONS, CLASS_LIST, Policy, VocabClassification, classify_tokenizer, decoded_texts
+from .classify import (
+    CLASS_DESCRIPTIONS,
+    CLASS_LIST,
+    Policy,
+    VocabClassification,
+    classify_tokenizer,
+    decoded_texts,
+    escape_tsv,
+)
 from .validate import SAMPLE_TEXTS, available_word_lists, common_words, round_trip, summarize_round_trip, word_list_agreement
 
 
@@ -110,22 +119,18 @@ def analyze(
     return cls, results
 
 
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def write_token_files(writer: Any, tokenizer: Any, cls: VocabClassification, policy: Policy) -> dict[str, str]:
     """Write ``tokens.tsv`` / ``tokens.json`` (the set under ``policy``: id, class, text) and
     ``classes.tsv`` (every row: id, class, in strict set, in text set, text). Returns the file names."""
     from ..io import atomic_write_json, atomic_write_text
 
-    texts = decoded_texts(tokenizer, cls.n_real)
-    texts += [""] * (cls.n_rows - cls.n_real)
+    raw = decoded_texts(tokenizer, cls.n_real, surrogates=True) + [""] * (cls.n_rows - cls.n_real)
+    texts = [t.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for t in raw]  # JSON form
     classes = cls.classes()
     strict = cls.mask(Policy.strict).tolist()
     text_set = cls.mask(Policy.text).tolist()
     ids = cls.ids(policy)
-    lines = ["id\tclass\ttext"] + [f"{i}\t{classes[i].value}\t{_escape(texts[i])}" for i in ids]
+    lines = ["id\tclass\ttext"] + [f"{i}\t{classes[i].value}\t{escape_tsv(raw[i])}" for i in ids]
     atomic_write_text(writer.path("tokens.tsv"), "\n".join(lines) + "\n")
     atomic_write_json(writer.path("tokens.json"), {
         "policy": policy.value,
@@ -135,7 +140,7 @@ def write_token_files(writer: Any, tokenizer: Any, cls: VocabClassification, pol
         "classes": [classes[i].value for i in ids],
     })
     rows = ["id\tclass\tstrict\ttext_policy\ttext"] + [
-        f"{i}\t{classes[i].value}\t{int(strict[i])}\t{int(text_set[i])}\t{_escape(texts[i])}" for i in range(cls.n_rows)
+        f"{i}\t{classes[i].value}\t{int(strict[i])}\t{int(text_set[i])}\t{escape_tsv(raw[i])}" for i in range(cls.n_rows)
     ]
     atomic_write_text(writer.path("classes.tsv"), "\n".join(rows) + "\n")
     return {"tokens_tsv": "tokens.tsv", "tokens_json": "tokens.json", "classes_tsv": "classes.tsv"}
