@@ -205,6 +205,7 @@ class VocabClassification:
         codes: ``(n_rows,)`` uint8, index into :data:`CLASS_LIST`.
         ascii_text: ``(n_rows,)`` bool, regular tokens whose text is ASCII text (the ``text`` policy).
         key: hash of the tokenizer's tokens and these settings (the cache key).
+        from_cache: True when read from the cache instead of computed.
     """
 
     n_rows: int
@@ -212,6 +213,7 @@ class VocabClassification:
     codes: torch.Tensor
     ascii_text: torch.Tensor
     key: str
+    from_cache: bool = False
 
     def classes(self) -> list[TokenClass]:
         """The class of each row."""
@@ -310,7 +312,7 @@ def classify_tokenizer(tokenizer: Any, n_rows: int | None = None, *, cache: bool
         if path.is_file():
             try:
                 data = torch.load(path, weights_only=True)
-                return VocabClassification(rows, n_real, data["codes"], data["ascii_text"], key)
+                return VocabClassification(rows, n_real, data["codes"], data["ascii_text"], key, from_cache=True)
             except Exception as exc:  # noqa: BLE001 - a corrupt cache entry is recomputed
                 log.warning("ignoring unreadable vocabulary cache %s (%s)", path, exc)
     codes = torch.full((rows,), _CODE[TokenClass.padding], dtype=torch.uint8)

@@ -109,6 +109,7 @@ def analyze(
             "rows": cls.n_rows,
             "real_tokens": cls.n_real,
             "classification_key": cls.key,
+            "classification_from_cache": cls.from_cache,
         },
         "classes": class_table(cls),
         "policies": policies,
@@ -244,5 +245,6 @@ def render_report(results: dict[str, Any], policy: Policy) -> str:
         comp = ", ".join(f"`{k}` {v:,}" for k, v in pol[name]["composition"].items())
         out.append(f"- **{name}**: {comp}")
     t = results["timings"]
-    out += ["", f"Classification took {t['classify_s']:.2f} s (cached results are reused).", ""]
+    how = "read from the cache" if tok.get("classification_from_cache") else "computed"
+    out += ["", f"Classification {how} in {t['classify_s']:.2f} s.", ""]
     return "\n".join(out)
