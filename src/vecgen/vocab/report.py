@@ -114,10 +114,23 @@ def analyze(
         "classes": class_table(cls),
         "policies": policies,
         "word_lists": {name: len(words) for name, words in lists.items()},
+        "word_list_versions": _versions(),
         "texts": {"samples": len(SAMPLE_TEXTS), "extra": len(texts or []), "extra_source": texts_source},
         "timings": timings,
     }
     return cls, results
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("wordfreq", "regex"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def write_token_files(writer: Any, tokenizer: Any, cls: VocabClassification, policy: Policy) -> dict[str, str]:
