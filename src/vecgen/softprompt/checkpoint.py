@@ -1,0 +1,127 @@
+"""Soft-prompt checkpoints: one ``torch.save`` file, written atomically, checked against the model.
+
+A checkpoint holds everything a run needs to continue exactly: the soft prompt ``(n, d)`` float32,
+the Adam state, the torch RNG states, the number of completed episodes, the data order (the training
+schedule and a digest of the held-out questions), the curves so far, the baseline row, the
+configuration, and the identity of the model (name, family, layers, hidden size, embedding rows and a
+small sample of the embedding matrix). Loading it next to a different model or embedding size raises
+:class:`~vecgen.errors.ConfigError` naming both models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..io import atomic_torch_save
+
+#: Format tag stored in every checkpoint.
+FORMAT = "vecgen-softprompt/1"
+_SAMPLE_ROWS, _SAMPLE_COLS = 8, 16
+
+
+def model_identity(lm: Any) -> dict[str, Any]:
+    """What a checkpoint records about its model: name, family, sizes and an embedding sample.
+
+    The sample is ``E[rows, :16]`` (float32) at 8 rows spread over the real vocabulary; it tells
+    apart models of the same shape (e.g. Qwen2.5-0.5B-Instruct vs Qwen2.5-Coder-0.5B-Instruct).
+    """
+    cfg = lm.model.config
+    rows = torch.linspace(0, lm.n_real_vocab - 1, _SAMPLE_ROWS).long()
+    sample = lm.embedding.detach()[rows.to(lm.embedding.device), :_SAMPLE_COLS].float().cpu()
+    return {
+        "name": lm.name,
+        "family": lm.adapter.family,
+        "model_type": getattr(cfg, "model_type", None),
+        "num_hidden_layers": getattr(cfg, "num_hidden_layers", None),
+        "hidden_size": lm.hidden_size,
+        "vocab_rows": lm.vocab_rows,
+        "n_real_vocab": lm.n_real_vocab,
+        "embedding_sample": sample,
+    }
+
+
+def _describe(ident: dict[str, Any]) -> str:
+    return (f"{ident.get('name')} ({ident.get('model_type')}, {ident.get('num_hidden_layers')} layers, "
+            f"embedding {ident.get('vocab_rows')} x {ident.get('hidden_size')})")
+
+
+def check_model_identity(saved: dict[str, Any], lm: Any, *, where: str = "checkpoint") -> None:
+    """Raise if ``lm`` is not the model ``saved`` describes.
+
+    Raises:
+        ConfigError: different embedding width, vocabulary, architecture or embedding values.
+    """
+    here = model_identity(lm)
+    if saved.get("hidden_size") != here["hidden_size"]:
+        raise ConfigError(
+            f"{where} holds soft-prompt vectors of width {saved.get('hidden_size')} from {_describe(saved)}, "
+            f"but the loaded model {_describe(here)} has embedding size {here['hidden_size']}; "
+            f"pass --model {saved.get('name')}"
+        )
+    for key in ("vocab_rows", "model_type", "num_hidden_layers"):
+        if saved.get(key) != here[key]:
+            raise ConfigError(
+                f"{where} was trained on {_describe(saved)}, not on the loaded model {_describe(here)} "
+                f"({key} differs); pass --model {saved.get('name')}"
+            )
+    sample = saved.get("embedding_sample")
+    if sample is not None and not torch.allclose(sample.float(), here["embedding_sample"], atol=1e-3, rtol=1e-2):
+        raise ConfigError(
+            f"{where} was trained on {_describe(saved)}, whose embedding matrix differs from the loaded model "
+            f"{_describe(here)}; pass --model {saved.get('name')}"
+        )
+
+
+def questions_digest(items: Any) -> str:
+    """sha256 of the held-out questions and answers, in order (detects a changed arena on resume)."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(f"{item.family}\x00{item.question}\x00{item.answer}\x01".encode())
+    return h.hexdigest()
+
+
+def rng_states() -> dict[str, Any]:
+    """The torch CPU (and CUDA) RNG states."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (tensors, dicts, lists, numbers, strings) atomically with the format tag."""
+    return atomic_torch_save({"format": FORMAT, **payload}, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
+
+    Raises:
+        ConfigError: missing file, unreadable file, or not a vecgen soft-prompt checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ConfigError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a vecgen soft-prompt checkpoint (expected format {FORMAT})")
+    data["path"] = str(path)
+    return data
