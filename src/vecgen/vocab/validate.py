@@ -21,7 +21,7 @@ such as ``ing`` and ``tion``, so its agreement figure is an upper bound; ``wamer
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,6 @@ class _SetPieces:
     pieces: dict[bytes, int]
     prefixes: set[bytes]
     max_len: int
-    byte_coverage: set[int] = field(default_factory=set)
 
 
 def _set_pieces(tokenizer: Any, ids: Sequence[int]) -> _SetPieces:
