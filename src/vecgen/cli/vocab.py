@@ -31,7 +31,7 @@ def english(
     run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default vocab-<UTC time>).")] = None,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")] = Path("runs"),
 ) -> None:
-    """Classify every token of TOKENIZER, write the English set (TSV + JSON), statistics and report.md."""
+    """Classify every token of the --tokenizer, write its English set (TSV + JSON), statistics and report.md."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
