@@ -182,6 +182,26 @@ def extend(model: Any, state: DecodeState, inputs_embeds: torch.Tensor) -> Decod
     return state
 
 
+def select_rows(state: DecodeState, rows: torch.Tensor) -> DecodeState:
+    """Keep only batch ``rows`` of ``state`` (``(b,)`` long indices), e.g. to drop finished rows.
+
+    The KV cache is narrowed in place (transformers ``Cache.batch_select_indices``; a legacy tuple
+    cache is indexed), so later :func:`extend` calls compute only the kept rows. Updates ``state``
+    in place and returns it.
+    """
+    rows = rows.to(state.attention_mask.device)
+    cache = state.past_key_values
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(rows)
+    else:  # legacy ((k, v), ...) with (B, heads, T, head_dim) tensors
+        cache = tuple(tuple(t[rows] for t in layer) for layer in cache)
+    state.past_key_values = cache
+    state.attention_mask = state.attention_mask[rows]  # (b, T_total)
+    state.next_position = state.next_position[rows]  # (b,)
+    state.logits = state.logits[rows.to(state.logits.device)]  # (b, V)
+    return state
+
+
 @dataclass
 class StepRecord:
     """One decode step for the whole batch (tensors on the CPU).

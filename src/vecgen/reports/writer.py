@@ -87,7 +87,13 @@ class RunWriter:
     def append_record(self, record: Any, filename: str = "records.jsonl") -> None:
         """Append one JSON line and fsync it (survives a crash right after)."""
         line = json.dumps(to_jsonable(record), ensure_ascii=False) + "\n"
-        with open(self.path(filename), "a", encoding="utf-8") as fh:
+        path = self.path(filename)
+        if path.exists() and path.stat().st_size:
+            with open(path, "rb") as fh:  # a torn last line (crash mid-write) must not swallow this one
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = "\n" + line
+        with open(path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,0 +1,163 @@
+"""``vecgen think``: soft thinking vs discrete chain-of-thought vs direct answers on a benchmark."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (
+    ConfigOpt,
+    DeviceOpt,
+    DtypeOpt,
+    MinPOpt,
+    ModelOpt,
+    PresetOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    build_sampling,
+)
+
+_METHODS = ("direct", "cot", "soft")
+
+
+def parse_methods(text: str) -> list[str]:
+    """``"direct,cot,soft"`` → ``["direct", "cot", "soft"]`` (order kept, duplicates dropped).
+
+    Raises:
+        ConfigError: an empty list or an unknown method.
+    """
+    from ..errors import ConfigError
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise ConfigError(f"--methods is empty; choose from: {', '.join(_METHODS)}")
+    bad = [m for m in names if m not in _METHODS]
+    if bad:
+        raise ConfigError(f"unknown method {bad[0]!r} in --methods; choose from: {', '.join(_METHODS)}")
+    return list(dict.fromkeys(names))
+
+
+def think(
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", "-b", help="A named benchmark (gsm8k) or a task file (.jsonl; question/answer/id per line).")
+    ] = "gsm8k",
+    data_source: Annotated[
+        Optional[str],
+        typer.Option("--data-source", help="For gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path."),
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None,
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: direct, cot, soft.")] = "direct,cot,soft",
+    model: ModelOpt = "default",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together (>= 1).")] = 8,
+    rule: Annotated[str, typer.Option("--rule", help="Mixing rule of soft thinking: soft (Soft Thinking), full, moi, onehot.")] = "soft",
+    max_topk: Annotated[Optional[int], typer.Option("--max-topk", help="Tokens kept per concept token (soft rule; default 10).")] = None,
+    noise: Annotated[Optional[str], typer.Option("--noise", help="Noise on soft mixture weights: none, gumbel, dirichlet.")] = None,
+    gumbel_tau: Annotated[Optional[float], typer.Option("--gumbel-tau", help="Gumbel-softmax temperature (> 0).")] = None,
+    dirichlet_alpha: Annotated[Optional[float], typer.Option("--dirichlet-alpha", help="Dirichlet concentration scale (> 0).")] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="Mixture-of-Inputs beta (moi rule).")] = None,
+    concept_temperature: Annotated[
+        Optional[float], typer.Option("--concept-temperature", help="Temperature of the concept-token distribution (soft; default 0.6).")
+    ] = None,
+    concept_top_p: Annotated[Optional[float], typer.Option("--concept-top-p", help="top_p of concept tokens (default 0.95).")] = None,
+    concept_top_k: Annotated[Optional[int], typer.Option("--concept-top-k", help="top_k of concept tokens (default 30).")] = None,
+    concept_min_p: Annotated[Optional[float], typer.Option("--concept-min-p", help="min_p of concept tokens (default 0.001).")] = None,
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    min_p: MinPOpt = None,
+    seed: SeedOpt = None,
+    max_think_tokens: Annotated[Optional[int], typer.Option("--max-think-tokens", help="Thinking budget in (concept) tokens (default 320).")] = None,
+    max_answer_tokens: Annotated[Optional[int], typer.Option("--max-answer-tokens", help="Answer budget after the marker (default 24).")] = None,
+    cold_stop_tau: Annotated[
+        Optional[float], typer.Option("--cold-stop-tau", help="Cold Stop entropy threshold in nats (default 0.01; 0 = off).")
+    ] = None,
+    cold_stop_steps: Annotated[
+        Optional[int], typer.Option("--cold-stop-steps", help="Cold Stop: consecutive steps below tau that end thinking (default 48).")
+    ] = None,
+    marker: Annotated[
+        Optional[str],
+        typer.Option("--marker", help="End-of-thinking text marker the prompt asks for (default: </think> for thinking models, else \"Answer:\")."),
+    ] = None,
+    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name; rerun with the same name to resume.")] = None,
+    out_dir: Annotated[str, typer.Option("--out-dir", help="Parent folder of run folders.")] = "runs",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Compare answering directly, discrete chain-of-thought and soft thinking (concept tokens) on the
+    same benchmark items. Writes runs/<name>/records.jsonl (one line per item and method, as it goes;
+    rerunning with the same --run-name resumes), results.json, report.md and think.png.
+
+    Sampling flags (--preset, --temperature, ...) set the discrete sampler of cot thinking and of
+    every answer (default greedy); --concept-* set soft thinking's concept-token distribution."""
+    import shlex
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..benchmarks_data import load_benchmark
+    from ..config import SamplingConfig
+    from ..decoding.mixing import MixingConfig
+    from ..errors import ConfigError
+    from ..models import load_model
+    from ..reports import RunWriter
+    from ..thinking import runner as R
+    from ..thinking.evaluate import check_settings, evaluate, plot_summary, render_report, summarize, summary_table
+    from ..thinking.prompts import prompt_style
+
+    names = parse_methods(methods)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
+    tasks = load_benchmark(benchmark, limit=limit, source=data_source)
+    discrete = build_sampling(preset, config, defaults={"max_new_tokens": 1}, temperature=temperature, top_p=top_p,
+                              top_k=top_k, min_p=min_p, seed=seed)
+    concept = SamplingConfig.create(
+        defaults=R.SOFT_THINKING_SAMPLING, temperature=concept_temperature, top_p=concept_top_p, top_k=concept_top_k,
+        min_p=concept_min_p, seed=discrete.seed,
+    )
+    mixing = MixingConfig.create(rule=rule, max_topk=max_topk, noise=noise, gumbel_tau=gumbel_tau,
+                                 dirichlet_alpha=dirichlet_alpha, beta=beta)
+    limits = dict(max_think_tokens=max_think_tokens, max_answer_tokens=max_answer_tokens, cold_stop_tau=cold_stop_tau,
+                  cold_stop_steps=cold_stop_steps)
+    configs = {
+        m: R.ThinkConfig.create(method=m, think_sampling=concept if m == "soft" else discrete, answer_sampling=discrete,
+                                mixing=mixing, **limits)
+        for m in names
+    }
+    writer = RunWriter("think", name=run_name, root=out_dir)
+    lm = load_model(model, device=device, dtype=dtype)
+    style = prompt_style(lm, marker)
+    settings = {
+        "benchmark": benchmark,
+        "data_source": data_source or ("shipped" if benchmark == "gsm8k" else None),
+        "model": model,
+        "dtype": str(lm.dtype).replace("torch.", ""),
+        "marker": style.marker,
+        "methods": {m: c.model_dump(mode="json") for m, c in configs.items()},
+    }
+    check_settings(writer, settings)
+    writer.config = {**settings, "limit": limit, "batch_size": batch_size, "run_dir": str(writer.dir)}
+
+    done_before = {(r.get("method"), r.get("id")) for r in writer.read_records()}
+    with Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=False) as progress:
+        bars = {m: progress.add_task(m, total=len(tasks), completed=sum((m, t.id) in done_before for t in tasks))
+                for m in names}
+        records = evaluate(lm, tasks, configs, writer, style, batch_size=batch_size,
+                           on_batch=lambda m, n: progress.advance(bars[m], n))
+    summary = summarize(records, names)
+    command = "vecgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    writer.save_figure(plot_summary(summary), "think.png")
+    writer.write_results(summary, model=lm.describe(), n_items=len(tasks), command_line=command)
+    writer.write_report(render_report(summary, records, title=f"vecgen think: {benchmark}, {len(tasks)} items, {model}",
+                                      settings=writer.config, command=command))
+    typer.echo(summary_table(summary))
+    typer.echo(f"wrote {writer.dir}/records.jsonl, results.json, report.md, think.png")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("think")(think)

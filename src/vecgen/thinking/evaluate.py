@@ -1,0 +1,282 @@
+"""Benchmark driver: run methods on the same tasks, write per-item records, summarise, report.
+
+Used by ``vecgen think`` and ``benchmarks/bench_think.py``. Records go to the run's
+``records.jsonl`` (:class:`~vecgen.reports.RunWriter`) as each batch completes; a rerun with the
+same run name reads them back and skips finished ``(method, id)`` pairs, so an interrupted run
+resumes where it stopped. The settings that shape results are saved in ``settings.json`` at the
+start, and a resume with different settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..benchmarks_data import Task
+from ..errors import ConfigError
+from ..io import atomic_write_json, to_jsonable
+from .answers import check_answer
+from .markers import EndMarker
+from .prompts import PromptStyle, build_prompt
+from .runner import Method, ThinkConfig, ThinkOutput, run_thinking
+from .stats import wilson_interval
+
+log = logging.getLogger(__name__)
+
+#: Called after each batch with ``(method, n_items_done_in_this_batch)``.
+BatchCallback = Callable[[str, int], None]
+
+
+def make_record(task: Task, method: str, out: ThinkOutput, seconds: float, batch_seconds: float, batch_size: int) -> dict[str, Any]:
+    """The JSONL record of one item.
+
+    Fields: ``method``, ``id``, ``question``, ``reference`` (final answer), ``trace`` (decoded top-1
+    thinking trace), ``forced`` (decoded forced marker tokens), ``answer`` (answer-phase text),
+    ``pred`` (extracted answer or null), ``correct``, ``stop_reason``, ``think_tokens``,
+    ``answer_tokens``, ``tokens`` (their sum), ``mean_entropy`` / ``mean_mix_entropy`` (nats, over
+    thinking steps; null without thinking), ``seconds`` (this item's share of its batch's wall
+    time), ``batch_seconds``, ``batch_size``.
+    """
+    verdict = check_answer(out.answer, task.answer)
+    mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
+    return {
+        "method": method,
+        "id": task.id,
+        "question": task.question,
+        "reference": task.answer,
+        "trace": out.trace,
+        "forced": out.forced,
+        "answer": out.answer,
+        "pred": verdict.pred,
+        "correct": verdict.correct,
+        "stop_reason": out.stop_reason,
+        "think_tokens": out.think_tokens,
+        "answer_tokens": out.answer_tokens,
+        "tokens": out.generated_tokens,
+        "mean_entropy": mean(out.entropies),
+        "mean_mix_entropy": mean(out.mix_entropies),
+        "seconds": seconds,
+        "batch_seconds": batch_seconds,
+        "batch_size": batch_size,
+    }
+
+
+def check_settings(writer: Any, settings: dict[str, Any]) -> None:
+    """Save ``settings`` in ``settings.json``, or compare them with the saved ones on resume.
+
+    Raises:
+        ConfigError: the run folder holds records made with different settings (the differing
+            keys are named).
+    """
+    path = writer.path("settings.json")
+    settings = to_jsonable(settings)
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if diff:
+            shown = "; ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff[:4])
+            raise ConfigError(
+                f"run folder {writer.dir} was started with different settings ({shown}); "
+                "resume with the same settings or choose another --run-name"
+            )
+        return
+    atomic_write_json(path, settings)
+
+
+def evaluate(
+    lm: Any,
+    tasks: Sequence[Task],
+    configs: dict[str, ThinkConfig],
+    writer: Any,
+    style: PromptStyle,
+    *,
+    batch_size: int = 8,
+    on_batch: BatchCallback | None = None,
+) -> list[dict[str, Any]]:
+    """Run every method on ``tasks`` in batches, appending a record per item as batches complete.
+
+    Items are taken in order, ``batch_size`` at a time; each chunk of items runs through every
+    method before the next chunk, so an interrupted run has results for all methods. Items
+    already in ``writer``'s records (same method and id) are skipped.
+
+    Args:
+        lm: the model.
+        tasks: the items.
+        configs: method name → settings (the name is what records carry).
+        writer: a :class:`~vecgen.reports.RunWriter`.
+        style: prompt style and marker (:func:`~vecgen.thinking.prompts.prompt_style`).
+        batch_size: prompts per batch (>= 1).
+        on_batch: progress callback.
+
+    Returns:
+        All records of these tasks and methods (earlier runs' included), in task order per method.
+
+    Raises:
+        ConfigError: ``batch_size < 1``.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
+    marker = EndMarker(lm.tokenizer, style.marker)
+    done = {(r.get("method"), r.get("id")) for r in writer.read_records()}
+    prompts: dict[tuple[str, bool], list[int]] = {}
+
+    def prompt_ids(task: Task, direct: bool) -> list[int]:
+        key = (task.id, direct)
+        if key not in prompts:
+            prompts[key] = lm.encode(build_prompt(lm, task.question, style, direct=direct))
+        return prompts[key]
+
+    for start in range(0, len(tasks), batch_size):
+        chunk = tasks[start : start + batch_size]
+        for name, cfg in configs.items():
+            todo = [t for t in chunk if (name, t.id) not in done]
+            if not todo:
+                continue
+            direct = cfg.method == Method.direct
+            t0 = time.perf_counter()
+            outs = run_thinking(lm, [prompt_ids(t, direct) for t in todo], cfg, marker)
+            dt = time.perf_counter() - t0
+            for task, out in zip(todo, outs):
+                writer.append_record(make_record(task, name, out, dt / len(todo), dt, len(todo)))
+                done.add((name, task.id))
+            log.debug("%s: %d items in %.1f s", name, len(todo), dt)
+            if on_batch is not None:
+                on_batch(name, len(todo))
+    wanted = {t.id for t in tasks}
+    order = {t.id: i for i, t in enumerate(tasks)}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in writer.read_records():
+        if r.get("method") in configs and r.get("id") in wanted:
+            latest[(r["method"], r["id"])] = r
+    return sorted(latest.values(), key=lambda r: (list(configs).index(r["method"]), order[r["id"]]))
+
+
+def summarize(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-method summary of records.
+
+    Returns:
+        method → ``n``, ``correct``, ``accuracy``, ``ci95`` (Wilson, fractions), ``no_answer``
+        (outputs without an extractable answer), ``mean_think_tokens``, ``mean_answer_tokens``,
+        ``wall_seconds`` (sum over batches), ``items_per_second``, ``tokens_per_second``
+        (thinking + answer steps per wall second), ``stop_reasons`` (counts),
+        ``mean_entropy`` (nats, thinking steps).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        rs = [r for r in records if r["method"] == m]
+        n = len(rs)
+        k = sum(bool(r["correct"]) for r in rs)
+        wall = sum(float(r["seconds"]) for r in rs)
+        tokens = sum(int(r["tokens"]) for r in rs)
+        ents = [r["mean_entropy"] for r in rs if r.get("mean_entropy") is not None]
+        lo, hi = wilson_interval(k, n)
+        out[m] = {
+            "n": n,
+            "correct": k,
+            "accuracy": k / n if n else None,
+            "ci95": [lo, hi],
+            "no_answer": sum(r["pred"] is None for r in rs),
+            "mean_think_tokens": sum(r["think_tokens"] for r in rs) / n if n else None,
+            "mean_answer_tokens": sum(r["answer_tokens"] for r in rs) / n if n else None,
+            "wall_seconds": wall,
+            "items_per_second": n / wall if wall > 0 else None,
+            "tokens_per_second": tokens / wall if wall > 0 else None,
+            "stop_reasons": dict(Counter(r["stop_reason"] for r in rs)),
+            "mean_entropy": sum(ents) / len(ents) if ents else None,
+        }
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def summary_table(summary: dict[str, dict[str, Any]]) -> str:
+    """The Markdown table of a summary (accuracy %, 95% Wilson interval, tokens, wall time)."""
+    lines = [
+        "| method | n | accuracy % | 95% CI (Wilson) | no answer | mean thinking tokens | mean answer tokens | wall s | items/s | stop reasons |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m, s in summary.items():
+        lo, hi = s["ci95"]
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["stop_reasons"].items()))
+        fmt = lambda x, f: "–" if x is None else format(x, f)  # noqa: E731
+        lines.append(
+            f"| {m} | {s['n']} | {_pct(s['accuracy'])} | {_pct(lo)}–{_pct(hi)} | {s['no_answer']} | "
+            f"{fmt(s['mean_think_tokens'], '.1f')} | {fmt(s['mean_answer_tokens'], '.1f')} | "
+            f"{s['wall_seconds']:.0f} | {fmt(s['items_per_second'], '.3f')} | {reasons} |"
+        )
+    return "\n".join(lines)
+
+
+def render_report(
+    summary: dict[str, dict[str, Any]],
+    records: Sequence[dict[str, Any]],
+    *,
+    title: str,
+    settings: dict[str, Any],
+    command: str | None = None,
+    example_chars: int = 700,
+) -> str:
+    """The Markdown report: settings, the summary table, the plot, and one example per method."""
+    parts = [f"# {title}", ""]
+    if command:
+        parts += ["Reproduce:", "", "```bash", command, "```", ""]
+    parts += [summary_table(summary), "", "![accuracy and tokens](think.png)", ""]
+    parts += ["Accuracy is the share of items whose extracted answer equals the reference (math-verify); "
+              "the interval is Wilson's 95% score interval. Thinking tokens are fed thinking steps "
+              "(tokens for cot, concept tokens for soft); wall time is the sum of batch times.", ""]
+    parts += ["## Settings", "", "```json", json.dumps(to_jsonable(settings), indent=2), "```", ""]
+    parts += ["## Examples (first item of each method; the trace is the top-1 token of each thinking step)", ""]
+    for m in summary:
+        rs = [r for r in records if r["method"] == m]
+        if not rs:
+            continue
+        r = rs[0]
+        trace = r["trace"] if len(r["trace"]) <= example_chars else r["trace"][:example_chars] + " …"
+        parts += [
+            f"### {m} — {r['id']} ({'correct' if r['correct'] else 'wrong'}: pred {r['pred']!r}, reference {r['reference']!r}, "
+            f"stop {r['stop_reason']}, {r['think_tokens']} thinking tokens)",
+            "",
+            "Trace:",
+            "",
+            "```text",
+            trace or "(no thinking)",
+            "```",
+            "",
+            f"Answer: `{r['answer'].strip()}`",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def plot_summary(summary: dict[str, dict[str, Any]]):
+    """Two panels: accuracy with 95% Wilson intervals, and mean thinking + answer tokens per method."""
+    from ..reports.plots import new_figure
+
+    fig, axes = new_figure(1, 2, width=10.0, height=3.6)
+    ax_acc, ax_tok = axes[0]
+    names = list(summary)
+    x = list(range(len(names)))
+    acc = [100 * (summary[m]["accuracy"] or 0.0) for m in names]
+    lo = [a - 100 * summary[m]["ci95"][0] for a, m in zip(acc, names)]
+    hi = [100 * summary[m]["ci95"][1] - a for a, m in zip(acc, names)]
+    ax_acc.bar(x, acc, yerr=[lo, hi], capsize=6, color="#4c72b0")
+    ax_acc.set_xticks(x, names)
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_ylim(0, 100)
+    ax_acc.set_title("accuracy, 95% Wilson interval")
+    think = [summary[m]["mean_think_tokens"] or 0.0 for m in names]
+    ans = [summary[m]["mean_answer_tokens"] or 0.0 for m in names]
+    ax_tok.bar(x, think, label="thinking", color="#dd8452")
+    ax_tok.bar(x, ans, bottom=think, label="answer", color="#55a868")
+    ax_tok.set_xticks(x, names)
+    ax_tok.set_ylabel("tokens per item (mean)")
+    ax_tok.set_title("generated tokens")
+    ax_tok.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,105 @@
+"""Prompts and end-of-thinking markers for the thinking runners.
+
+Two styles, chosen by the model (through its family adapter) unless a marker is given:
+
+``think-token`` (thinking models: the adapter has ``thinking_tokens``, e.g. Qwen3's
+``<think>``/``</think>``, and the chat template has the ``enable_thinking`` switch)
+    The chat turn is rendered in non-thinking mode and its empty ``<think>\\n\\n</think>\\n\\n``
+    block is replaced by an open ``<think>\\n``: vecgen runs the thinking phase itself (in tokens or
+    concept tokens), and it ends when the top-1 token is ``</think>``. ``direct`` keeps the empty
+    block (no reasoning). The request is Qwen's math prompt ("reason step by step, and put your
+    final answer within \\boxed{}").
+
+``text marker`` (Instruct models without thinking tokens, e.g. Qwen2.5; and any model given
+``marker=``)
+    The user turn asks for step-by-step reasoning ending with a line that starts with the marker
+    (default ``"Answer:"``); thinking ends when the marker appears in the top-1 token trace.
+    ``direct`` asks for the answer only and the assistant turn starts with the marker.
+
+Models without a chat template get the same request as plain text (``Question: ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..models.chat import format_prompt, has_thinking_switch
+
+#: Default end-of-thinking marker for models without thinking tokens.
+DEFAULT_TEXT_MARKER = "Answer:"
+
+COT_REQUEST = (
+    'Solve the problem step by step. Then write the final answer as a number on a last line that starts with "{marker}".'
+)
+DIRECT_REQUEST = 'Reply with only the final answer as a number, on one line that starts with "{marker}". Do not explain.'
+THINK_COT_REQUEST = "Please reason step by step, and put your final answer within \\boxed{}."
+THINK_DIRECT_REQUEST = "Put your final answer within \\boxed{}. Do not explain."
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """How a model is asked to think and where thinking ends.
+
+    Attributes:
+        marker: the end-of-thinking marker text (``"</think>"`` or e.g. ``"Answer:"``).
+        think_token: True when the marker is a thinking model's special token (``</think>``).
+        open_think: the text that opens the thinking block (``"<think>\\n"``), think-token style only.
+        chat: prompts use the chat template.
+    """
+
+    marker: str
+    think_token: bool
+    open_think: str = ""
+    chat: bool = True
+
+
+def prompt_style(lm: Any, marker: str | None = None) -> PromptStyle:
+    """The :class:`PromptStyle` for ``lm``.
+
+    Args:
+        lm: a :class:`~vecgen.models.LoadedModel`.
+        marker: an explicit end-of-thinking marker (text style); None = choose by model: ``</think>``
+            for thinking models, else :data:`DEFAULT_TEXT_MARKER`.
+    """
+    tok = lm.tokenizer
+    chat = lm.has_chat_template
+    thinking = lm.adapter.thinking_tokens
+    if marker is None and thinking is not None and chat and has_thinking_switch(tok):
+        vocab = tok.get_vocab()
+        if all(t in vocab for t in thinking):
+            return PromptStyle(marker=thinking[1], think_token=True, open_think=f"{thinking[0]}\n", chat=True)
+    return PromptStyle(marker=marker or DEFAULT_TEXT_MARKER, think_token=False, chat=chat)
+
+
+def build_prompt(lm: Any, question: str, style: PromptStyle, *, direct: bool) -> str:
+    """The prompt text for one question.
+
+    Args:
+        lm: the model (its tokenizer's chat template is used when ``style.chat``).
+        question: the problem.
+        style: from :func:`prompt_style`.
+        direct: answer without reasoning (the prompt ends where the answer starts).
+
+    Returns:
+        Prompt text; the thinking (or answer, for ``direct``) phase continues right after it.
+
+    Raises:
+        ConfigError: an empty question.
+    """
+    tok = lm.tokenizer
+    if style.think_token:
+        request = THINK_DIRECT_REQUEST if direct else THINK_COT_REQUEST
+        text = format_prompt(tok, f"{question}\n{request}", chat=True)
+        if direct:
+            return text  # non-thinking render: an empty thinking block, then the answer
+        start, end = lm.adapter.thinking_tokens
+        empty = f"{start}\n\n{end}\n\n"
+        base = text[: -len(empty)] if text.endswith(empty) else text
+        return base + style.open_think
+    request = (DIRECT_REQUEST if direct else COT_REQUEST).format(marker=style.marker)
+    if style.chat:
+        text = format_prompt(tok, f"{question}\n\n{request}", chat=True)
+    else:
+        text = f"Question: {question.strip()}\n{request}\n"
+    return text + style.marker if direct else text

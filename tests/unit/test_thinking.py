@@ -1,0 +1,205 @@
+"""The thinking runners (direct / cot / soft) on tiny random models, against transformers' generate."""
+
+import copy
+
+import pytest
+import torch
+
+from vecgen.config import SamplingConfig
+from vecgen.decoding import MixingConfig, build_batch, extend, prefill
+from vecgen.decoding.loop import select_rows
+from vecgen.errors import ConfigError
+from vecgen.thinking.coldstop import ColdStop
+from vecgen.thinking.markers import EndMarker
+from vecgen.thinking.prompts import build_prompt, prompt_style
+from vecgen.thinking.runner import StopReason, ThinkConfig, run_thinking
+
+GREEDY = SamplingConfig()
+QUESTIONS = ["What is 2 + 3?", "Tom has 3 apples and buys 4 more. How many apples does he have?", "Halve 10."]
+
+
+def prompts_for(lm, direct=False, marker=None):
+    style = prompt_style(lm, marker)
+    return [lm.encode(build_prompt(lm, q, style, direct=direct)) for q in QUESTIONS]
+
+
+def hf_greedy(lm, ids, n):
+    """transformers' own greedy continuation (n tokens, no early stop)."""
+    x = torch.tensor([ids])
+    out = lm.model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=n, min_new_tokens=n,
+                            pad_token_id=lm.tokenizer.pad_token_id)
+    return out[0, len(ids):].tolist()
+
+
+def reference_cot(lm, ids, marker, max_think, max_answer):
+    """Unbatched reference of the greedy cot runner built on transformers.generate."""
+    stops = set(lm.stop_token_ids())
+    cont = hf_greedy(lm, ids, max_think)
+    trace, forced, reason = [], list(marker.ids), "max_tokens"
+    for y in cont:
+        if y in stops:
+            reason = "eos"
+            break
+        trace.append(y)
+        if marker.found(trace):
+            reason, forced = "marker", []
+            break
+    answer = hf_greedy(lm, ids + trace + forced, max_answer)
+    for k, y in enumerate(answer):
+        if y in stops:
+            answer = answer[: k + 1]
+            break
+    return trace, forced, answer, reason
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_batched_cot_greedy_matches_transformers_generate_per_row(tiny_lm, family):
+    """Rows stop thinking at different steps (some by the marker, others by the budget); every row's
+    trace, forced marker and answer equal transformers' greedy generate on that row alone."""
+    lm = tiny_lm(family)
+    prompts = prompts_for(lm)
+    max_think, max_answer = 7, 5
+    # A text marker that row 0's own greedy chain produces at step k >= 2 and some other row's
+    # chain never does, so rows end thinking at different steps.
+    conts = [lm.tokenizer.decode(hf_greedy(lm, p, max_think)).lower() for p in prompts]
+    cont0 = hf_greedy(lm, prompts[0], max_think)
+    marker = None
+    for k in range(2, max_think - 1):
+        text = lm.tokenizer.decode([cont0[k]]).strip()
+        if len(text) >= 2 and text.lower() not in lm.tokenizer.decode(cont0[:k]).lower() and any(
+            text.lower() not in c for c in conts[1:]
+        ):
+            marker = EndMarker(lm.tokenizer, text)
+            break
+    assert marker is not None
+    cfg = ThinkConfig.create(method="cot", max_think_tokens=max_think, max_answer_tokens=max_answer,
+                             answer_stops_at_newline=False)
+    outs = run_thinking(lm, prompts, cfg, marker)
+    reasons = set()
+    for ids, out in zip(prompts, outs):
+        trace, forced, answer, reason = reference_cot(lm, ids, marker, max_think, max_answer)
+        assert out.trace_ids == trace
+        assert out.forced_ids == forced
+        assert out.answer_ids == answer
+        assert out.stop_reason == reason
+        reasons.add(reason)
+    assert outs[0].stop_reason == "marker" and len(reasons) >= 2  # rows really had different phases
+
+
+@pytest.mark.parametrize("rule", ["onehot", "soft"])
+@pytest.mark.parametrize("family", ["qwen2", "qwen3"])
+def test_soft_with_greedy_sampling_is_exactly_cot_greedy(tiny_lm, family, rule):
+    lm = tiny_lm(family)
+    prompts = prompts_for(lm)
+    marker = EndMarker(lm.tokenizer, prompt_style(lm).marker)
+    common = dict(max_think_tokens=6, max_answer_tokens=4, think_sampling=GREEDY, answer_sampling=GREEDY)
+    cot = run_thinking(lm, prompts, ThinkConfig.create(method="cot", **common), marker)
+    soft = run_thinking(lm, prompts, ThinkConfig.create(method="soft", mixing=MixingConfig(rule=rule), **common), marker)
+    for a, b in zip(cot, soft):
+        assert (a.trace_ids, a.forced_ids, a.answer_ids, a.stop_reason) == (b.trace_ids, b.forced_ids, b.answer_ids,
+                                                                              b.stop_reason)
+        assert b.mix_entropies == [0.0] * len(b.mix_entropies)  # one-hot concept tokens
+
+
+def test_soft_sampled_feeds_real_mixtures_and_is_reproducible(tiny_lm):
+    lm = tiny_lm("qwen2")
+    prompts = prompts_for(lm)
+    marker = EndMarker(lm.tokenizer, "Answer:")
+    cfg = ThinkConfig.create(method="soft", think_sampling=SamplingConfig(temperature=1.0, seed=3),
+                             mixing=MixingConfig(rule="soft", max_topk=5), max_think_tokens=5, max_answer_tokens=3)
+    a = run_thinking(lm, prompts, cfg, marker)
+    b = run_thinking(lm, prompts, cfg, marker)
+    assert [o.trace_ids for o in a] == [o.trace_ids for o in b]
+    assert all(h > 0.5 for o in a for h in o.mix_entropies)  # near-uniform random model: wide mixtures
+    assert all(o.stop_reason == "max_tokens" and o.forced_ids == marker.ids and o.think_tokens == 5 for o in a)
+
+
+def test_direct_answers_at_once(tiny_lm):
+    lm = tiny_lm("qwen2")
+    prompts = prompts_for(lm, direct=True)
+    assert lm.tokenizer.decode(prompts[0]).endswith("Answer:")
+    outs = run_thinking(lm, prompts, ThinkConfig.create(method="direct", max_answer_tokens=4,
+                                                        answer_stops_at_newline=False), EndMarker(lm.tokenizer, "Answer:"))
+    for ids, out in zip(prompts, outs):
+        assert out.think_tokens == 0 and out.stop_reason == StopReason.none.value
+        assert out.answer_ids == hf_greedy(lm, ids, 4)[: len(out.answer_ids)] and out.answer_tokens >= 1
+
+
+def test_cold_stop_counts_consecutive_low_entropy_steps():
+    cs = ColdStop(tau=0.01, steps=3, batch_size=2)
+    low, high = 0.001, 2.0
+    fired = [cs.update(torch.tensor([low, high])).tolist() for _ in range(3)]
+    assert fired == [[False, False], [False, False], [True, False]]
+    cs = ColdStop(tau=0.01, steps=3, batch_size=1)
+    seq = [low, low, high, low, low, low]  # the high step resets the run
+    assert [bool(cs.update(torch.tensor([h]))[0]) for h in seq] == [False, False, False, False, False, True]
+    cs = ColdStop(tau=0.0, steps=1, batch_size=1)  # tau 0 disables it
+    assert not bool(cs.update(torch.tensor([0.0]))[0])
+    with pytest.raises(ConfigError, match="tau"):
+        ColdStop(tau=-1, steps=3, batch_size=1)
+
+
+def test_cold_stop_ends_thinking_on_a_confident_model_not_on_a_random_one(tiny_lm):
+    lm = tiny_lm("qwen2")
+    sharp_model = copy.deepcopy(lm.model)
+    with torch.no_grad():
+        sharp_model.lm_head.weight.mul_(1e4)  # logits × 10^4: near one-hot distributions, H ≈ 0
+    sharp = lm.with_model(sharp_model)
+    prompts = prompts_for(lm)[:2]
+    marker = EndMarker(lm.tokenizer, "Answer:")
+    cfg = ThinkConfig.create(method="cot", max_think_tokens=12, max_answer_tokens=2, cold_stop_tau=0.01,
+                             cold_stop_steps=4)
+    for out in run_thinking(sharp, prompts, cfg, marker):
+        assert out.stop_reason == "cold_stop" and out.think_tokens == 3  # the 4th low-entropy step is replaced
+        assert out.forced_ids == marker.ids and max(out.entropies) < 0.01
+    for out in run_thinking(lm, prompts, cfg, marker):
+        assert out.stop_reason == "max_tokens" and out.think_tokens == 12 and min(out.entropies) > 1.0
+
+
+def test_end_marker_detection(tiny_lm):
+    tok = tiny_lm("qwen3").tokenizer
+    think = EndMarker(tok, "</think>")
+    assert think.token_id == tok.convert_tokens_to_ids("</think>") and think.ids == [think.token_id]
+    assert think.found(tok.encode("so 5</think>")) and not think.found(tok.encode("so 5"))
+    ans = EndMarker(tok, "Answer:")
+    assert ans.token_id is None and len(ans.ids) >= 1
+    assert ans.found(tok.encode("3 + 4 = 7.\nAnswer:"))
+    assert ans.found(tok.encode("so **Final answer:**"))
+    assert not ans.found(tok.encode("3 + 4 = 7.\nAnswer"))
+    with pytest.raises(ConfigError):
+        EndMarker(tok, " ")
+
+
+def test_prompt_styles_follow_the_family_adapter(tiny_lm):
+    q3 = tiny_lm("qwen3")
+    style = prompt_style(q3)
+    assert style.think_token and style.marker == "</think>"
+    text = build_prompt(q3, "What is 2 + 3?", style, direct=False)
+    assert text.endswith("<|im_start|>assistant\n<think>\n") and "</think>" not in text
+    assert build_prompt(q3, "What is 2 + 3?", style, direct=True).endswith("<think>\n\n</think>\n\n")
+    q2 = tiny_lm("qwen2")  # same tokenizer, but a family without thinking tokens
+    assert prompt_style(q2).marker == "Answer:" and not prompt_style(q2).think_token
+    assert prompt_style(q3, "Result:").marker == "Result:"
+    gpt2 = tiny_lm("gpt2")
+    plain = build_prompt(gpt2, "What is 2 + 3?", prompt_style(gpt2), direct=True)
+    assert plain.startswith("Question: What is 2 + 3?") and plain.endswith("Answer:")
+
+
+def test_think_config_errors():
+    with pytest.raises(ConfigError, match="max_think_tokens"):
+        ThinkConfig.create(method="cot", max_think_tokens=0)
+    with pytest.raises(ConfigError, match="cold_stop_tau"):
+        ThinkConfig.create(method="soft", cold_stop_tau=-0.1)
+    with pytest.raises(ConfigError, match="method"):
+        ThinkConfig.create(method="dream")
+
+
+def test_select_rows_drops_finished_rows_from_the_cache(tiny_lm):
+    lm = tiny_lm("qwen2")
+    prompts = [lm.encode("Hello there"), lm.encode("A much longer prompt than the first"), lm.encode("Hi")]
+    state = prefill(lm.model, build_batch(lm, prompts))
+    full = lm.embed(torch.tensor([[11, 12, 13]]))[0]  # (3, d): one vector per row
+    ref = extend(lm.model, prefill(lm.model, build_batch(lm, prompts)), full).logits  # (3, V)
+    state = select_rows(state, torch.tensor([0, 2]))
+    kept = extend(lm.model, state, full[[0, 2]]).logits  # (2, V)
+    torch.testing.assert_close(kept, ref[[0, 2]], atol=1e-5, rtol=1e-4)
