@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 #: Modules under ``vecgen.cli`` that add commands; each defines ``register(app: typer.Typer)``.
-COMMAND_MODULES = ["generate", "models", "softprompt", "vocab", "verify", "think"]
+COMMAND_MODULES = ["generate", "models", "concept", "diagnose", "softprompt", "vocab", "verify", "think"]
 
 
 @app.callback()

@@ -1,0 +1,202 @@
+"""``vecgen concept``: generate N concept tokens per prompt, describe them and translate them back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (
+    ConfigOpt,
+    DeviceOpt,
+    DtypeOpt,
+    EnglishOnlyOpt,
+    MinPOpt,
+    ModelOpt,
+    PresetOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    build_sampling,
+)
+
+RunNameOpt = Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default <command>-<UTC time>).")]
+OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")]
+
+
+def split_list(value: Optional[str], what: str) -> Optional[list[str]]:
+    """``"a,b"`` → ``["a", "b"]`` (None stays None).
+
+    Raises:
+        ConfigError: the list is given but empty.
+    """
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{what}: empty list")
+    return items
+
+
+def parse_ints(value: Optional[str], what: str) -> Optional[list[int]]:
+    """``"2,3,4"`` → ``[2, 3, 4]``.
+
+    Raises:
+        ConfigError: an item is not an integer.
+    """
+    items = split_list(value, what)
+    if items is None:
+        return None
+    try:
+        return [int(v) for v in items]
+    except ValueError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{what}={value!r}: expected comma-separated integers, e.g. 2,3,4") from None
+
+
+def concept(
+    prompt: Annotated[
+        Optional[list[str]],
+        typer.Option("--prompt", "-p", help="Prompt to continue (repeat for several). Default: the seeds' three prompts "
+                     "'The capital of France is', '2 plus 2 equals', 'Once upon a time'."),
+    ] = None,
+    n: Annotated[Optional[str], typer.Option("--n", "-N", help="Numbers of concept tokens, comma-separated (each >= 1). "
+                                              "Default 2,3,4.")] = None,
+    methods: Annotated[
+        Optional[str],
+        typer.Option("--methods", help="Translation methods, comma-separated: nearest, direct, completion, fewshot, "
+                     "instruction. Default: all (instruction is skipped for models without a chat template)."),
+    ] = None,
+    model: ModelOpt = "default",
+    models: Annotated[
+        Optional[str],
+        typer.Option("--models", help="Several models, comma-separated, run one after another and compared side by "
+                     "side (overrides --model)."),
+    ] = None,
+    rule: Annotated[str, typer.Option("--rule", help="Mixing rule: soft (Soft Thinking), full (CoT2), moi "
+                                       "(Mixture of Inputs), onehot (ordinary decoding).")] = "soft",
+    max_topk: Annotated[Optional[int], typer.Option("--max-topk", help="soft: keep at most this many tokens (>= 1).")] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="moi: the β of the posterior (>= 0).")] = None,
+    noise: Annotated[Optional[str], typer.Option("--noise", help="soft: none, gumbel or dirichlet noise on the weights.")] = None,
+    gumbel_tau: Annotated[Optional[float], typer.Option("--gumbel-tau", help="Gumbel-softmax temperature (> 0).")] = None,
+    dirichlet_alpha: Annotated[Optional[float], typer.Option("--dirichlet-alpha", help="Dirichlet concentration (> 0).")] = None,
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    min_p: MinPOpt = None,
+    seed: SeedOpt = None,
+    translation_tokens: Annotated[Optional[int], typer.Option("--translation-tokens", help="Tokens generated per "
+                                                               "translation (greedy), >= 1. Default 24.")] = None,
+    english_only: EnglishOnlyOpt = False,
+    run_name: RunNameOpt = None,
+    out_dir: OutDirOpt = Path("runs"),
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Generate N concept tokens per prompt, show their top weights and translate them back into text.
+
+    A concept token is the probability-weighted mixture of token embeddings fed back instead of a sampled token. Defaults: the seeds' three prompts, N = 2, 3, 4, the soft rule with max_topk 10 at temperature 1.0 and no other truncation, greedy 24-token translations with every method. Writes runs/<name>/results.json, records.jsonl, report.md, concept_weights.png and vectors.pt.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..concept import (
+        CONCEPT_SAMPLING_DEFAULTS,
+        ConceptConfig,
+        ConceptRun,
+        format_prompt_records,
+        run_concept,
+        total_steps,
+        write_outputs,
+    )
+    from ..decoding.mixing import MixingConfig
+    from ..errors import NonFiniteError
+    from ..models import load_model
+    from ..reports import RunWriter
+
+    sampling = build_sampling(preset, config, defaults=CONCEPT_SAMPLING_DEFAULTS, temperature=temperature,
+                              top_p=top_p, top_k=top_k, min_p=min_p, seed=seed)
+    mixing = MixingConfig.create(rule=rule, max_topk=max_topk, beta=beta, noise=noise, gumbel_tau=gumbel_tau,
+                                 dirichlet_alpha=dirichlet_alpha)
+    cfg = ConceptConfig.create(prompts=prompt, n_values=parse_ints(n, "--n"), methods=split_list(methods, "--methods"),
+                               sampling=sampling, mixing=mixing, translation_tokens=translation_tokens,
+                               english_only=english_only)
+    specs = split_list(models, "--models") or [model]
+    if cfg.methods and "instruction" in cfg.methods:  # fail before loading weights or creating the run folder
+        from ..decoding.translate import check_methods
+        from ..models import load_tokenizer
+
+        for spec in specs:
+            check_methods(_TokenizerOnly(spec, load_tokenizer(spec)), ["instruction"])
+    writer = RunWriter("concept", name=run_name, root=out_dir,
+                       config={"concept": cfg, "models": specs, "device": device, "dtype": dtype})
+    console = Console()
+    console.print(f"vecgen concept → {escape(str(writer.dir))}", highlight=False)
+    run = ConceptRun([], [], [], {}, {})
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("loading", total=total_steps(cfg, len(specs)))
+
+        def load(spec: str):
+            bar.update(task, description=f"loading {spec}")
+            return load_model(spec, device=device, dtype=dtype)
+
+        def on_prompt(records):
+            bar.console.print(escape(format_prompt_records(records)), highlight=False)
+
+        try:
+            run_concept(specs, cfg, load=load, writer=writer, into=run, on_prompt=on_prompt,
+                        progress=lambda k, what: bar.update(task, advance=k, description=what))
+        except NonFiniteError as exc:
+            write_outputs(run, cfg, writer, status="failed", error=str(exc))
+            raise
+    write_outputs(run, cfg, writer)
+    for note in run.notes:
+        console.print(f"note: {escape(note)}", highlight=False)
+    if len(run.models) > 1:
+        _print_side_by_side(console, run)
+    console.print(f"wrote {escape(str(writer.dir))}/ (results.json, records.jsonl, report.md, concept_weights.png, "
+                  "vectors.pt)", highlight=False)
+
+
+class _TokenizerOnly:
+    """Enough of a LoadedModel for :func:`~vecgen.decoding.translate.check_methods`."""
+
+    def __init__(self, name, tokenizer):
+        self.name, self.tokenizer = name, tokenizer
+
+
+def _print_side_by_side(console, run) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..concept import translation_display
+
+    names = list(dict.fromkeys(r["model"] for r in run.records))
+    index = {(r["model"], r["prompt"], r["n"]): r for r in run.records}
+    table = Table(title="side by side", show_lines=False)
+    for col in ("prompt", "N", "method", *names):
+        table.add_column(escape(col))
+    for p in dict.fromkeys(r["prompt"] for r in run.records):
+        for n in sorted({r["n"] for r in run.records}):
+            methods = dict.fromkeys(m for r in run.records for m in r["translations"])
+            for meth in methods:
+                cells = []
+                for m in names:
+                    r = index.get((m, p, n))
+                    t = r["translations"].get(meth) if r else None
+                    cells.append(escape(translation_display(t, 40)) if t else "—")
+                table.add_row(escape(p), str(n), meth, *cells)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("concept")(concept)

@@ -1,0 +1,77 @@
+"""``vecgen diagnose``: diagnostic tables (``vecgen diagnose embeds``: token ids vs their embeddings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DeviceOpt, DtypeOpt, ModelOpt
+
+diagnose_app = typer.Typer(help="Diagnostics of how models treat their inputs.", no_args_is_help=True)
+
+
+@diagnose_app.command("embeds")
+def embeds(
+    model: ModelOpt = "default",
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Plain prompt.")] = "The capital of France is",
+    chat_prompt: Annotated[str, typer.Option("--chat-prompt", help="User message of the chat-template rows.")] = (
+        "What is the capital of France?"),
+    n_vectors: Annotated[int, typer.Option("--n-vectors", help="Noise vectors and concept tokens per row (>= 1).")] = 4,
+    mix_noise: Annotated[float, typer.Option("--mix-noise", help="real + noise: noise norm relative to the mean "
+                                              "token-embedding norm (>= 0).")] = 0.5,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Greedy tokens per row (>= 1).")] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise and the concept tokens.")] = 0,
+    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")] = Path("runs"),
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Token ids vs their embeddings: max |logit difference|, raw generated ids and text, per input kind.
+
+    Rows: ids, their embeddings, noise vectors, concept vectors and real+noise, each as a plain prompt and inside the chat template's user turn. Exit status 1 if logits from ids and from their embeddings differ. Writes runs/<name>/results.json, records.jsonl and report.md.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..diagnose import check_settings, diagnose_embeds, diagnose_report, to_records
+    from ..models import load_model
+    from ..reports import RunWriter
+
+    settings = dict(prompt=prompt, chat_prompt=chat_prompt, n_vectors=n_vectors, mix_noise=mix_noise,
+                    max_new_tokens=max_new_tokens, seed=seed)
+    check_settings(**settings)  # before loading weights or making the run folder
+    writer = RunWriter("diagnose-embeds", name=run_name, root=out_dir,
+                       config={**settings, "model": model, "device": device, "dtype": dtype})
+    console = Console()
+    lm = load_model(model, device=device, dtype=dtype)
+    with console.status("feeding ids, embeddings, noise and concept vectors"):
+        result = diagnose_embeds(lm, **settings)
+    for rec in to_records(result):
+        writer.append_record(rec)
+    desc = lm.describe()
+    writer.write_results({"rows": to_records(result), "generate_check": result.generate_check,
+                          "ids_equal_embeddings": result.ids_equal_embeddings, "verdict": result.verdict},
+                         model=desc, settings=result.settings)
+    writer.write_report(diagnose_report(result, desc))
+
+    table = Table(title=f"token ids vs embeddings — {escape(lm.name)}")
+    for col in ("template", "inputs", "n", "max |Δlogit| vs id path", "stopped", "raw ids", "text (special tokens kept)"):
+        table.add_column(col)
+    for r in result.rows:
+        diff = "reference" if r.max_logit_diff is None else f"{r.max_logit_diff:.4g}"
+        ids = " ".join(map(str, r.token_ids[:6])) + (" …" if len(r.token_ids) > 6 else "")
+        table.add_row(r.template, r.inputs, str(r.n_vectors), diff, "yes" if r.stopped else "no", ids,
+                      escape(repr(r.raw_text)[:60]))
+    console.print(table)
+    for line in result.verdict:
+        console.print(f"• {escape(line)}", highlight=False)
+    console.print(f"wrote {escape(str(writer.dir))}/ (results.json, records.jsonl, report.md)", highlight=False)
+    if not result.ids_equal_embeddings:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(diagnose_app, name="diagnose")
