@@ -13,7 +13,8 @@ noise hits both alike; the ratio is of medians.
 Peak RSS: each path also runs once in its own fresh subprocess (load, then prefill + decode), so one
 path's allocations cannot hide in the other's high-water mark. Reported: the process's peak RSS
 (``resource.getrusage`` ``ru_maxrss``, loading included) and the peak growth during prefill + decode
-over the RSS after loading, sampled every 2 ms with psutil in a background thread.
+over the RSS after loading and a short warm-up (which pages in the memory-mapped weights), sampled
+every 2 ms with psutil in a background thread.
 
 Target (issue 4): reference time within 1.5× of transformers on CPU.
 """
@@ -79,6 +80,7 @@ def child(args) -> None:
     proc = psutil.Process()
     lm = load(args.model, args.child)
     ids = prompt_ids(lm, args.prompt_tokens)
+    run_once(lm, lm.model, ids[:16], 2)  # touch every weight page (safetensors are memory-mapped) first
     rss_loaded = proc.memory_info().rss
     peak = rss_loaded
     done = threading.Event()
@@ -111,9 +113,12 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--decode-steps", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5, help="alternating timed rounds per path (median reported)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's default, the core count)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--child", choices=["transformers", "reference"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         child(args)
         return
@@ -135,7 +140,8 @@ def main() -> None:
     memory = {}
     for name in ("transformers", "reference"):
         out = subprocess.run([sys.executable, __file__, "--child", name, "--model", args.model,
-                              "--prompt-tokens", str(args.prompt_tokens), "--decode-steps", str(args.decode_steps)],
+                              "--prompt-tokens", str(args.prompt_tokens), "--decode-steps", str(args.decode_steps),
+                              "--threads", str(torch.get_num_threads())],
                              capture_output=True, text=True, check=True)
         memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -76,7 +76,8 @@ def verify(
     for k, (a, b) in enumerate(zip(result.top_transformers, result.top_reference), 1):
         top.add_row(str(k), str(a.id), repr(a.text), f"{a.prob:.4f}", str(b.id), repr(b.text), f"{b.prob:.4f}")
     console.print(top)
-    console.print(f"next token after {prompt!r} (ids {ids[:8]}{' …' if len(ids) > 8 else ''}): transformers "
+    shown = prompt if len(prompt) <= 40 else prompt[:37] + "..."
+    console.print(f"next token after {shown!r} (ids {ids[:8]}{' …' if len(ids) > 8 else ''}): transformers "
                   f"{result.next_token_transformers}, reference {result.next_token_reference}")
     worst_row = result.worst
     if worst_row.max_abs == 0:
