@@ -180,10 +180,16 @@ def test_cached_decoding_equals_uncached(variant):
             out = ref(inputs_embeds=ref.tok_embeddings(ids[:, t:t + 1]), past_key_values=out.past_key_values,
                       use_cache=True, logits_to_keep=1)
             steps.append(out.logits[:, -1])
-    assert out.past_key_values.get_seq_length() == 12
+    cache = out.past_key_values
+    assert cache.get_seq_length() == 12
     assert_close(torch.stack(steps[:-1], 1), full[:, 6:11])
     assert_close(steps[-1], full[:, 11])
     assert torch.equal(torch.stack(steps, 1).argmax(-1)[:, :-1], full[:, 6:11].argmax(-1))
+    cache.crop(9)  # undo the last three positions, then redo one
+    with torch.no_grad():
+        again = ref(input_ids=ids[:, 9:10], past_key_values=cache, use_cache=True).logits
+    assert cache.get_seq_length() == 10
+    assert_close(again[:, -1], full[:, 9])
 
 
 def test_inputs_embeds_equal_input_ids_and_math_attention_equals_sdpa():
@@ -311,7 +317,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "vecgen", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_verify_command(tiny_model_dir, tmp_path):
+def test_verify_command(tiny_model_dir, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from vecgen.cli import app
@@ -323,6 +329,19 @@ def test_verify_command(tiny_model_dir, tmp_path):
     results = json.loads((tmp_path / "v" / "results.json").read_text())["results"]
     assert results["passed"] and results["next_token"]["transformers"] == results["next_token"]["reference"]
     assert any(r["name"] == "layers.1.k_rope" for r in results["rows"])
+
+    import vecgen.reference as reference
+
+    def broken(lm, **kw):  # a reference model with one wrong weight: verify must fail and name it
+        ref = from_transformers(lm, copy=True)
+        with torch.no_grad():
+            ref.blocks[0].attn.wv.bias.add_(0.1)
+        return ref
+
+    monkeypatch.setattr(reference, "from_transformers", broken)
+    fail = CliRunner().invoke(app, ["verify", "-m", str(tiny_model_dir("qwen2")), "--out-dir", str(tmp_path),
+                                    "--show", "failures"])
+    assert fail.exit_code == 1 and "FAIL" in fail.stdout and "layers.0.v" in fail.stdout
     bad = run_cli("verify", "-m", str(tiny_model_dir("gpt2")), "--out-dir", str(tmp_path))  # the real entry point
     assert bad.returncode == 2
     assert "not supported: gpt2; supported: qwen2, qwen3" in bad.stderr and "Traceback" not in bad.stderr

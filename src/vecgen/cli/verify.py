@@ -20,13 +20,10 @@ def verify(
     run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default verify-<UTC time>).")] = None,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")] = Path("runs"),
 ) -> None:
-    """Run PROMPT through transformers and vecgen's from-scratch reference model; print max |Δ| and RMSE
-    per layer and component, the tolerance for the dtype, and the top-5 next tokens of both.
+    """Run the prompt through transformers and vecgen's from-scratch reference model; print max |Δ| and RMSE per layer and component, the tolerance for the dtype, and the top-5 next tokens of both.
 
-    Exit status 0 when every component is within the tolerance and both pick the same next token, 1 when
-    not, 2 on bad input (e.g. an architecture other than qwen2/qwen3). Writes runs/<name>/results.json
-    and report.md.
-    """
+    Exit status 0 when every component is within the tolerance and both pick the same next token, 1 when not, 2 on bad input (e.g. an architecture other than qwen2/qwen3). Writes runs/<name>/results.json and report.md.
+    """  # noqa: E501
     from rich.console import Console
     from rich.table import Table
 

@@ -343,6 +343,8 @@ class _Tapper:
     def __init__(self, spec: TapSpec, hooks: list[InterventionFn]):
         self.hooks = hooks
         self.all = spec is True
+        if isinstance(spec, str):
+            spec = [spec]
         self.patterns = [] if spec in (None, False, True) else [str(s) for s in spec]  # type: ignore[union-attr]
         self.taps: dict[str, torch.Tensor] = {}
         self.active = bool(hooks) or self.all or bool(self.patterns)
