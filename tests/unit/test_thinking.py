@@ -203,3 +203,31 @@ def test_select_rows_drops_finished_rows_from_the_cache(tiny_lm):
     state = select_rows(state, torch.tensor([0, 2]))
     kept = extend(lm.model, state, full[[0, 2]]).logits  # (2, V)
     torch.testing.assert_close(kept, ref[[0, 2]], atol=1e-5, rtol=1e-4)
+
+
+def test_truncate_top_k_fast_path_equals_the_vocabulary_wide_path():
+    """Soft thinking's sampler (top_k, then top_p, then min_p) works on the k survivors only; the
+    result equals the general full-vocabulary computation, and a tie at the k-th value falls back."""
+    from vecgen.decoding.sampling import _renorm, truncate
+
+    def general(probs, cfg):
+        kth = torch.topk(probs, cfg.top_k, dim=-1).values[..., -1:]
+        probs = _renorm(probs, probs >= kth)
+        if cfg.top_p < 1.0:
+            sp, order = torch.sort(probs, -1, descending=True)
+            keep = torch.zeros_like(sp, dtype=torch.bool).scatter(-1, order, (torch.cumsum(sp, -1) - sp) < cfg.top_p)
+            probs = _renorm(probs, keep)
+        if cfg.min_p > 0:
+            probs = _renorm(probs, probs >= cfg.min_p * probs.max(-1, keepdim=True).values)
+        return probs
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(4, 500, generator=gen), -1)
+    for cfg in (SamplingConfig(temperature=0.6, top_k=30, top_p=0.95, min_p=0.001),
+                SamplingConfig(temperature=1.0, top_k=5), SamplingConfig(temperature=1.0, top_k=50, top_p=0.5, min_p=0.2)):
+        fast, ref = truncate(probs, cfg), general(probs, cfg)
+        assert torch.equal(fast > 0, ref > 0)
+        torch.testing.assert_close(fast, ref)
+    tied = torch.tensor([[0.4, 0.2, 0.2, 0.1, 0.1]])
+    out = truncate(tied, SamplingConfig(temperature=1.0, top_k=2))  # the tie keeps both 0.2 tokens
+    torch.testing.assert_close(out, torch.tensor([[0.5, 0.25, 0.25, 0.0, 0.0]]))

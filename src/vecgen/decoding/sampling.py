@@ -77,6 +77,9 @@ def _renorm(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 def truncate(probs: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     """Apply ``top_k``, ``top_p`` and ``min_p`` (each followed by renormalisation) to ``probs`` ``(B, V)``."""
     if cfg.top_k > 0 and cfg.top_k < probs.shape[-1]:
+        fast = _truncate_top_k(probs, cfg)
+        if fast is not None:
+            return fast
         kth = torch.topk(probs, cfg.top_k, dim=-1).values[..., -1:]
         probs = _renorm(probs, probs >= kth)
     if cfg.top_p < 1.0:
@@ -89,6 +92,27 @@ def truncate(probs: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
         threshold = cfg.min_p * probs.max(dim=-1, keepdim=True).values
         probs = _renorm(probs, probs >= threshold)
     return probs
+
+
+def _truncate_top_k(probs: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor | None:
+    """:func:`truncate` with ``top_k`` on the ``k`` survivors only: the same result without the
+    vocabulary-wide renormalisations and sort (each a pass over ``(B, V)``; together they cost more
+    than a small model's decode step on a CPU). None when a tie at the k-th probability would keep
+    more than k tokens (then the general path runs)."""
+    k = cfg.top_k
+    vals, idx = torch.topk(probs, k + 1, dim=-1)  # (B, k + 1), descending
+    if bool(((vals[:, k] == vals[:, k - 1]) & (vals[:, k - 1] > 0)).any()):
+        return None
+    vals, idx = vals[:, :k], idx[:, :k]  # (B, k)
+    vals = vals / vals.sum(-1, keepdim=True)
+    if cfg.top_p < 1.0:
+        mass_before = torch.cumsum(vals, dim=-1) - vals  # already sorted
+        vals = vals * (mass_before < cfg.top_p)  # the first token is always kept
+        vals = vals / vals.sum(-1, keepdim=True)
+    if cfg.min_p > 0.0:
+        vals = vals * (vals >= cfg.min_p * vals[:, :1])
+        vals = vals / vals.sum(-1, keepdim=True)
+    return torch.zeros_like(probs).scatter_(-1, idx, vals)
 
 
 def logits_to_probs(

@@ -1,0 +1,35 @@
+"""Soft thinking vs discrete chain-of-thought: runners, Cold Stop, prompts, answer checking, evaluation.
+
+* :mod:`.runner` — ``direct`` / ``cot`` / ``soft`` as one batched two-phase loop on the decode loop;
+* :mod:`.coldstop` — Cold Stop (entropy below τ for L consecutive steps);
+* :mod:`.markers` — end-of-thinking marker detection on the top-1 trace;
+* :mod:`.prompts` — prompts per model style (``</think>`` thinking models, text-marker Instruct models);
+* :mod:`.answers` — answer extraction and checking with math-verify;
+* :mod:`.evaluate` — batched benchmark runs with resumable JSONL records, summary, report, plot.
+"""
+
+from .answers import Verdict, check_answer, extract_answer
+from .coldstop import ColdStop
+from .markers import EndMarker
+from .prompts import DEFAULT_TEXT_MARKER, PromptStyle, build_prompt, prompt_style
+from .runner import SOFT_THINKING_SAMPLING, Method, StopReason, ThinkConfig, ThinkOutput, run_thinking
+from .stats import wilson_interval
+
+__all__ = [
+    "DEFAULT_TEXT_MARKER",
+    "SOFT_THINKING_SAMPLING",
+    "ColdStop",
+    "EndMarker",
+    "Method",
+    "PromptStyle",
+    "StopReason",
+    "ThinkConfig",
+    "ThinkOutput",
+    "Verdict",
+    "build_prompt",
+    "check_answer",
+    "extract_answer",
+    "prompt_style",
+    "run_thinking",
+    "wilson_interval",
+]

@@ -228,8 +228,8 @@ def run_thinking(lm: Any, prompts: Sequence[Sequence[int]], cfg: ThinkConfig, ma
                 force_marker(live[j], StopReason.max_tokens)
         think_rows = [j for j in think_rows if phase[live[j]] == _THINK]
         if think_rows:
-            sel = torch.tensor(think_rows, device=state.logits.device)
-            mixture = think_rule(state.logits[sel], cfg.think_sampling, think_rule_cfg, mask, think_gen)
+            logits = state.logits if len(think_rows) == b else state.logits[torch.tensor(think_rows, device=state.logits.device)]
+            mixture = think_rule(logits, cfg.think_sampling, think_rule_cfg, mask, think_gen)
             vectors = mix_embeddings(E, mixture)  # (t, d)
             ent = entropy(mixture.full_probs).cpu()  # (t,) nats
             mix_ent = mixture.entropy().cpu()  # (t,)
@@ -271,8 +271,8 @@ def run_thinking(lm: Any, prompts: Sequence[Sequence[int]], cfg: ThinkConfig, ma
         # have their vector (the marker token); they answer from the next step on.
         answer_rows = [j for j in range(b) if phase[live[j]] == _ANSWER and not fed[j]]
         if answer_rows:
-            sel = torch.tensor(answer_rows, device=state.logits.device)
-            mixture = answer_rule(state.logits[sel], cfg.answer_sampling, onehot_cfg, mask, answer_gen)
+            logits = state.logits if len(answer_rows) == b else state.logits[torch.tensor(answer_rows, device=state.logits.device)]
+            mixture = answer_rule(logits, cfg.answer_sampling, onehot_cfg, mask, answer_gen)
             for k, j in enumerate(answer_rows):
                 i, y = live[j], int(mixture.token[k])
                 out = outs[i]
