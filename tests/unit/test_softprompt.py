@@ -320,9 +320,11 @@ def test_every_checker_accepts_the_reference_and_rejects_a_wrong_answer(family, 
 def test_number_checker_is_tolerant_of_formatting():
     item = training_item(0, "math_word", 0, 1)
     item = type(item)(**{**item.__dict__, "answer": "42"})
-    for ok in ("42", "42.0", "The answer is 42.", "$42$", "\\boxed{42}", "= 42", "42 apples"):
+    for ok in ("42", "42.0", "The answer is 42.", "$42$", "\\boxed{42}", "= 42", "42 apples",
+               "42.0\nTo solve this problem, we add 40 and 2.", "40 + 2 = 42", "The answer is:\n\n42",
+               "First 40, then 2 more.\nSo the answer is 42.", "42\n```python\nx = 40 + 2\nprint(x)\n```"):
         assert check_answer(item, ok).correct, ok
-    for bad in ("41", "4.2", "420", "The answer is 24."):
+    for bad in ("41", "4.2", "420", "The answer is 24.", "24\nTo check: 40 + 2 = 42", "x"):
         assert not check_answer(item, bad).correct, bad
     assert check_answer(item, "The answer is 42.0").extracted == "42"
 
@@ -331,6 +333,8 @@ def test_yes_no_and_choice_checkers():
     yes = training_item(0, "causal", 0, 1)
     yes = type(yes)(**{**yes.__dict__, "answer": "Yes"})
     assert check_answer(yes, "yes, it does").correct
+    assert check_answer(yes, "Yes.\nExplanation: no rule stops it.").correct
+    assert not check_answer(yes, "No\nExplanation: yes, the alarm rings, but").correct
     assert not check_answer(yes, "No.").correct
     assert not check_answer(yes, "Nobody knows").correct  # "no" must be a word
     cmp = training_item(0, "comparison", 0, 2)

@@ -34,11 +34,13 @@ Why some generators are our own (reasoning-gym 0.1.x covers the rest):
   transitive relation. Level 1: two integers; level 2: two decimals with different digit counts
   (3.9 vs 3.11); level 3: three or four people ordered by height ("Who is the tallest?").
 
-Checking: numbers are compared with math-verify (``parse`` + ``verify``: handles ``42.0``, ``$42$``,
-``\\boxed{42}``, "The answer is 42.") or, for reasoning-gym families, the dataset's own
-``score_answer`` on the extracted number; Yes/No answers take the first ``yes``/``no`` word; choices
-take the first option named. A plain-completion response is cut at ``"\\nQuestion:"`` first (the
-model starting a new question).
+Checking (:func:`check_answer`): a plain-completion response is first cut at ``"\\nQuestion:"`` (the
+model starting a new question); the answer is read from :func:`answer_span` — the line after the last
+"answer is" / "answer:", else the first non-empty line (small models answer first and explain or write
+code after), else the whole response. Numbers are read with math-verify's parser and compared with
+``verify`` (``42``, ``42.0``, ``$42$``, ``\\boxed{42}``, "The answer is 42." all match 42), then, for
+reasoning-gym families, with the dataset's own ``score_answer``; Yes/No answers take the first
+``yes``/``no`` word; choices take the first option named.
 
 Evaluation set: :func:`heldout_set` draws ``size`` items round-robin over the families from a
 stream seeded separately from training, without duplicates; :func:`training_schedule` draws the
@@ -394,34 +396,62 @@ def _canonical_number(text: str) -> str | None:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
+_ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|:|=)\s*", re.IGNORECASE)
+
+
+def answer_span(text: str) -> str:
+    """The part of a (cleaned) response that states the answer.
+
+    * a ``\\boxed{...}`` anywhere: the whole text (math-verify reads the box);
+    * else the first non-empty line after the last "answer is" / "answer:";
+    * else the first non-empty line — prompts ask for only the answer, and small models put it first
+      and explain (or write code) after it: ``"11.0\\nTo solve this, add 7 and 4"`` answers 11.
+    """
+    if "\\boxed" in text:
+        return text
+    found = list(_ANSWER_PHRASE.finditer(text))
+    rest = text[found[-1].end() :] if found else text
+    lines = [line.strip() for line in rest.splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
 def extract_number(text: str) -> str | None:
     """The answer number of ``text`` as canonical text ("42" for "The answer is 42.0"), or None.
 
-    math-verify's parser first (its answer extraction: last expression, ``\\boxed``, LaTeX), then the
-    last plain number in the text.
+    Reads :func:`answer_span` (the whole text if the span holds no number) with math-verify's parser
+    (last expression, ``\\boxed``, LaTeX), then falls back to the last plain number.
     """
     from math_verify import parse
 
-    parsed = parse(text)
-    if len(parsed) >= 2:
-        number = _canonical_number(str(parsed[1]))
+    span = answer_span(text)
+    if not _NUMBER.search(span):
+        span = text
+    parsed = parse(span)  # [sympy value, matched text] or []
+    for candidate in parsed:
+        try:
+            number = _canonical_number(str(float(candidate)))
+        except (TypeError, ValueError):
+            number = _canonical_number(str(candidate))
         if number is not None:
             return number
-    matches = _NUMBER.findall(text)
+    matches = _NUMBER.findall(span)
     return _canonical_number(matches[-1]) if matches else None
 
 
-def _numbers_equal(gold: str, response: str) -> bool:
+def _numbers_equal(gold: str, answer: str) -> bool:
     from math_verify import parse, verify
 
     try:
-        return bool(verify(parse(gold), parse(response)))
+        return bool(verify(parse(gold), parse(answer)))
     except Exception:  # noqa: BLE001 - math-verify can fail on odd text; then the answer is not verified
         return False
 
 
 def check_answer(item: TaskItem, response: str) -> Verdict:
     """Check a free-text response against the item's reference answer.
+
+    The answer is read from :func:`answer_span` of the response (falling back to the whole response
+    when the span holds no answer of the item's kind).
 
     Args:
         item: the task.
@@ -431,26 +461,30 @@ def check_answer(item: TaskItem, response: str) -> Verdict:
         A :class:`Verdict`: correct or not, and the answer that was read from the response.
     """
     text = clean_response(response)
+    span = answer_span(text)
     if item.kind == "number":
         extracted = extract_number(text)
-        correct = _numbers_equal(item.answer, text)
-        if not correct and extracted is not None:
-            if item.verifier is not None:  # reasoning-gym's own verifier on the extracted number
-                correct = item.verifier(extracted, item.entry) >= 1.0
-            else:
-                correct = _canonical_number(item.answer) == extracted
+        if extracted is None:
+            return Verdict(False, None)
+        correct = _numbers_equal(item.answer, extracted)
+        if not correct and item.verifier is not None:  # reasoning-gym's own verifier on the extracted number
+            correct = item.verifier(extracted, item.entry) >= 1.0
         return Verdict(bool(correct), extracted)
     if item.kind == "yesno":
-        match = _YES_NO.search(text)
+        match = _YES_NO.search(span) or _YES_NO.search(text)
         extracted = match.group(1).capitalize() if match else None
         return Verdict(extracted == item.answer, extracted)
+    extracted = _first_choice(item.choices, span) or _first_choice(item.choices, text)
+    return Verdict(extracted is not None and extracted.lower() == item.answer.lower(), extracted)
+
+
+def _first_choice(choices: Sequence[str], text: str) -> str | None:
     found = []
-    for option in item.choices:
+    for option in choices:
         match = re.search(rf"(?<![\w.]){re.escape(option)}(?![\w]|\.\d)", text, flags=re.IGNORECASE)
         if match:
             found.append((match.start(), option))
-    extracted = min(found)[1] if found else None
-    return Verdict(extracted is not None and extracted.lower() == item.answer.lower(), extracted)
+    return min(found)[1] if found else None
 
 
 # ---------------------------------------------------------------- held-out set and schedule
