@@ -14,8 +14,11 @@ once one item at a time and once ``--batch-size`` items at a time. The thinking 
 
 Part 2, cost per generated token: both methods run exactly ``--steps`` thinking steps (a marker that
 never appears, Cold Stop off, one answer token), and once with one thinking step; the difference
-divided by ``steps - 1`` is the cost of one thinking step, prefill excluded. Rounds alternate cot and
-soft so machine noise hits both alike; medians are reported. Target: soft <= 1.1x cot per token.
+divided by ``steps - 1`` is the cost of one thinking step, prefill excluded. Each round runs all four
+(batch 1 / batch B) × (cot / soft) pairs, so load changes on a shared machine hit all alike; medians
+over rounds are reported. Target: soft <= 1.1x cot per token. It also gives the batching gain for
+fixed-length work (decode tokens/s at batch B over batch 1), free of the load drift that a
+sequential part 1 suffers.
 
 Items/s of part 1 also differ between methods because soft and cot generate different numbers of
 tokens (soft is sampled); part 2 is the like-for-like per-token comparison.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -102,35 +106,44 @@ def main(argv=None) -> int:
         for name, cfg in cfgs.items():
             for bs in (1, args.batch_size):
                 secs, toks = items_per_second(lm, prompts[: args.items], cfg, marker, bs)
+                load = os.getloadavg()[0]
                 part1[f"{name}@{bs}"] = {"seconds": secs, "tokens": toks, "items_per_s": args.items / secs,
-                                         "tokens_per_s": toks / secs}
+                                         "tokens_per_s": toks / secs, "load_average_after": load}
                 print(f"{name:>4} batch {bs}: {args.items / secs:.4f} items/s, {toks / secs:.2f} generated tokens/s "
-                      f"({toks} tokens, {secs:.1f} s)", flush=True)
+                      f"({toks} tokens, {secs:.1f} s; load average {load:.1f})", flush=True)
         for name in cfgs:
             r = part1[f"{name}@{args.batch_size}"]["items_per_s"] / part1[f"{name}@1"]["items_per_s"]
             part1[f"{name}_batch_speedup"] = r
             print(f"{name}: batch {args.batch_size} / batch 1 items/s = {r:.2f}x (target >= 3x)", flush=True)
         out["items"] = part1
 
-    part2 = {}
-    for bs in (1, args.batch_size):
-        batch = prompts[:bs]
-        times = {n: [] for n in cfgs}
-        bases = {n: [] for n in cfgs}
-        for _ in range(args.rounds):
+    # Rounds interleave every (batch size, method) pair so load changes hit all four alike.
+    sizes = (1, args.batch_size)
+    times = {(bs, n): [] for bs in sizes for n in cfgs}
+    bases = {(bs, n): [] for bs in sizes for n in cfgs}
+    for r in range(args.rounds):
+        for bs in sizes:
             for name, cfg in cfgs.items():
-                dt, short = fixed_steps(lm, batch, cfg, args.steps)
-                base, _ = fixed_steps(lm, batch, cfg, 1)
+                dt, short = fixed_steps(lm, prompts[:bs], cfg, args.steps)
+                base, _ = fixed_steps(lm, prompts[:bs], cfg, 1)
                 if short:
                     print(f"warning: {name} rows stopped early at {short} steps (eos); per-step cost is approximate")
-                times[name].append(dt)
-                bases[name].append(base)
-        per_step = {n: (statistics.median(times[n]) - statistics.median(bases[n])) / (args.steps - 1) for n in cfgs}
-        ratio = per_step["soft"] / per_step["cot"]
-        part2[f"batch{bs}"] = {"seconds_per_step": per_step, "soft_over_cot": ratio,
-                               "tokens_per_s": {n: bs / per_step[n] for n in cfgs}}
-        print(f"batch {bs}: s/step cot {per_step['cot']:.4f}, soft {per_step['soft']:.4f}; "
+                times[(bs, name)].append(dt)
+                bases[(bs, name)].append(base)
+        print(f"round {r + 1}/{args.rounds} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+    per_step = {k: (statistics.median(times[k]) - statistics.median(bases[k])) / (args.steps - 1) for k in times}
+    part2 = {}
+    for bs in sizes:
+        ratio = per_step[(bs, "soft")] / per_step[(bs, "cot")]
+        part2[f"batch{bs}"] = {"seconds_per_step": {n: per_step[(bs, n)] for n in cfgs}, "soft_over_cot": ratio,
+                               "tokens_per_s": {n: bs / per_step[(bs, n)] for n in cfgs}}
+        print(f"batch {bs}: s/step cot {per_step[(bs, 'cot')]:.4f}, soft {per_step[(bs, 'soft')]:.4f}; "
               f"soft/cot per token = {ratio:.3f}x (target <= 1.1x)", flush=True)
+    for name in cfgs:
+        speedup = args.batch_size * per_step[(1, name)] / per_step[(args.batch_size, name)]
+        part2[f"{name}_batch_token_throughput"] = speedup
+        print(f"{name}: decode tokens/s at batch {args.batch_size} / batch 1 = {speedup:.2f}x "
+              "(fixed-length steps, prefill excluded)", flush=True)
     out["per_token"] = part2
     if args.json:
         with open(args.json, "w") as fh:

@@ -78,7 +78,7 @@ class ConceptConfig(BaseModel):
     methods: list[str] | None = None
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(**CONCEPT_SAMPLING_DEFAULTS))
     mixing: MixingConfig = Field(default_factory=MixingConfig)
-    translation_tokens: int = Field(24, ge=1)
+    translation_tokens: int = Field(16, ge=1)
     english_only: bool = False
     english_policy: str = "text"
     record_top_k: int = Field(10, ge=1)
@@ -180,8 +180,12 @@ def run_prompt(
     *,
     allowed: Any = None,
     progress: ProgressFn | None = None,
+    prefix_cache: dict | None = None,
 ) -> tuple[list[dict[str, Any]], Any]:
     """Concept tokens of one prompt, their metrics and translations.
+
+    ``prefix_cache`` (a dict kept per model) lets the translation methods' fixed prefixes be prefilled
+    once per model instead of once per prompt (see :func:`vecgen.decoding.translate.translate`).
 
     Returns:
         ``(records, vectors)``: one record per N (JSON-ready dicts) and the ``(max N, d)`` float32
@@ -232,7 +236,8 @@ def run_prompt(
     start = time.perf_counter()
     try:
         translations = translate(lm, [vectors[:n] for n in config.n_values], methods,
-                                 max_new_tokens=config.translation_tokens, allowed=allowed, on_step=tick_tr)
+                                 max_new_tokens=config.translation_tokens, allowed=allowed, on_step=tick_tr,
+                                 prefix_cache=prefix_cache)
     except NonFiniteError as exc:
         raise _located(exc, f"translation step {_step_no(exc)}", prompt_index) from None
     if progress and done[0] < config.translation_tokens:
@@ -319,9 +324,11 @@ def run_concept(
             allowed = english_token_mask(lm, policy=config.english_policy)
         run.models.append(lm.describe())
         run.vectors[lm.name] = {}
+        prefix_cache: dict = {}
         for i, prompt in enumerate(config.prompts):
             try:
-                records, vectors = run_prompt(lm, prompt, i, config, methods, allowed=allowed, progress=progress)
+                records, vectors = run_prompt(lm, prompt, i, config, methods, allowed=allowed, progress=progress,
+                                              prefix_cache=prefix_cache)
             except NonFiniteError as exc:
                 kept = f"; the {len(run.records)} records already done are kept"
                 if writer is not None:

@@ -127,3 +127,26 @@ def test_bad_mixing_values_are_clear_errors():
         MixingConfig.create(rule="soft", noise="loud")
     with pytest.raises(ConfigError, match="gumbel_tau"):
         MixingConfig.create(rule="soft", gumbel_tau=0)
+
+
+def test_sampler_finiteness_checks_keep_their_meaning():
+    """The one-reduction fast path of mask_logits must flag exactly what the per-entry checks flag."""
+    from vecgen.decoding import mask_logits
+    from vecgen.errors import ConfigError, NonFiniteError
+
+    mask = vocab_mask(V, N_REAL)
+    ok = torch.randn(2, V)
+    ok[0, 3] = float("-inf")  # a legal "never"
+    out = mask_logits(ok, mask)
+    assert bool(torch.isneginf(out[:, N_REAL:]).all()) and torch.equal(out[:, :N_REAL], ok[:, :N_REAL])
+    huge = torch.full((1, V), 3e37)  # finite entries whose sum overflows: not an error
+    assert bool(torch.isfinite(mask_logits(huge, mask)[:, :N_REAL]).all())
+    for bad in (float("nan"), float("inf")):
+        x = torch.randn(2, V)
+        x[1, N_REAL + 1] = bad  # even in a padding row
+        with pytest.raises(NonFiniteError):
+            mask_logits(x, mask)
+    only_padding_finite = torch.full((1, V), float("-inf"))
+    only_padding_finite[0, N_REAL:] = 1.0
+    with pytest.raises(ConfigError, match="no allowed token"):
+        mask_logits(only_padding_finite, mask)

@@ -40,9 +40,9 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
     ran = []
     real = ev.run_thinking
 
-    def counting(lm, prompts, cfg, marker):
+    def counting(lm, prompts, cfg, marker, **kw):
         ran.append((cfg.method.value, len(prompts)))
-        return real(lm, prompts, cfg, marker)
+        return real(lm, prompts, cfg, marker, **kw)
 
     monkeypatch.setattr(ev, "run_thinking", counting)
     runner = CliRunner()

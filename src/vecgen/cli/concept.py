@@ -93,7 +93,7 @@ def concept(
     min_p: MinPOpt = None,
     seed: SeedOpt = None,
     translation_tokens: Annotated[Optional[int], typer.Option("--translation-tokens", help="Tokens generated per "
-                                                               "translation (greedy), >= 1. Default 24.")] = None,
+                                                               "translation (greedy), >= 1. Default 16.")] = None,
     english_only: EnglishOnlyOpt = False,
     run_name: RunNameOpt = None,
     out_dir: OutDirOpt = Path("runs"),
@@ -102,7 +102,7 @@ def concept(
 ) -> None:
     """Generate N concept tokens per prompt, show their top weights and translate them back into text.
 
-    A concept token is the probability-weighted mixture of token embeddings fed back instead of a sampled token. Defaults: the seeds' three prompts, N = 2, 3, 4, the soft rule with max_topk 10 at temperature 1.0 and no other truncation, greedy 24-token translations with every method. Writes runs/<name>/results.json, records.jsonl, report.md, concept_weights.png and vectors.pt.
+    A concept token is the probability-weighted mixture of token embeddings fed back instead of a sampled token. Defaults: the seeds' three prompts, N = 2, 3, 4, the soft rule with max_topk 10 at temperature 1.0 and no other truncation, greedy 16-token translations with every method. Writes runs/<name>/results.json, records.jsonl, report.md, concept_weights.png and vectors.pt.
     """
     from rich.console import Console
     from rich.markup import escape
@@ -150,7 +150,7 @@ def concept(
             return load_model(spec, device=device, dtype=dtype)
 
         def on_prompt(records):
-            bar.console.print(escape(format_prompt_records(records)), highlight=False)
+            bar.console.print(escape(format_prompt_records(records)), highlight=False, soft_wrap=True)
 
         try:
             run_concept(specs, cfg, load=load, writer=writer, into=run, on_prompt=on_prompt,

@@ -143,12 +143,20 @@ def think(
     writer.config = {**settings, "limit": limit, "batch_size": batch_size, "run_dir": str(writer.dir)}
 
     done_before = {(r.get("method"), r.get("id")) for r in writer.read_records()}
-    with Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=False) as progress:
-        bars = {m: progress.add_task(m, total=len(tasks), completed=sum((m, t.id) in done_before for t in tasks))
+    with Progress(TextColumn("{task.description:<6}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[at]}"),
+                  TimeElapsedColumn(), transient=False) as progress:
+        bars = {m: progress.add_task(m, total=len(tasks), completed=sum((m, t.id) in done_before for t in tasks), at="")
                 for m in names}
-        records = evaluate(lm, tasks, configs, writer, style, batch_size=batch_size,
-                           on_batch=lambda m, n: progress.advance(bars[m], n))
+
+        def on_step(m: str, step: int, rows: int) -> None:
+            if step % 8 == 0:
+                progress.update(bars[m], at=f"step {step}, {rows} rows")
+
+        def on_batch(m: str, n: int) -> None:
+            progress.update(bars[m], advance=n, at="")
+
+        records = evaluate(lm, tasks, configs, writer, style, batch_size=batch_size, on_batch=on_batch,
+                           on_step=on_step)
     summary = summarize(records, names)
     command = "vecgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     writer.save_figure(plot_summary(summary), "think.png")

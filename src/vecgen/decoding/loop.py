@@ -7,7 +7,8 @@ Pieces (gpt-fast style), usable on their own by runners that need per-row contro
 
 * :func:`build_batch` — prompts made of token ids and/or vectors → left-padded ``inputs_embeds``
   (or ``input_ids``) with ``attention_mask``;
-* :func:`prefill` — run the prompt, keep the cache and the last position's logits;
+* :func:`prefill` — run the prompt, keep the cache and the last position's logits (optionally on top
+  of a cached ``past``, e.g. a shared prefix copied per row with :func:`fork_state`);
 * :func:`extend` — feed ``(B, k, d)`` more input vectors on top of the cache;
 * :func:`generate` — the loop, returning a :class:`GenerationResult` with per-step records.
 
@@ -146,19 +147,27 @@ def _call(model: Any, **kwargs: Any) -> Any:
     return model(use_cache=True, **kwargs)
 
 
-def prefill(model: Any, batch: Batch) -> DecodeState:
-    """Run the prompt; return the cache and last-position logits ``(B, V)`` float32."""
+def prefill(model: Any, batch: Batch, past: DecodeState | None = None) -> DecodeState:
+    """Run the prompt; return the cache and last-position logits ``(B, V)`` float32.
+
+    With ``past`` (a state of the same ``B`` rows, e.g. a shared prefix from :func:`fork_state`), the
+    batch is fed on top of that cache: positions continue from ``past.next_position`` and the batch's
+    left padding sits between the cached tokens and the new ones, masked by the attention mask.
+    ``past`` is consumed (its cache grows in place). A row may be all padding in ``past``.
+    """
     mask = batch.attention_mask
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T); left padding gets position 0
+    offset = torch.zeros_like(mask[:, 0]) if past is None else past.next_position.to(mask.device)  # (B,)
+    positions = offset[:, None] + (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T); left padding gets the offset
+    full_mask = mask if past is None else torch.cat([past.attention_mask, mask], dim=-1)  # (B, T_past + T)
     out = _call(
         model,
         input_ids=batch.input_ids,
         inputs_embeds=batch.inputs_embeds,
-        attention_mask=mask,
+        attention_mask=full_mask,
         position_ids=positions,
-        past_key_values=None,
+        past_key_values=None if past is None else past.past_key_values,
     )
-    return DecodeState(out.past_key_values, mask, positions[:, -1] + 1, out.logits[:, -1].float())
+    return DecodeState(out.past_key_values, full_mask, offset + mask.sum(-1), out.logits[:, -1].float())
 
 
 def extend(model: Any, state: DecodeState, inputs_embeds: torch.Tensor) -> DecodeState:
@@ -200,6 +209,18 @@ def select_rows(state: DecodeState, rows: torch.Tensor) -> DecodeState:
     state.next_position = state.next_position[rows]  # (b,)
     state.logits = state.logits[rows.to(state.logits.device)]  # (b, V)
     return state
+
+
+def fork_state(state: DecodeState, rows: torch.Tensor | Sequence[int]) -> DecodeState:
+    """A copy of ``state`` holding batch ``rows`` (indices may repeat), leaving ``state`` untouched.
+
+    Typical use: prefill a few shared prefixes once, then give each prompt of a batch a copy of its
+    prefix's cache and pass it to :func:`generate` as ``past``.
+    """
+    import copy
+
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    return select_rows(copy.deepcopy(state), rows)
 
 
 @dataclass
@@ -267,6 +288,8 @@ StepCallback = Callable[[int, StepRecord], None]
 
 def _check_finite(t: torch.Tensor, what: str, step: int, active: torch.Tensor) -> None:
     """Raise :class:`NonFiniteError` naming the first active row of ``t`` ``(B, ...)`` with a NaN/inf."""
+    if bool(torch.isfinite(t.sum(-1)).all()):  # one reduction: a NaN/inf entry makes its row sum non-finite
+        return
     bad = ~torch.isfinite(t).all(-1).cpu() & active
     if bool(bad.any()):
         row = int(bad.nonzero()[0, 0])
@@ -287,6 +310,7 @@ def generate(
     record_top_k: int = 10,
     feed_last: bool = False,
     on_step: StepCallback | None = None,
+    past: DecodeState | None = None,
 ) -> GenerationResult:
     """Generate tokens or concept tokens for a batch of prompts.
 
@@ -304,6 +328,8 @@ def generate(
         record_top_k: K of the per-step top-token records.
         feed_last: also feed the last vector, so ``result.state`` continues after it.
         on_step: called after each step with ``(step, record)`` (streaming, progress, writing).
+        past: continue from this state (one row per prompt, e.g. a cached shared prefix from
+            :func:`fork_state`); the prompts are fed on top of it. It is consumed.
 
     Returns:
         A :class:`GenerationResult`.
@@ -325,7 +351,9 @@ def generate(
 
     batch = build_batch(lm, prompts)
     B = batch.attention_mask.shape[0]
-    state = prefill(lm.model, batch)
+    if past is not None and past.attention_mask.shape[0] != B:
+        raise ConfigError(f"past has {past.attention_mask.shape[0]} rows but {B} prompts were given")
+    state = prefill(lm.model, batch, past)
     active = torch.ones(B, dtype=torch.bool)
     lengths = torch.zeros(B, dtype=torch.long)
     steps: list[StepRecord] = []
@@ -350,14 +378,17 @@ def generate(
 
 def _record(mixture: Mixture, vec: torch.Tensor | None, k: int) -> StepRecord:
     top_p, top_i = torch.topk(mixture.probs, min(k, mixture.probs.shape[-1]), dim=-1)
-    mix_ids, mix_w = mixture.top(k)
+    dense_probs = mixture.indices is None and mixture.weights is mixture.probs  # e.g. `full`: reuse, don't redo
+    mix_ids, mix_w = (top_i, top_p) if dense_probs else mixture.top(k)
+    ent = entropy(mixture.full_probs)  # (B,)
+    mix_ent = ent if dense_probs and mixture.full_probs is mixture.probs else mixture.entropy()
     return StepRecord(
         token=mixture.token.cpu(),
         top_ids=top_i.cpu(),
         top_probs=top_p.cpu(),
         mix_ids=mix_ids.cpu(),
         mix_weights=mix_w.cpu(),
-        entropy=entropy(mixture.full_probs).cpu(),
-        mix_entropy=mixture.entropy().cpu(),
+        entropy=ent.cpu(),
+        mix_entropy=mix_ent.cpu(),
         vector=None if vec is None else vec.detach().float().cpu(),
     )

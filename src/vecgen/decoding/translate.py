@@ -23,7 +23,9 @@ maps the vectors to token ids directly.
 Every translation records the raw generated token ids (special tokens included), the decoded text
 with and without special tokens, and whether the model emitted a stop token — an empty answer is
 then explained (e.g. the model emitted ``<|im_end|>`` first, which ``skip_special_tokens`` hides).
-All generative prompts of one call are decoded in one left-padded batch (greedy by default).
+All generative prompts of one call are decoded in one left-padded batch (greedy by default). The
+methods' fixed prefixes (few-shot examples, the chat template's head, "The meaning of") are prefilled
+once and their KV cache is shared by the rows (and, with ``prefix_cache``, by later calls).
 """
 
 from __future__ import annotations
@@ -191,7 +193,8 @@ class Translation:
         tokens: each id decoded on its own (special tokens shown, e.g. ``<|im_end|>``).
         text: decoded with ``skip_special_tokens=True`` (what the seeds printed).
         raw_text: decoded with special tokens.
-        answer: the first non-empty line of ``text``, stripped (what a reader wants to see).
+        answer: the first line of ``text`` with a letter or digit (else the first non-empty line), stripped:
+            what a reader wants to see (``":\nParis is …"`` → ``"Paris is …"``).
         stopped: the model emitted a stop token (eos / end of turn).
         empty_reason: why ``text`` is empty, if it is (e.g. "emitted <|im_end|> first"); else "".
         prompt: the prompt as text with the vectors shown as ``⟨vectors⟩``.
@@ -219,10 +222,12 @@ def _readable_prompt(lm: Any, segments: Sequence[Segment]) -> str:
 
 
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+    """The first line with a letter or digit (else the first non-empty line), stripped."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if any(ch.isalnum() for ch in line):
+            return line
+    return lines[0] if lines else ""
 
 
 def describe_ids(lm: Any, method: str, ids: Sequence[int], stopped: bool, prompt: str) -> Translation:
@@ -245,16 +250,58 @@ def describe_ids(lm: Any, method: str, ids: Sequence[int], stopped: bool, prompt
     return Translation(method, ids, tokens, text, raw, _first_line(text), stopped, reason, prompt)
 
 
+def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
+    """Split each prompt into its leading token ids (a method's fixed prefix) and the rest; prefill the
+    distinct prefixes once (or take them from ``cache``) and fork one cached row per prompt.
+
+    Returns ``(rests, past)``: the prompts without their prefixes and the :class:`DecodeState` to feed them
+    on (None when no prompt has a prefix). A prompt without a prefix gets an all-padding row. The model
+    sees exactly the same sequence as with the whole prompt; only the order of the computation differs
+    (float rounding).
+    """
+    from .loop import Batch, fork_state, prefill
+
+    heads, rests = [], []
+    for segments in prompts:
+        first = segments[0]
+        if isinstance(first, torch.Tensor) or len(segments) == 1:
+            heads.append(())
+            rests.append(list(segments))
+        else:
+            heads.append(tuple(int(t) for t in first))
+            rests.append(list(segments[1:]))
+    distinct = list(dict.fromkeys(heads))
+    if distinct == [()]:
+        return prompts, None
+    key = (id(lm.model), tuple(distinct))
+    state = None if cache is None else cache.get(key)
+    if state is None:
+        T = max(len(h) for h in distinct)
+        pad = lm.tokenizer.pad_token_id or 0
+        ids = torch.full((len(distinct), T), pad, dtype=torch.long, device=lm.device)  # (P, T)
+        mask = torch.zeros(len(distinct), T, dtype=torch.long, device=lm.device)  # (P, T), 0 = padding
+        for i, h in enumerate(distinct):
+            if h:
+                ids[i, T - len(h):] = torch.tensor(h, dtype=torch.long, device=lm.device)
+                mask[i, T - len(h):] = 1
+        with torch.inference_mode():
+            state = prefill(lm.model, Batch(ids, None, mask))
+        if cache is not None:
+            cache[key] = state
+    return rests, fork_state(state, [distinct.index(h) for h in heads])
+
+
 @torch.inference_mode()
 def translate(
     lm: Any,
     vector_sets: Sequence[torch.Tensor],
     methods: Sequence[str],
     *,
-    max_new_tokens: int = 24,
+    max_new_tokens: int = 16,
     sampling: SamplingConfig | None = None,
     allowed: torch.Tensor | None = None,
     on_step: Callable[[int, Any], None] | None = None,
+    prefix_cache: dict | None = None,
 ) -> list[dict[str, Translation]]:
     """Translate each vector sequence with each method.
 
@@ -266,6 +313,8 @@ def translate(
         sampling: decoding of the translations (default greedy, so translations are reproducible).
         allowed: optional allowed-token mask for the generated tokens (see :func:`vecgen.decoding.generate`).
         on_step: passed to :func:`vecgen.decoding.generate` (progress).
+        prefix_cache: a dict kept by the caller between calls on the same model; the KV cache of the
+            methods' fixed prefixes (few-shot examples, chat template head) is stored there and reused.
 
     Returns:
         One ``{method: Translation}`` per vector set, methods in the given order.
@@ -293,8 +342,9 @@ def translate(
                 slots.append((s, name, _readable_prompt(lm, segments)))
     gen = None
     if prompts:
-        gen = generate(lm, prompts, sampling=sampling or SamplingConfig(max_new_tokens=max_new_tokens),
-                       max_new_tokens=max_new_tokens, allowed=allowed, record_top_k=1, on_step=on_step)
+        rests, past = _shared_prefixes(lm, prompts, prefix_cache)
+        gen = generate(lm, rests, sampling=sampling or SamplingConfig(max_new_tokens=max_new_tokens),
+                       max_new_tokens=max_new_tokens, allowed=allowed, record_top_k=1, on_step=on_step, past=past)
     row = 0
     for s, vectors in enumerate(vector_sets):
         for name in methods:

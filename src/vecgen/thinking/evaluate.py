@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Called after each batch with ``(method, n_items_done_in_this_batch)``.
 BatchCallback = Callable[[str, int], None]
+#: Called before each decode step with ``(method, step, live rows)``.
+StepCallback = Callable[[str, int, int], None]
 
 
 def make_record(task: Task, method: str, out: ThinkOutput, seconds: float, batch_seconds: float, batch_size: int) -> dict[str, Any]:
@@ -96,6 +98,7 @@ def evaluate(
     *,
     batch_size: int = 8,
     on_batch: BatchCallback | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[dict[str, Any]]:
     """Run every method on ``tasks`` in batches, appending a record per item as batches complete.
 
@@ -110,7 +113,8 @@ def evaluate(
         writer: a :class:`~vecgen.reports.RunWriter`.
         style: prompt style and marker (:func:`~vecgen.thinking.prompts.prompt_style`).
         batch_size: prompts per batch (>= 1).
-        on_batch: progress callback.
+        on_batch: progress callback after each batch.
+        on_step: progress callback before each decode step.
 
     Returns:
         All records of these tasks and methods (earlier runs' included), in task order per method.
@@ -138,7 +142,8 @@ def evaluate(
                 continue
             direct = cfg.method == Method.direct
             t0 = time.perf_counter()
-            outs = run_thinking(lm, [prompt_ids(t, direct) for t in todo], cfg, marker)
+            step_cb = None if on_step is None else (lambda s, n, _m=name: on_step(_m, s, n))
+            outs = run_thinking(lm, [prompt_ids(t, direct) for t in todo], cfg, marker, on_step=step_cb)
             dt = time.perf_counter() - t0
             for task, out in zip(todo, outs):
                 writer.append_record(make_record(task, name, out, dt / len(todo), dt, len(todo)))

@@ -32,7 +32,7 @@ With greedy thinking sampling every rule's mixture is one-hot, so ``soft`` with 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -172,7 +172,14 @@ _THINK, _FORCE, _ANSWER = 0, 1, 2
 
 
 @torch.inference_mode()
-def run_thinking(lm: Any, prompts: Sequence[Sequence[int]], cfg: ThinkConfig, marker: EndMarker) -> list[ThinkOutput]:
+def run_thinking(
+    lm: Any,
+    prompts: Sequence[Sequence[int]],
+    cfg: ThinkConfig,
+    marker: EndMarker,
+    *,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[ThinkOutput]:
     """Run one method on a batch of prompts.
 
     Args:
@@ -181,6 +188,7 @@ def run_thinking(lm: Any, prompts: Sequence[Sequence[int]], cfg: ThinkConfig, ma
             batched with left padding.
         cfg: the method's settings.
         marker: the end-of-thinking marker.
+        on_step: called before each decode step with ``(step, live rows)`` (progress display).
 
     Returns:
         One :class:`ThinkOutput` per prompt, in order.
@@ -215,8 +223,12 @@ def run_thinking(lm: Any, prompts: Sequence[Sequence[int]], cfg: ThinkConfig, ma
         queue[i] = list(marker.ids)
         phase[i] = _FORCE
 
+    step = 0
     while live:
         b = len(live)
+        if on_step is not None:
+            on_step(step, b)
+        step += 1
         vec = torch.empty(b, lm.hidden_size, dtype=E.dtype, device=E.device)  # (b, d)
         fed = [False] * b  # row j has its vector for this step
         done = [False] * b

@@ -1,0 +1,170 @@
+"""Concept-token decoding speed vs discrete greedy decoding with transformers' ``generate``.
+
+Usage::
+
+    python benchmarks/bench_concept.py [--model default] [--steps 32] [--rounds 5] [--batches 1,8]
+                                        [--threads N] [--json out.json]
+
+Measured in one process on the same weights, for batch 1 and batch 8 (prompts of different lengths,
+left-padded), each run generating exactly ``--steps`` tokens/vectors per row after a short prompt:
+
+* ``hf``: ``model.generate(do_sample=False, min_new_tokens=max_new_tokens=steps)`` — the baseline;
+* ``onehot``: vecgen's decode loop with greedy sampling (ordinary decoding, same tokens as ``hf``);
+* ``soft``: concept tokens, Soft Thinking rule, ``max_topk`` 10, temperature 1;
+* ``full``: concept tokens, full-vocabulary softmax mixture (CoT2), temperature 1 — a dense
+  ``(B, V) @ (V, d)`` product over the whole embedding matrix each step.
+
+Rounds alternate the four configurations so machine noise hits them alike; figures are medians, and
+the ratio of the fastest run of each configuration is printed beside them (on a shared machine the
+fastest run is the least disturbed one).
+``steps/s`` counts decode steps per second of one row (prefill included); multiply by the batch for
+tokens/s. Peak RSS: the process's high-water mark (``ru_maxrss``, loading included) and, per
+configuration, the largest growth over the RSS after loading, sampled every 2 ms.
+
+Targets (issue 3): at batch 1, ``soft`` ≥ 0.95× and ``full`` ≥ 0.8× the ``hf`` steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import threading
+import time
+
+import torch
+
+PROMPTS = [
+    "The capital of France is",
+    "2 plus 2 equals",
+    "Once upon a time",
+    "def fibonacci(n):",
+    "The three primary colours are",
+    "In 1969, the first person to walk on the Moon was",
+    "Water boils at",
+    "A haiku about autumn:",
+]
+
+
+class RssSampler:
+    """Largest RSS (bytes) seen while active, sampled every 2 ms in a background thread."""
+
+    def __init__(self):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __enter__(self):
+        self.peak = self.proc.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def make_runners(lm, batch: int, steps: int):
+    from vecgen.config import SamplingConfig
+    from vecgen.decoding import MixingConfig, generate
+
+    prompts = [lm.encode(p) for p in PROMPTS[:batch]]
+    tok = lm.tokenizer
+    tok.padding_side = "left"
+    enc = tok([PROMPTS[i] for i in range(batch)], return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = {k: v.to(lm.device) for k, v in enc.items()}
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=steps)
+    concept = SamplingConfig(temperature=1.0, max_new_tokens=steps)
+
+    @torch.inference_mode()
+    def hf():
+        out = lm.model.generate(**enc, do_sample=False, max_new_tokens=steps, min_new_tokens=steps,
+                                pad_token_id=tok.pad_token_id)
+        return out[:, enc["input_ids"].shape[1]:]
+
+    def ours(rule, sampling):
+        return lambda: generate(lm, prompts, sampling=sampling, mixing=MixingConfig(rule=rule, max_topk=10),
+                                stop_ids=[])
+
+    return {"hf": hf, "onehot": ours("onehot", greedy), "soft": ours("soft", concept), "full": ours("full", concept)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from vecgen.models import load_model
+
+    lm = load_model(args.model, device=args.device, dtype=args.dtype, show_progress=False)
+    import psutil
+
+    from vecgen.decoding import generate
+
+    generate(lm, [lm.encode("Hello")], max_new_tokens=2, stop_ids=[], mixing="full")  # page in the mmapped weights
+    base_rss = psutil.Process().memory_info().rss
+    print(f"model {lm.name} ({lm.adapter.family}, {lm.dtype}, {lm.device}), torch threads {torch.get_num_threads()}, "
+          f"{args.steps} steps per run, {args.rounds} rounds; RSS after load + warm-up {base_rss / 2**30:.2f} GiB")
+    results = {"model": lm.describe(), "steps": args.steps, "rounds": args.rounds, "batches": {}}
+    for batch in [int(b) for b in args.batches.split(",")]:
+        runners = make_runners(lm, batch, args.steps)
+        # Same tokens: vecgen's onehot loop reproduces transformers' greedy generate.
+        ref = runners["hf"]()
+        ours = runners["onehot"]().tokens
+        same = [ours[i].tolist() == ref[i].tolist() for i in range(batch)]
+        for fn in runners.values():  # warm-up
+            fn()
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        peaks: dict[str, int] = {k: 0 for k in runners}
+        for _ in range(args.rounds):
+            for name, fn in runners.items():
+                with RssSampler() as rss:
+                    t0 = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t0)
+                peaks[name] = max(peaks[name], rss.peak - base_rss)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        sps = {k: args.steps / v for k, v in med.items()}
+        ratio = {k: sps[k] / sps["hf"] for k in sps}
+        best = {k: min(v) for k, v in times.items()}  # the least disturbed run of each configuration
+        ratio_best = {k: best["hf"] / best[k] for k in best}
+        results["batches"][batch] = {"seconds_median": med, "seconds_all": times, "steps_per_s": sps,
+                                     "ratio_vs_hf": ratio, "ratio_vs_hf_best": ratio_best, "rss_growth_bytes": peaks,
+                                     "onehot_equals_hf": same}
+        print(f"\nbatch {batch}: onehot tokens == hf generate tokens for {sum(same)}/{batch} rows")
+        print(f"  {'config':<8} {'steps/s':>8} {'tokens/s':>9} {'× hf':>6} {'× hf (best runs)':>17} {'RSS growth':>11}")
+        for k in runners:
+            print(f"  {k:<8} {sps[k]:8.2f} {sps[k] * batch:9.2f} {ratio[k]:6.3f} {ratio_best[k]:17.3f} "
+                  f"{peaks[k] / 2**20:7.0f} MiB")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    results["peak_rss_bytes"] = peak
+    print(f"\npeak RSS of the process (loading included): {peak / 2**30:.2f} GiB")
+    if 1 in results["batches"]:
+        r = results["batches"][1]["ratio_vs_hf"]
+        print(f"targets at batch 1: soft {r['soft']:.3f}× (≥ 0.95: {'met' if r['soft'] >= 0.95 else 'NOT met'}), "
+              f"full {r['full']:.3f}× (≥ 0.80: {'met' if r['full'] >= 0.8 else 'NOT met'})")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
