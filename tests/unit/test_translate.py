@@ -82,6 +82,7 @@ def test_raw_ids_explain_an_empty_answer(tiny_lm):
     assert "<|im_end|>" in t.empty_reason
     ok = describe_ids(lm, "direct", lm.encode("\n Paris is big.\nMore"), False, "")
     assert ok.answer == "Paris is big." and ok.empty_reason == ""
+    assert describe_ids(lm, "completion", lm.encode(":\nParis.\n"), False, "").answer == "Paris."
 
 
 def test_bad_methods_are_clear_errors(tiny_lm):

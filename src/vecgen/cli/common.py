@@ -52,6 +52,29 @@ EnglishOnlyOpt = Annotated[
         "text`) may be sampled or mixed; weights are renormalised over them; eos / end-of-turn stay allowed.",
     ),
 ]
+MixingRuleOpt = Annotated[
+    str,
+    typer.Option(
+        "--rule",
+        help="Mixing rule of the concept tokens: soft (Soft Thinking: top max_topk of the truncated distribution), "
+        "full (CoT2: the whole softmax), moi (Mixture of Inputs), onehot (ordinary decoding).",
+    ),
+]
+MaxTopkOpt = Annotated[
+    Optional[int], typer.Option("--max-topk", help="soft rule: tokens kept per concept token (>= 1; default 10).")
+]
+BetaOpt = Annotated[Optional[float], typer.Option("--beta", help="moi rule: the beta of the posterior (>= 0).")]
+NoiseOpt = Annotated[
+    Optional[str], typer.Option("--noise", help="soft rule: none, gumbel or dirichlet noise on the mixture weights.")
+]
+GumbelTauOpt = Annotated[Optional[float], typer.Option("--gumbel-tau", help="Gumbel-softmax temperature (> 0).")]
+DirichletAlphaOpt = Annotated[
+    Optional[float], typer.Option("--dirichlet-alpha", help="Dirichlet concentration scale (> 0).")
+]
+RunNameOpt = Annotated[
+    Optional[str], typer.Option("--run-name", help="Run folder name under --out-dir (default <command>-<UTC time>).")
+]
+OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")]
 
 
 def english_only_mask(lm, english_only: bool):

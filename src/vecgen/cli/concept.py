@@ -8,13 +8,21 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    BetaOpt,
     ConfigOpt,
     DeviceOpt,
+    DirichletAlphaOpt,
     DtypeOpt,
     EnglishOnlyOpt,
+    GumbelTauOpt,
+    MaxTopkOpt,
     MinPOpt,
+    MixingRuleOpt,
     ModelOpt,
+    NoiseOpt,
+    OutDirOpt,
     PresetOpt,
+    RunNameOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
@@ -22,8 +30,6 @@ from .common import (
     build_sampling,
 )
 
-RunNameOpt = Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default <command>-<UTC time>).")]
-OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")]
 
 
 def split_list(value: Optional[str], what: str) -> Optional[list[str]]:
@@ -78,13 +84,12 @@ def concept(
         typer.Option("--models", help="Several models, comma-separated, run one after another and compared side by "
                      "side (overrides --model)."),
     ] = None,
-    rule: Annotated[str, typer.Option("--rule", help="Mixing rule: soft (Soft Thinking), full (CoT2), moi "
-                                       "(Mixture of Inputs), onehot (ordinary decoding).")] = "soft",
-    max_topk: Annotated[Optional[int], typer.Option("--max-topk", help="soft: keep at most this many tokens (>= 1).")] = None,
-    beta: Annotated[Optional[float], typer.Option("--beta", help="moi: the β of the posterior (>= 0).")] = None,
-    noise: Annotated[Optional[str], typer.Option("--noise", help="soft: none, gumbel or dirichlet noise on the weights.")] = None,
-    gumbel_tau: Annotated[Optional[float], typer.Option("--gumbel-tau", help="Gumbel-softmax temperature (> 0).")] = None,
-    dirichlet_alpha: Annotated[Optional[float], typer.Option("--dirichlet-alpha", help="Dirichlet concentration (> 0).")] = None,
+    rule: MixingRuleOpt = "soft",
+    max_topk: MaxTopkOpt = None,
+    beta: BetaOpt = None,
+    noise: NoiseOpt = None,
+    gumbel_tau: GumbelTauOpt = None,
+    dirichlet_alpha: DirichletAlphaOpt = None,
     preset: PresetOpt = None,
     config: ConfigOpt = None,
     temperature: TemperatureOpt = None,

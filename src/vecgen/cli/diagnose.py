@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, DtypeOpt, ModelOpt
+from .common import (
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    OutDirOpt,
+    RunNameOpt,
+)
 
 diagnose_app = typer.Typer(help="Diagnostics of how models treat their inputs.", no_args_is_help=True)
 
@@ -23,8 +29,8 @@ def embeds(
                                               "token-embedding norm (>= 0).")] = 0.5,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Greedy tokens per row (>= 1).")] = 16,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the noise and the concept tokens.")] = 0,
-    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")] = Path("runs"),
+    run_name: RunNameOpt = None,
+    out_dir: OutDirOpt = Path("runs"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:

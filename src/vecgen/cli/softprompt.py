@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, DtypeOpt
+from .common import DeviceOpt, DtypeOpt, OutDirOpt
 
 softprompt_app = typer.Typer(
     name="softprompt",
@@ -22,7 +22,6 @@ OptModel = Annotated[
 ]
 RunNameOpt = Annotated[Optional[str], typer.Option("--run-name", help="Run folder name under --out-dir (default: "
                                                    "softprompt-<UTC time>); with --resume, the run to continue.")]
-OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")]
 CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="A checkpoint.pt (or a run folder holding one).")]
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .common import (
+    BetaOpt,
     ConfigOpt,
+    DirichletAlphaOpt,
+    GumbelTauOpt,
+    MaxTopkOpt,
+    MixingRuleOpt,
+    NoiseOpt,
+    OutDirOpt,
     DeviceOpt,
     DtypeOpt,
     MinPOpt,
@@ -52,12 +60,12 @@ def think(
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: direct, cot, soft.")] = "direct,cot,soft",
     model: ModelOpt = "default",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together (>= 1).")] = 8,
-    rule: Annotated[str, typer.Option("--rule", help="Mixing rule of soft thinking: soft (Soft Thinking), full, moi, onehot.")] = "soft",
-    max_topk: Annotated[Optional[int], typer.Option("--max-topk", help="Tokens kept per concept token (soft rule; default 10).")] = None,
-    noise: Annotated[Optional[str], typer.Option("--noise", help="Noise on soft mixture weights: none, gumbel, dirichlet.")] = None,
-    gumbel_tau: Annotated[Optional[float], typer.Option("--gumbel-tau", help="Gumbel-softmax temperature (> 0).")] = None,
-    dirichlet_alpha: Annotated[Optional[float], typer.Option("--dirichlet-alpha", help="Dirichlet concentration scale (> 0).")] = None,
-    beta: Annotated[Optional[float], typer.Option("--beta", help="Mixture-of-Inputs beta (moi rule).")] = None,
+    rule: MixingRuleOpt = "soft",
+    max_topk: MaxTopkOpt = None,
+    noise: NoiseOpt = None,
+    gumbel_tau: GumbelTauOpt = None,
+    dirichlet_alpha: DirichletAlphaOpt = None,
+    beta: BetaOpt = None,
     concept_temperature: Annotated[
         Optional[float], typer.Option("--concept-temperature", help="Temperature of the concept-token distribution (soft; default 0.6).")
     ] = None,
@@ -84,7 +92,7 @@ def think(
         typer.Option("--marker", help="End-of-thinking text marker the prompt asks for (default: </think> for thinking models, else \"Answer:\")."),
     ] = None,
     run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name; rerun with the same name to resume.")] = None,
-    out_dir: Annotated[str, typer.Option("--out-dir", help="Parent folder of run folders.")] = "runs",
+    out_dir: OutDirOpt = Path("runs"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:

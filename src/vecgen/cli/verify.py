@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, DtypeOpt, ModelOpt
+from .common import (
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    OutDirOpt,
+    RunNameOpt,
+)
 
 
 def verify(
@@ -17,8 +23,8 @@ def verify(
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "auto",
     show: Annotated[str, typer.Option("--show", help="Table rows: all (every layer and component), layers (worst component per layer), failures.")] = "all",
-    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default verify-<UTC time>).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")] = Path("runs"),
+    run_name: RunNameOpt = None,
+    out_dir: OutDirOpt = Path("runs"),
 ) -> None:
     """Run the prompt through transformers and vecgen's from-scratch reference model; print max |Δ| and RMSE per layer and component, the tolerance for the dtype, and the top-5 next tokens of both.
 

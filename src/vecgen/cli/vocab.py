@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .common import OutDirOpt, RunNameOpt
+
 vocab_app = typer.Typer(
     name="vocab",
     help="Vocabulary analysis: token classes and English-only token sets (tokenizer only, no model weights).",
@@ -28,8 +30,8 @@ def english(
     max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="Read at most this many --texts.")] = 2000,
     common_words: Annotated[int, typer.Option(
         "--common-words", min=0, help="How many of wordfreq's most common English words to encode (0 = skip).")] = 5000,
-    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default vocab-<UTC time>).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Parent folder of run folders.")] = Path("runs"),
+    run_name: RunNameOpt = None,
+    out_dir: OutDirOpt = Path("runs"),
 ) -> None:
     """Classify every token of the --tokenizer, write its English set (TSV + JSON), statistics and report.md."""
     from rich.console import Console

@@ -232,7 +232,7 @@ def render_report(results: dict[str, Any], policy: Policy) -> str:
     for name, size in results["word_lists"].items():
         row(f"letter tokens that are {name} words ({size:,} words)",
             lambda p, n=name: _f(p["word_lists"]["lists"][n]["share"]))
-        row(f"… with leading space / without",
+        row("… with leading space / without",
             lambda p, n=name: f"{_f(p['word_lists']['lists'][n]['share_with_space'])} / "
                               f"{_f(p['word_lists']['lists'][n]['share_without_space'])}")
     cw = pol["text"]["word_lists"]["common_words"]
