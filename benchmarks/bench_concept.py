@@ -14,12 +14,14 @@ left-padded), each run generating exactly ``--steps`` tokens/vectors per row aft
 * ``full``: concept tokens, full-vocabulary softmax mixture (CoT2), temperature 1 — a dense
   ``(B, V) @ (V, d)`` product over the whole embedding matrix each step.
 
-Rounds alternate the four configurations so machine noise hits them alike; figures are medians, and
-the ratio of the fastest run of each configuration is printed beside them (on a shared machine the
-fastest run is the least disturbed one).
-``steps/s`` counts decode steps per second of one row (prefill included); multiply by the batch for
-tokens/s. Peak RSS: the process's high-water mark (``ru_maxrss``, loading included) and, per
-configuration, the largest growth over the RSS after loading, sampled every 2 ms.
+Every decode step is timestamped (transformers: a pass-through ``LogitsProcessor``, which leaves the
+tokens unchanged; vecgen: ``on_step``), so ``steps/s`` is ``1 / median step time`` over all decode steps
+of all rounds (the prefill excluded): on a shared machine a spike then moves one step, not a whole run.
+Rounds alternate the four configurations so machine noise hits them alike; the ratio of median whole-run
+times (prefill included) is printed beside it. Multiply ``steps/s`` by the batch for tokens/s.
+
+Peak RSS: the process's high-water mark (``ru_maxrss``, loading included) and, per configuration, the
+largest growth over the RSS after loading and a warm-up, sampled every 2 ms.
 
 Targets (issue 3): at batch 1, ``soft`` ≥ 0.95× and ``full`` ≥ 0.8× the ``hf`` steps/s.
 """
@@ -85,15 +87,30 @@ def make_runners(lm, batch: int, steps: int):
     greedy = SamplingConfig(temperature=0.0, max_new_tokens=steps)
     concept = SamplingConfig(temperature=1.0, max_new_tokens=steps)
 
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class Stamp(LogitsProcessor):
+        """Pass-through processor: records when each step's logits are ready (tokens unchanged)."""
+
+        def __init__(self, stamps):
+            self.stamps = stamps
+
+        def __call__(self, input_ids, scores):
+            self.stamps.append(time.perf_counter())
+            return scores
+
     @torch.inference_mode()
-    def hf():
+    def hf(stamps):
         out = lm.model.generate(**enc, do_sample=False, max_new_tokens=steps, min_new_tokens=steps,
-                                pad_token_id=tok.pad_token_id)
+                                pad_token_id=tok.pad_token_id, logits_processor=LogitsProcessorList([Stamp(stamps)]))
         return out[:, enc["input_ids"].shape[1]:]
 
     def ours(rule, sampling):
-        return lambda: generate(lm, prompts, sampling=sampling, mixing=MixingConfig(rule=rule, max_topk=10),
-                                stop_ids=[])
+        def run(stamps):
+            return generate(lm, prompts, sampling=sampling, mixing=MixingConfig(rule=rule, max_topk=10), stop_ids=[],
+                            on_step=lambda step, rec: stamps.append(time.perf_counter()))
+
+        return run
 
     return {"hf": hf, "onehot": ours("onehot", greedy), "soft": ours("soft", concept), "full": ours("full", concept)}
 
@@ -127,33 +144,37 @@ def main() -> None:
     for batch in [int(b) for b in args.batches.split(",")]:
         runners = make_runners(lm, batch, args.steps)
         # Same tokens: vecgen's onehot loop reproduces transformers' greedy generate.
-        ref = runners["hf"]()
-        ours = runners["onehot"]().tokens
+        ref = runners["hf"]([])
+        ours = runners["onehot"]([]).tokens
         same = [ours[i].tolist() == ref[i].tolist() for i in range(batch)]
         for fn in runners.values():  # warm-up
-            fn()
+            fn([])
         times: dict[str, list[float]] = {k: [] for k in runners}
+        step_times: dict[str, list[float]] = {k: [] for k in runners}
         peaks: dict[str, int] = {k: 0 for k in runners}
         for _ in range(args.rounds):
             for name, fn in runners.items():
+                stamps: list[float] = []
                 with RssSampler() as rss:
                     t0 = time.perf_counter()
-                    fn()
+                    fn(stamps)
                     times[name].append(time.perf_counter() - t0)
                 peaks[name] = max(peaks[name], rss.peak - base_rss)
+                step_times[name] += [b - a for a, b in zip(stamps, stamps[1:])]  # decode steps (prefill excluded)
         med = {k: statistics.median(v) for k, v in times.items()}
-        sps = {k: args.steps / v for k, v in med.items()}
+        step_med = {k: statistics.median(v) for k, v in step_times.items()}
+        sps = {k: 1.0 / v for k, v in step_med.items()}
         ratio = {k: sps[k] / sps["hf"] for k in sps}
-        best = {k: min(v) for k, v in times.items()}  # the least disturbed run of each configuration
-        ratio_best = {k: best["hf"] / best[k] for k in best}
-        results["batches"][batch] = {"seconds_median": med, "seconds_all": times, "steps_per_s": sps,
-                                     "ratio_vs_hf": ratio, "ratio_vs_hf_best": ratio_best, "rss_growth_bytes": peaks,
-                                     "onehot_equals_hf": same}
+        run_ratio = {k: med["hf"] / med[k] for k in med}
+        results["batches"][batch] = {"step_seconds_median": step_med, "steps_per_s": sps, "ratio_vs_hf": ratio,
+                                     "run_seconds_median": med, "run_seconds_all": times, "run_ratio_vs_hf": run_ratio,
+                                     "rss_growth_bytes": peaks, "onehot_equals_hf": same}
         print(f"\nbatch {batch}: onehot tokens == hf generate tokens for {sum(same)}/{batch} rows")
-        print(f"  {'config':<8} {'steps/s':>8} {'tokens/s':>9} {'× hf':>6} {'× hf (best runs)':>17} {'RSS growth':>11}")
+        print(f"  {'config':<8} {'ms/step':>8} {'steps/s':>8} {'tokens/s':>9} {'× hf':>6} {'whole runs × hf':>16} "
+              f"{'RSS growth':>11}")
         for k in runners:
-            print(f"  {k:<8} {sps[k]:8.2f} {sps[k] * batch:9.2f} {ratio[k]:6.3f} {ratio_best[k]:17.3f} "
-                  f"{peaks[k] / 2**20:7.0f} MiB")
+            print(f"  {k:<8} {step_med[k] * 1000:8.1f} {sps[k]:8.2f} {sps[k] * batch:9.2f} {ratio[k]:6.3f} "
+                  f"{run_ratio[k]:16.3f} {peaks[k] / 2**20:7.0f} MiB")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     results["peak_rss_bytes"] = peak
     print(f"\npeak RSS of the process (loading included): {peak / 2**30:.2f} GiB")

@@ -130,7 +130,7 @@ def build_batch(lm: Any, prompts: Sequence[Prompt]) -> Batch:
 _ACCEPTS_LOGITS_TO_KEEP: dict[type, bool] = {}
 
 
-def _accepts_logits_to_keep(model: Any) -> bool:
+def accepts_logits_to_keep(model: Any) -> bool:
     """Whether ``model.forward`` takes ``logits_to_keep`` (then only the last position's logits are computed)."""
     key = type(model)
     if key not in _ACCEPTS_LOGITS_TO_KEEP:
@@ -142,7 +142,7 @@ def _accepts_logits_to_keep(model: Any) -> bool:
 
 
 def _call(model: Any, **kwargs: Any) -> Any:
-    if _accepts_logits_to_keep(model):
+    if accepts_logits_to_keep(model):
         kwargs["logits_to_keep"] = 1
     return model(use_cache=True, **kwargs)
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..config import SamplingConfig, format_validation_error
 from ..decoding import build_batch, generate
-from ..decoding.loop import _accepts_logits_to_keep
+from ..decoding.loop import accepts_logits_to_keep
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .arena import FAMILIES, TaskItem, check_answer, heldout_set, training_item, training_schedule
@@ -218,7 +218,7 @@ def answer_loss(
     batch = build_batch(lm, [[*assemble(parts, vectors, placement), target]])
     mask = batch.attention_mask  # (1, T)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (1, T)
-    kwargs = {"logits_to_keep": k + 1} if _accepts_logits_to_keep(lm.model) else {}
+    kwargs = {"logits_to_keep": k + 1} if accepts_logits_to_keep(lm.model) else {}
     out = lm.model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=False,
                    **kwargs)
     logits = out.logits[0, -(k + 1) : -1].float()  # (k, V): position t predicts token t + 1
