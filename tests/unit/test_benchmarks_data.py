@@ -18,7 +18,7 @@ from vecgen.benchmarks_data import (
 )
 from vecgen.errors import ConfigError
 from vecgen.thinking.answers import check_answer, extract_answer
-from vecgen.thinking.stats import wilson_interval
+from vecgen.thinking.stats import paired_comparison, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -140,6 +140,19 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
+
+
+def test_paired_comparison_counts_and_exact_mcnemar():
+    a = [True, True, True, True, False, False, True]
+    b = [True, False, False, False, False, True, True]
+    c = paired_comparison(a, b)
+    assert (c.n, c.both, c.only_a, c.only_b, c.neither) == (7, 2, 3, 1, 1)
+    # Exact two-sided binomial test of 3 of 4 discordant items at p = 1/2: 2 * (1 + 4) / 16.
+    assert c.p_value == pytest.approx(10 / 16)
+    assert paired_comparison([True] * 6, [False] * 6).p_value == pytest.approx(2 / 64)
+    assert paired_comparison([True, False], [True, False]).p_value == 1.0
+    with pytest.raises(ValueError, match="same items"):
+        paired_comparison([True], [True, False])
 
 
 def test_shipped_data_is_package_data():

@@ -64,8 +64,15 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
     lo, hi = summary["cot"]["ci95"]
     assert 0.0 <= lo <= (summary["cot"]["accuracy"] or 0.0) <= hi <= 1.0
     assert results["config"]["marker"] == "Answer:" and results["model"]["family"] == "qwen2"
+    pairs = {(c["a"], c["b"]): c for c in results["paired"]}
+    assert set(pairs) == {("direct", "cot"), ("direct", "soft"), ("cot", "soft")}
+    by = {(r["method"], r["id"]): r["correct"] for r in recs}
+    c = pairs[("cot", "soft")]
+    assert c["n"] == 3 and c["both"] + c["only_a"] + c["only_b"] + c["neither"] == 3
+    assert c["only_a"] == sum(by[("cot", t["id"])] and not by[("soft", t["id"])] for t in TASKS)
     report = (run_dir / "report.md").read_text()
     assert "95% CI" in report and "| soft | 3 |" in report and "Trace:" in report
+    assert "| cot vs soft | 3 |" in report and "McNemar" in report
     assert (run_dir / "think.png").stat().st_size > 1000
 
     # Interrupt: keep the first 4 records (a torn 5th line, as after a crash) and resume.

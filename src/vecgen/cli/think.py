@@ -114,7 +114,15 @@ def think(
     from ..models import load_model
     from ..reports import RunWriter
     from ..thinking import runner as R
-    from ..thinking.evaluate import check_settings, evaluate, plot_summary, render_report, summarize, summary_table
+    from ..thinking.evaluate import (
+        check_settings,
+        compare_methods,
+        evaluate,
+        plot_summary,
+        render_report,
+        summarize,
+        summary_table,
+    )
     from ..thinking.prompts import prompt_style
 
     names = parse_methods(methods)
@@ -168,7 +176,8 @@ def think(
     summary = summarize(records, names)
     command = "vecgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     writer.save_figure(plot_summary(summary), "think.png")
-    writer.write_results(summary, model=lm.describe(), n_items=len(tasks), command_line=command)
+    writer.write_results(summary, model=lm.describe(), n_items=len(tasks), command_line=command,
+                         paired=compare_methods(records, names))
     writer.write_report(render_report(summary, records, title=f"vecgen think: {benchmark}, {len(tasks)} items, {model}",
                                       settings=writer.config, command=command))
     typer.echo(summary_table(summary))

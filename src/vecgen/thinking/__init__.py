@@ -13,7 +13,7 @@ from .coldstop import ColdStop
 from .markers import EndMarker
 from .prompts import DEFAULT_TEXT_MARKER, PromptStyle, build_prompt, prompt_style
 from .runner import SOFT_THINKING_SAMPLING, Method, StopReason, ThinkConfig, ThinkOutput, run_thinking
-from .stats import wilson_interval
+from .stats import PairedComparison, paired_comparison, wilson_interval
 
 __all__ = [
     "DEFAULT_TEXT_MARKER",
@@ -21,6 +21,7 @@ __all__ = [
     "ColdStop",
     "EndMarker",
     "Method",
+    "PairedComparison",
     "PromptStyle",
     "StopReason",
     "ThinkConfig",
@@ -29,6 +30,7 @@ __all__ = [
     "build_prompt",
     "check_answer",
     "extract_answer",
+    "paired_comparison",
     "prompt_style",
     "run_thinking",
     "wilson_interval",

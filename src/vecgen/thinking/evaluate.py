@@ -23,7 +23,7 @@ from .answers import check_answer
 from .markers import EndMarker
 from .prompts import PromptStyle, build_prompt
 from .runner import Method, ThinkConfig, ThinkOutput, run_thinking
-from .stats import wilson_interval
+from .stats import paired_comparison, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,38 @@ def summarize(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict
     return out
 
 
+def compare_methods(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Paired comparison of every pair of methods on the items both answered.
+
+    Returns:
+        One dict per pair ``(a, b)`` (in ``methods`` order): ``a``, ``b`` and the fields of
+        :class:`~vecgen.thinking.stats.PairedComparison` (``n``, ``both``, ``only_a``, ``only_b``,
+        ``neither``, ``p_value`` of the exact McNemar test).
+    """
+    by = {m: {r["id"]: bool(r["correct"]) for r in records if r["method"] == m} for m in methods}
+    out = []
+    for i, a in enumerate(methods):
+        for b in methods[i + 1 :]:
+            ids = [k for k in by[a] if k in by[b]]
+            cmp = paired_comparison([by[a][k] for k in ids], [by[b][k] for k in ids])
+            out.append({"a": a, "b": b, **cmp.as_dict()})
+    return out
+
+
+def comparison_table(pairs: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table of :func:`compare_methods`."""
+    lines = [
+        "| A vs B | items | both right | only A right | only B right | both wrong | McNemar exact p |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in pairs:
+        lines.append(
+            f"| {c['a']} vs {c['b']} | {c['n']} | {c['both']} | {c['only_a']} | {c['only_b']} | {c['neither']} | "
+            f"{c['p_value']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
@@ -235,6 +267,11 @@ def render_report(
     parts += ["Accuracy is the share of items whose extracted answer equals the reference (math-verify); "
               "the interval is Wilson's 95% score interval. Thinking tokens are fed thinking steps "
               "(tokens for cot, concept tokens for soft); wall time is the sum of batch times.", ""]
+    if len(summary) > 1:
+        parts += ["## Paired comparison", "",
+                  "The methods answered the same items; only items where exactly one of two methods is right "
+                  "tell them apart (exact McNemar test, two-sided).", "",
+                  comparison_table(compare_methods(records, list(summary))), ""]
     parts += ["## Settings", "", "```json", json.dumps(to_jsonable(settings), indent=2), "```", ""]
     parts += ["## Examples (first item of each method; the trace is the top-1 token of each thinking step)", ""]
     for m in summary:

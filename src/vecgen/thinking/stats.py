@@ -1,23 +1,21 @@
-"""Small statistics for benchmark summaries."""
+"""Statistics for benchmark summaries (on :mod:`scipy.stats`)."""
 
 from __future__ import annotations
 
-import math
-
-#: Two-sided 95% standard-normal quantile.
-Z95 = 1.959963984540054
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927; Brown, Cai & DasGupta 2001).
 
-    ``(p̂ + z²/2n ± z·sqrt(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)`` with ``p̂ = successes / n``. Unlike the
-    normal (Wald) interval it stays inside [0, 1] and is not degenerate at 0 or n successes.
+    Computed by ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``. Unlike the normal
+    (Wald) interval it stays inside [0, 1] and is not degenerate at 0 or n successes.
 
     Args:
         successes: k, 0 <= k <= n.
         n: trials; ``n == 0`` gives ``(0.0, 1.0)`` (nothing is known).
-        z: normal quantile (1.96 for 95%).
+        confidence: the confidence level (0.95 for a 95% interval).
 
     Returns:
         ``(low, high)`` as fractions in [0, 1].
@@ -29,10 +27,62 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denom = 1.0 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = 0.0 if successes == 0 else max(0.0, center - half)  # exact ends (rounding aside)
-    high = 1.0 if successes == n else min(1.0, center + half)
-    return low, high
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two methods scored on the same items.
+
+    Attributes:
+        n: items both methods answered.
+        both: items both got right.
+        only_a: items only method A got right.
+        only_b: items only method B got right.
+        neither: items both got wrong.
+        p_value: two-sided exact McNemar test (a binomial test of ``only_a`` out of the
+            ``only_a + only_b`` discordant items at p = 0.5; McNemar 1947); 1.0 without discordant items.
+    """
+
+    n: int
+    both: int
+    only_a: int
+    only_b: int
+    neither: int
+    p_value: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_comparison(a: Sequence[bool], b: Sequence[bool]) -> PairedComparison:
+    """Compare two methods' per-item correctness on the same items (same order).
+
+    Accuracy intervals of two methods overlap long before their difference is noise; on paired
+    items only the discordant ones carry information, which the exact McNemar test uses.
+
+    Args:
+        a, b: correctness of methods A and B, item by item.
+
+    Returns:
+        The :class:`PairedComparison`.
+
+    Raises:
+        ValueError: the sequences differ in length.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired comparison needs the same items: {len(a)} vs {len(b)} results")
+    both = sum(bool(x) and bool(y) for x, y in zip(a, b))
+    only_a = sum(bool(x) and not bool(y) for x, y in zip(a, b))
+    only_b = sum(bool(y) and not bool(x) for x, y in zip(a, b))
+    discordant = only_a + only_b
+    if discordant:
+        from scipy.stats import binomtest
+
+        p = float(binomtest(only_a, discordant, 0.5).pvalue)
+    else:
+        p = 1.0
+    return PairedComparison(len(a), both, only_a, only_b, len(a) - both - discordant, p)
