@@ -130,6 +130,26 @@ def test_bad_benchmark_requests():
         load_gsm8k("shipped", split="dev")
 
 
+def test_arena_tasks_plug_in_as_a_benchmark(tmp_path):
+    from vecgen.softprompt.arena import heldout_set
+
+    tasks = load_benchmark("arena", limit=6)
+    items = heldout_set(0, 6, ["arithmetic", "sequence", "math_word"], 1)
+    assert [t.meta["family"] for t in tasks] == [it.family for it in items]
+    for t, it in zip(tasks, items):
+        assert t.answer == it.answer and it.question.startswith(t.question) and "Answer with only" not in t.question
+        assert check_answer(f"The answer is {it.answer}.", t.answer).correct
+    # A task file written from them reads back unchanged and runs as --benchmark PATH.
+    path = write_task_file(tmp_path / "arena.jsonl", tasks)
+    assert load_benchmark(str(path)) == tasks
+    hard = load_benchmark("arena", source="math_word@3", limit=2)
+    assert all(t.meta["difficulty"] == 3 and t.meta["source"] == "reasoning-gym:gsm_symbolic" for t in hard)
+    with pytest.raises(ConfigError, match="non-numeric answers"):
+        load_benchmark("arena", source="logic")
+    with pytest.raises(ConfigError, match="FAMILY"):
+        load_benchmark("arena", source="math_word@hard")
+
+
 def test_wilson_interval_known_values():
     lo, hi = wilson_interval(5, 10)
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)

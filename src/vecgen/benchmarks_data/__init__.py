@@ -35,6 +35,31 @@ def _gsm8k(source: str = "shipped") -> list[Task]:
     return load_gsm8k(source)
 
 
+#: Items the ``arena`` benchmark generates; ``--limit`` takes the first N.
+ARENA_BENCHMARK_SIZE = 300
+
+
+@register_benchmark("arena")
+def _arena(source: str = "shipped") -> list[Task]:
+    """The soft-prompt arena's numeric-answer families as tasks (:func:`vecgen.softprompt.arena.arena_tasks`).
+
+    ``source``: ``shipped`` (the default: arithmetic, sequence and math_word at difficulty 1) or
+    ``FAMILY[,FAMILY...][@DIFFICULTY]``, e.g. ``math_word@3`` (reasoning-gym's GSM8K-style problems).
+    Items come from the arena's held-out stream of seed 0, round-robin over the families.
+    """
+    from ..softprompt.arena import NUMERIC_FAMILIES, arena_tasks
+
+    if source == "shipped":
+        families, difficulty = list(NUMERIC_FAMILIES), "1"
+    else:
+        names, _, difficulty = source.partition("@")
+        families = [f.strip() for f in names.split(",") if f.strip()]
+        if not families or (difficulty and not difficulty.isdigit()):
+            raise ConfigError(f"--data-source {source!r} for arena: expected FAMILY[,FAMILY...][@DIFFICULTY], "
+                              "e.g. arithmetic,math_word@2")
+    return arena_tasks(families, ARENA_BENCHMARK_SIZE, seed=0, difficulty=int(difficulty or 1))
+
+
 def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = None) -> list[Task]:
     """Tasks of a named benchmark or a task file, the first ``limit`` of them.
 
@@ -42,7 +67,8 @@ def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = 
         spec: a registered name (``gsm8k``) or a path to a ``.jsonl`` task file.
         limit: keep the first ``limit`` tasks (>= 1); None = all.
         source: for named benchmarks, where the data comes from (GSM8K: ``shipped`` (default),
-            ``hub``, or a JSONL path); not allowed with a task file.
+            ``hub``, or a JSONL path; ``arena``: ``shipped`` or ``FAMILY[,FAMILY...][@DIFFICULTY]``);
+            not allowed with a task file.
 
     Raises:
         ConfigError: unknown benchmark (the message lists the known ones), ``limit <= 0``, or any
@@ -65,6 +91,7 @@ def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = 
 
 
 __all__ = [
+    "ARENA_BENCHMARK_SIZE",
     "BENCHMARKS",
     "GSM8K_TEST_SIZE",
     "Task",

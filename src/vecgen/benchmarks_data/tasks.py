@@ -1,8 +1,9 @@
 """The task-file format: one question with a checkable final answer per JSONL line.
 
 Every benchmark loader in vecgen returns :class:`Task` objects, and any JSONL file in this format
-plugs into ``vecgen think --benchmark PATH`` (and into other commands that take tasks, e.g. the
-soft-prompt arena).
+plugs into ``vecgen think --benchmark PATH``. The soft-prompt arena's numeric tasks come in the same
+form (:func:`vecgen.softprompt.arena.arena_tasks`, ``vecgen think --benchmark arena``) and
+:func:`write_task_file` saves any list of tasks as such a file.
 
 Format (UTF-8, one JSON object per line, blank lines ignored)::
 

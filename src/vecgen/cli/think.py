@@ -50,11 +50,11 @@ def parse_methods(text: str) -> list[str]:
 
 def think(
     benchmark: Annotated[
-        str, typer.Option("--benchmark", "-b", help="A named benchmark (gsm8k) or a task file (.jsonl; question/answer/id per line).")
+        str, typer.Option("--benchmark", "-b", help="A named benchmark: gsm8k (GSM8K test split) or arena (the soft-prompt arena's numeric tasks); or a task file (.jsonl; question/answer/id per line).")
     ] = "gsm8k",
     data_source: Annotated[
         Optional[str],
-        typer.Option("--data-source", help="For gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path."),
+        typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: FAMILY[,FAMILY...][@DIFFICULTY] (default arithmetic,sequence,math_word@1)."),
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: direct, cot, soft.")] = "direct,cot,soft",

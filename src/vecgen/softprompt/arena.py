@@ -58,9 +58,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..benchmarks_data.tasks import Task
 
 AnswerKind = Literal["number", "yesno", "choice"]
 
@@ -102,6 +105,11 @@ class TaskItem:
     source: str = ""
     entry: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     verifier: Callable[[str, dict[str, Any]], float] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def problem(self) -> str:
+        """The question without the arena's answer-format instruction (for prompts that ask their own)."""
+        return self.question.removesuffix(f"\n{_INSTRUCTIONS[self.kind]}")
 
     def brief(self) -> dict[str, Any]:
         """JSON-friendly summary for records."""
@@ -534,6 +542,41 @@ def heldout_set(seed: int, size: int, families: Sequence[str], difficulty: int =
         seen.add(item.question)
         items.append(item)
     return items
+
+
+#: Families whose answers are numbers, so math-verify can check them as benchmark tasks.
+NUMERIC_FAMILIES = ("arithmetic", "sequence", "math_word")
+
+
+def arena_tasks(
+    families: Sequence[str] = NUMERIC_FAMILIES, size: int = 300, *, seed: int = 0, difficulty: int = 1
+) -> list[Task]:
+    """Held-out arena items as benchmark tasks (:class:`~vecgen.benchmarks_data.Task`), for ``vecgen think``.
+
+    The items are :func:`heldout_set`'s (round-robin over ``families``, eval stream of ``seed``); the
+    question loses its answer-format instruction (the thinking prompts ask their own), and ``meta``
+    keeps ``family``, ``index``, ``source``, ``seed`` and ``difficulty``. Ids are
+    ``arena-<family>-<difficulty>-<index>``. :func:`~vecgen.benchmarks_data.write_task_file` saves them
+    as a task file.
+
+    Raises:
+        ConfigError: an unknown family, a family whose answers are not numbers (yes/no, names:
+            math-verify cannot check them), or a bad ``size`` / ``difficulty``.
+    """
+    from ..benchmarks_data.tasks import Task
+
+    families = _check_families(families)
+    bad = [f for f in families if f not in NUMERIC_FAMILIES]
+    if bad:
+        raise ConfigError(f"arena family {bad[0]!r} has non-numeric answers; benchmark tasks can use: "
+                          f"{', '.join(NUMERIC_FAMILIES)}")
+    if difficulty not in DIFFICULTIES:
+        raise ConfigError(f"difficulty={difficulty!r}: allowed values are 1, 2, 3")
+    return [
+        Task(id=f"arena-{it.family}-{difficulty}-{it.index}", question=it.problem, answer=it.answer,
+             meta={"family": it.family, "index": it.index, "source": it.source, "seed": seed, "difficulty": difficulty})
+        for it in heldout_set(seed, size, families, difficulty)
+    ]
 
 
 def training_schedule(
