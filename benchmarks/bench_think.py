@@ -93,7 +93,7 @@ def main(argv=None) -> int:
 
     lm = load_model(args.model, device="cpu", dtype="float32", show_progress=False)
     style = prompt_style(lm)
-    marker = EndMarker(lm.tokenizer, style.marker)
+    marker = style.end_marker(lm.tokenizer)
     tasks = load_benchmark("gsm8k", limit=max(args.items, args.batch_size))
     prompts = [lm.encode(build_prompt(lm, t.question, style, direct=False)) for t in tasks]
     cfgs = configs(args.max_think_tokens)

@@ -6,7 +6,6 @@ from vecgen.benchmarks_data import load_benchmark
 from vecgen.config import SamplingConfig
 from vecgen.decoding import MixingConfig, generate
 from vecgen.thinking.answers import check_answer
-from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
 from vecgen.thinking.runner import ThinkConfig, run_thinking
 
@@ -17,7 +16,8 @@ def test_soft_onehot_greedy_equals_cot_greedy_on_gsm8k_items(default_lm):
     lm = default_lm
     style = prompt_style(lm)
     assert style.marker == "Answer:" and not style.think_token  # Qwen2.5 has no thinking tokens
-    marker = EndMarker(lm.tokenizer, style.marker)
+    marker = style.end_marker(lm.tokenizer)
+    assert marker.at_line_start
     tasks = load_benchmark("gsm8k", limit=2)
     prompts = [lm.encode(build_prompt(lm, t.question, style, direct=False)) for t in tasks]
     common = dict(max_think_tokens=20, max_answer_tokens=6)
@@ -31,13 +31,14 @@ def test_soft_onehot_greedy_equals_cot_greedy_on_gsm8k_items(default_lm):
     for ids, out in zip(prompts, cot):
         plain = generate(lm, [ids], sampling=SamplingConfig(max_new_tokens=20)).token_ids(0)
         assert out.trace_ids == plain[: out.think_tokens] and out.think_tokens == 20
-        assert out.forced_ids == marker.ids and out.stop_reason == "max_tokens"
+        assert out.forced_ids == marker.forced_ids(out.trace_ids) and out.stop_reason == "max_tokens"
+        assert out.forced_ids[-len(marker.ids):] == marker.ids
 
 
 def test_direct_answers_an_easy_question(default_lm):
     lm = default_lm
     style = prompt_style(lm)
     ids = lm.encode(build_prompt(lm, "What is 2 + 3?", style, direct=True))
-    out = run_thinking(lm, [ids], ThinkConfig.create(method="direct"), EndMarker(lm.tokenizer, style.marker))[0]
+    out = run_thinking(lm, [ids], ThinkConfig.create(method="direct"), style.end_marker(lm.tokenizer))[0]
     verdict = check_answer(out.answer, "5")
     assert verdict.correct, out.answer

@@ -170,6 +170,33 @@ def test_end_marker_detection(tiny_lm):
         EndMarker(tok, " ")
 
 
+def test_line_start_marker_ignores_an_echoed_instruction_and_forces_a_new_line(tiny_lm):
+    tok = tiny_lm("qwen2").tokenizer
+    ans = EndMarker(tok, "Answer:", at_line_start=True)
+    assert ans.at_line_start and not EndMarker(tok, "</think>", at_line_start=True).at_line_start
+    echo = "= 304\n\nLet's write the final answer as a number on a last line that starts with \"Answer:\"."
+    assert not ans.found(tok.encode(echo)) and EndMarker(tok, "Answer:").found(tok.encode(echo))
+    for text in ("3 + 4 = 7.\nAnswer:", "so 7.\n**Answer:**", "so 7.\n\n### Final answer:", "Answer:",
+                 "a long line of reasoning that goes on and on and on.\n- Answer:"):
+        assert ans.found(tok.encode(text)), text
+    assert not ans.found(tok.encode("so the Answer: is 7")) and not ans.found(tok.encode("so 7.\nAnswer"))
+    newline = tok.encode("\n")
+    assert ans.forced_ids(tok.encode("so 7.")) == newline + ans.ids
+    assert ans.forced_ids(tok.encode("so 7.\n")) == ans.ids and ans.forced_ids([]) == ans.ids
+    assert EndMarker(tok, "Answer:").forced_ids(tok.encode("so 7.")) == ans.ids
+
+
+def test_forced_line_start_marker_goes_on_a_new_line_in_the_runner(tiny_lm):
+    lm = tiny_lm("qwen2")
+    marker = prompt_style(lm).end_marker(lm.tokenizer)
+    cfg = ThinkConfig.create(method="cot", max_think_tokens=4, max_answer_tokens=2)
+    forced = [out for out in run_thinking(lm, prompts_for(lm), cfg, marker) if out.stop_reason != "marker"]
+    assert forced  # a random tiny model does not write "Answer:" at a line start within 4 tokens
+    for out in forced:
+        assert out.forced_ids == marker.forced_ids(out.trace_ids)
+        assert lm.tokenizer.decode(out.trace_ids + out.forced_ids).endswith("\nAnswer:")
+
+
 def test_prompt_styles_follow_the_family_adapter(tiny_lm):
     q3 = tiny_lm("qwen3")
     style = prompt_style(q3)

@@ -124,7 +124,7 @@ def evaluate(
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
-    marker = EndMarker(lm.tokenizer, style.marker)
+    marker = style.end_marker(lm.tokenizer)
     done = {(r.get("method"), r.get("id")) for r in writer.read_records()}
     prompts: dict[tuple[str, bool], list[int]] = {}
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models.chat import format_prompt, has_thinking_switch
+from .markers import EndMarker
 
 #: Default end-of-thinking marker for models without thinking tokens.
 DEFAULT_TEXT_MARKER = "Answer:"
@@ -52,6 +53,11 @@ class PromptStyle:
     think_token: bool
     open_think: str = ""
     chat: bool = True
+
+    def end_marker(self, tokenizer: Any) -> EndMarker:
+        """The :class:`~vecgen.thinking.markers.EndMarker` of this style: ``</think>`` by token id; a
+        text marker only at the start of a line (the prompt asks for a line that starts with it)."""
+        return EndMarker(tokenizer, self.marker, at_line_start=not self.think_token)
 
 
 def prompt_style(lm: Any, marker: str | None = None) -> PromptStyle:

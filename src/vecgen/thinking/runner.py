@@ -20,7 +20,9 @@ Thinking ends per row, at different steps in a batch:
 * ``cold_stop`` — Cold Stop (:class:`~vecgen.thinking.coldstop.ColdStop`) fires: the marker is forced;
 * ``max_tokens`` — ``max_think_tokens`` thinking steps were fed: the marker is forced.
 
-Forcing feeds the marker's token embeddings one per step (a per-row queue), then the row answers.
+Forcing feeds the marker's token embeddings one per step (a per-row queue; for a line-start text
+marker a newline first when the trace does not end a line, :meth:`EndMarker.forced_ids`), then the
+row answers.
 Each step feeds exactly one vector per live row: the mixture (thinking rows), a forced marker token,
 or the sampled answer token; finished rows are dropped from the batch and KV cache
 (:func:`~vecgen.decoding.loop.select_rows`).
@@ -220,7 +222,7 @@ def run_thinking(
 
     def force_marker(i: int, reason: StopReason) -> None:
         outs[i].stop_reason = reason.value
-        queue[i] = list(marker.ids)
+        queue[i] = marker.forced_ids(outs[i].trace_ids)
         phase[i] = _FORCE
 
     step = 0
