@@ -88,7 +88,6 @@ def main(argv=None) -> int:
 
     from vecgen.benchmarks_data import load_benchmark
     from vecgen.models import load_model
-    from vecgen.thinking.markers import EndMarker
     from vecgen.thinking.prompts import build_prompt, prompt_style
 
     lm = load_model(args.model, device="cpu", dtype="float32", show_progress=False)

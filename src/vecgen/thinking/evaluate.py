@@ -20,7 +20,6 @@ from ..benchmarks_data import Task
 from ..errors import ConfigError
 from ..io import atomic_write_json, to_jsonable
 from .answers import check_answer
-from .markers import EndMarker
 from .prompts import PromptStyle, build_prompt
 from .runner import Method, ThinkConfig, ThinkOutput, run_thinking
 from .stats import paired_comparison, wilson_interval
