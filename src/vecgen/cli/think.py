@@ -54,7 +54,7 @@ def think(
     ] = "gsm8k",
     data_source: Annotated[
         Optional[str],
-        typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: FAMILY[,FAMILY...][@DIFFICULTY] (default arithmetic,sequence,math_word@1)."),
+        typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: comma-separated families, optionally @DIFFICULTY 1-3 (e.g. arithmetic,math_word@2; default arithmetic,sequence,math_word@1)."),
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: direct, cot, soft.")] = "direct,cot,soft",
