@@ -39,6 +39,9 @@ def environment_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "packages": versions,
     }
+    commit = _git_commit()
+    if commit is not None:
+        info["vecgen_git_commit"] = commit
     try:
         import torch
 
@@ -47,6 +50,26 @@ def environment_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     return info
+
+
+def _git_commit() -> str | None:
+    """The commit of vecgen's source checkout (``+dirty`` with uncommitted changes), or None when
+    vecgen is not installed from a git checkout or git is missing."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]  # src/vecgen/reports/writer.py -> checkout root
+    if not (root / ".git").exists():
+        return None
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True, timeout=5)  # noqa: E731
+        head = run("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _now() -> str:
