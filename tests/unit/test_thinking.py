@@ -12,7 +12,7 @@ from vecgen.errors import ConfigError
 from vecgen.thinking.coldstop import ColdStop
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
-from vecgen.thinking.runner import StopReason, ThinkConfig, run_thinking
+from vecgen.thinking.runner import SOFT_THINKING_SAMPLING, StopReason, ThinkConfig, run_thinking
 
 GREEDY = SamplingConfig()
 QUESTIONS = ["What is 2 + 3?", "Tom has 3 apples and buys 4 more. How many apples does he have?", "Halve 10."]
@@ -217,6 +217,9 @@ def test_think_config_errors():
         ThinkConfig.create(method="cot", max_think_tokens=0)
     with pytest.raises(ConfigError, match="cold_stop_tau"):
         ThinkConfig.create(method="soft", cold_stop_tau=-0.1)
+    # soft defaults to Soft Thinking's concept-token sampling (greedy would be cot); cot to greedy.
+    assert ThinkConfig.create(method="soft").think_sampling == SamplingConfig(**SOFT_THINKING_SAMPLING)
+    assert ThinkConfig.create(method="cot").think_sampling.greedy
     with pytest.raises(ConfigError, match="method"):
         ThinkConfig.create(method="dream")
 

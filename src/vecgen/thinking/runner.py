@@ -40,7 +40,7 @@ from enum import Enum
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..config import SamplingConfig, format_validation_error
 from ..decoding.loop import build_batch, extend, prefill, select_rows
@@ -90,8 +90,9 @@ class ThinkConfig(BaseModel):
 
     Attributes:
         method: ``direct``, ``cot`` or ``soft``.
-        think_sampling: the distribution thinking steps come from (``cot``: the discrete sampler;
-            ``soft``: the concept-token distribution, default :data:`SOFT_THINKING_SAMPLING`).
+        think_sampling: the distribution thinking steps come from (``cot``: the discrete sampler,
+            default greedy; ``soft``: the concept-token distribution, default
+            :data:`SOFT_THINKING_SAMPLING`; greedy here makes ``soft`` equal to ``cot``).
         answer_sampling: the discrete sampler of the answer phase (default greedy).
         mixing: the thinking rule (``cot``/``direct`` use ``onehot`` whatever is given here).
         max_think_tokens: thinking steps before the marker is forced (>= 1).
@@ -113,6 +114,16 @@ class ThinkConfig(BaseModel):
     cold_stop_tau: float = Field(DEFAULT_COLD_STOP_TAU, ge=0.0)
     cold_stop_steps: int = Field(DEFAULT_COLD_STOP_STEPS, ge=1)
     answer_stops_at_newline: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _soft_thinking_default(cls, data: Any) -> Any:
+        """``soft`` without ``think_sampling`` gets Soft Thinking's concept-token sampling
+        (:data:`SOFT_THINKING_SAMPLING`); greedy would make every concept token one-hot, i.e. ``cot``."""
+        if isinstance(data, dict) and str(getattr(data.get("method"), "value", data.get("method"))) == "soft":
+            if data.get("think_sampling") is None:
+                data = {**data, "think_sampling": SamplingConfig(**SOFT_THINKING_SAMPLING)}
+        return data
 
     @classmethod
     def create(cls, **values: Any) -> "ThinkConfig":
