@@ -120,6 +120,13 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
 
 
+def _hub_kwargs() -> dict[str, Any]:
+    """``from_pretrained`` options for a hub id: ``local_files_only`` when ``HF_HUB_OFFLINE`` is set
+    now (huggingface_hub reads the variable once at import; without this an offline request set later
+    retries the network for tens of seconds before failing)."""
+    return {"local_files_only": True} if _offline() else {}
+
+
 def resolve_source(spec: str, *, show_progress: bool = True) -> tuple[str, str, Path | None, bool]:
     """Where ``spec`` points: ``(source, load_from, path, built_now)``.
 
@@ -196,7 +203,7 @@ def load_tokenizer(spec: str) -> Any:
         )
     hub_id = entry.hub_id if entry is not None else spec
     try:
-        return AutoTokenizer.from_pretrained(hub_id)
+        return AutoTokenizer.from_pretrained(hub_id, **_hub_kwargs())
     except (OSError, ValueError) as exc:
         raise _hub_error(hub_id, exc) from None
 
@@ -254,9 +261,10 @@ def load_model(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     source, load_from, path, built = resolve_source(spec, show_progress=show_progress)
+    hub = _hub_kwargs() if source == "hub" else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(load_from)
-        model = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt)
+        tokenizer = AutoTokenizer.from_pretrained(load_from, **hub)
+        model = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt, **hub)
     except OSError as exc:
         if source == "hub":
             raise _hub_error(load_from, exc) from None
