@@ -49,15 +49,15 @@ def _arena(source: str = "shipped") -> list[Task]:
     """
     from ..softprompt.arena import NUMERIC_FAMILIES, arena_tasks
 
-    if source == "shipped":
-        families, difficulty = list(NUMERIC_FAMILIES), "1"
-    else:
-        names, _, difficulty = source.partition("@")
+    families, difficulty = list(NUMERIC_FAMILIES), 1
+    if source != "shipped":
+        names, _, level = source.partition("@")
         families = [f.strip() for f in names.split(",") if f.strip()]
-        if not families or (difficulty and not difficulty.isdigit()):
+        if not families or (level and not level.isdigit()):
             raise ConfigError(f"--data-source {source!r} for arena: expected FAMILY[,FAMILY...][@DIFFICULTY], "
                               "e.g. arithmetic,math_word@2")
-    return arena_tasks(families, ARENA_BENCHMARK_SIZE, seed=0, difficulty=int(difficulty or 1))
+        difficulty = int(level or 1)
+    return arena_tasks(families, ARENA_BENCHMARK_SIZE, seed=0, difficulty=difficulty)
 
 
 def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = None) -> list[Task]:

@@ -176,10 +176,10 @@ def think(
     summary = summarize(records, names)
     command = "vecgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     writer.save_figure(plot_summary(summary), "think.png")
-    writer.write_results(summary, model=lm.describe(), n_items=len(tasks), command_line=command,
-                         paired=compare_methods(records, names))
+    paired = compare_methods(records, names)
+    writer.write_results(summary, model=lm.describe(), n_items=len(tasks), command_line=command, paired=paired)
     writer.write_report(render_report(summary, records, title=f"vecgen think: {benchmark}, {len(tasks)} items, {model}",
-                                      settings=writer.config, command=command))
+                                      settings=writer.config, command=command, paired=paired))
     typer.echo(summary_table(summary))
     typer.echo(f"wrote {writer.dir}/records.jsonl, results.json, report.md, think.png")
 

@@ -570,9 +570,7 @@ def arena_tasks(
     if bad:
         raise ConfigError(f"arena family {bad[0]!r} has non-numeric answers; benchmark tasks can use: "
                           f"{', '.join(NUMERIC_FAMILIES)}")
-    if difficulty not in DIFFICULTIES:
-        raise ConfigError(f"difficulty={difficulty!r}: allowed values are 1, 2, 3")
-    return [
+    return [  # heldout_set checks size and difficulty
         Task(id=f"arena-{it.family}-{difficulty}-{it.index}", question=it.problem, answer=it.answer,
              meta={"family": it.family, "index": it.index, "source": it.source, "seed": seed, "difficulty": difficulty})
         for it in heldout_set(seed, size, families, difficulty)

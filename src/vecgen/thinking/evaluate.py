@@ -256,9 +256,11 @@ def render_report(
     title: str,
     settings: dict[str, Any],
     command: str | None = None,
+    paired: Sequence[dict[str, Any]] = (),
     example_chars: int = 700,
 ) -> str:
-    """The Markdown report: settings, the summary table, the plot, and one example per method."""
+    """The Markdown report: settings, the summary table, the plot, the paired comparison
+    (``paired`` from :func:`compare_methods`; the section is left out when empty) and one example per method."""
     parts = [f"# {title}", ""]
     if command:
         parts += ["Reproduce:", "", "```bash", command, "```", ""]
@@ -266,11 +268,11 @@ def render_report(
     parts += ["Accuracy is the share of items whose extracted answer equals the reference (math-verify); "
               "the interval is Wilson's 95% score interval. Thinking tokens are fed thinking steps "
               "(tokens for cot, concept tokens for soft); wall time is the sum of batch times.", ""]
-    if len(summary) > 1:
+    if paired:
         parts += ["## Paired comparison", "",
                   "The methods answered the same items; only items where exactly one of two methods is right "
                   "tell them apart (exact McNemar test, two-sided).", "",
-                  comparison_table(compare_methods(records, list(summary))), ""]
+                  comparison_table(paired), ""]
     parts += ["## Settings", "", "```json", json.dumps(to_jsonable(settings), indent=2), "```", ""]
     parts += ["## Examples (first item of each method; the trace is the top-1 token of each thinking step)", ""]
     for m in summary:

@@ -120,9 +120,8 @@ class ThinkConfig(BaseModel):
     def _soft_thinking_default(cls, data: Any) -> Any:
         """``soft`` without ``think_sampling`` gets Soft Thinking's concept-token sampling
         (:data:`SOFT_THINKING_SAMPLING`); greedy would make every concept token one-hot, i.e. ``cot``."""
-        if isinstance(data, dict) and str(getattr(data.get("method"), "value", data.get("method"))) == "soft":
-            if data.get("think_sampling") is None:
-                data = {**data, "think_sampling": SamplingConfig(**SOFT_THINKING_SAMPLING)}
+        if isinstance(data, dict) and data.get("method") == Method.soft and data.get("think_sampling") is None:
+            data = {**data, "think_sampling": SamplingConfig(**SOFT_THINKING_SAMPLING)}
         return data
 
     @classmethod
