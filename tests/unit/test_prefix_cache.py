@@ -1,11 +1,11 @@
-"""Feeding prompts on top of a cached prefix (prefill(past=...), fork_state, generate(past=...))."""
+"""Feeding prompts on top of a cached prefix (backend.prefill(past=...), backend.fork, generate(past=...))."""
 
 import pytest
 import torch
 
 from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
-from vecgen.decoding.loop import Batch, build_batch, fork_state, prefill
+from vecgen.backends import Batch, build_batch
 from vecgen.errors import ConfigError
 
 GREEDY = SamplingConfig(temperature=0.0)
@@ -20,7 +20,7 @@ def _prefix_state(lm, prefixes):
         if p:
             ids[i, T - len(p):] = torch.tensor(p)
             mask[i, T - len(p):] = 1
-    return prefill(lm.model, Batch(ids, None, mask))
+    return lm.backend.prefill(Batch(ids, None, mask))
 
 
 @pytest.mark.parametrize("family", ["qwen3", "gpt2"])
@@ -34,7 +34,7 @@ def test_prompts_on_cached_prefixes_equal_whole_prompts(tiny_lm, family):
     vec = lm.embedding[rests[3]]  # the last prompt as vectors: a mixed ids/vector batch
     prompts = [rests[0], rests[1], rests[2], [vec]]
     cached = generate(lm, prompts, sampling=GREEDY, max_new_tokens=5, stop_ids=[],
-                      past=fork_state(state, [0, 1, 2, 0]))
+                      past=lm.backend.fork(state, [0, 1, 2, 0]))
     for i, (head, rest) in enumerate(zip(heads, rests)):
         whole = generate(lm, [head + rest], sampling=GREEDY, max_new_tokens=5, stop_ids=[])
         assert cached.token_ids(i) == whole.token_ids(0), i
@@ -45,11 +45,12 @@ def test_prompts_on_cached_prefixes_equal_whole_prompts(tiny_lm, family):
 def test_fork_leaves_the_cached_state_reusable(tiny_lm):
     lm = tiny_lm("qwen2")
     state = _prefix_state(lm, [lm.encode("A list of capitals:")])
-    before = state.attention_mask.clone()
-    a = generate(lm, [lm.encode(" France")], sampling=GREEDY, max_new_tokens=4, stop_ids=[], past=fork_state(state, [0]))
-    b = generate(lm, [lm.encode(" France")], sampling=GREEDY, max_new_tokens=4, stop_ids=[], past=fork_state(state, [0]))
+    before = state.cache.attention_mask.clone()
+    a = generate(lm, [lm.encode(" France")], sampling=GREEDY, max_new_tokens=4, stop_ids=[], past=lm.backend.fork(state, [0]))
+    b = generate(lm, [lm.encode(" France")], sampling=GREEDY, max_new_tokens=4, stop_ids=[], past=lm.backend.fork(state, [0]))
     assert a.token_ids(0) == b.token_ids(0)
-    assert torch.equal(state.attention_mask, before) and state.past_key_values.get_seq_length() == before.shape[1]
+    assert torch.equal(state.cache.attention_mask, before)
+    assert state.cache.past_key_values.get_seq_length() == before.shape[1]
 
 
 def test_prefill_positions_continue_from_the_past(tiny_lm):
@@ -57,8 +58,8 @@ def test_prefill_positions_continue_from_the_past(tiny_lm):
     state = _prefix_state(lm, [lm.encode("one two three"), []])
     assert state.next_position.tolist() == [3, 0]  # an all-padding row starts at position 0
     batch = build_batch(lm, [lm.encode(" four"), lm.encode(" a b")])
-    out = prefill(lm.model, batch, fork_state(state, [0, 1]))
-    assert out.next_position.tolist() == [4, 2] and out.attention_mask.shape == (2, 3 + 2)
+    out = lm.backend.prefill(batch, lm.backend.fork(state, [0, 1]))
+    assert out.next_position.tolist() == [4, 2] and out.cache.attention_mask.shape == (2, 3 + 2)
 
 
 def test_past_with_the_wrong_number_of_rows_is_an_error(tiny_lm):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vecgen.config import SamplingConfig
-from vecgen.decoding import build_batch, generate, prefill
+from vecgen.decoding import build_batch, generate
 from vecgen.errors import ConfigError
 from vecgen.models import format_prompt, load_model
 from vecgen.reports import RunWriter
@@ -67,7 +67,7 @@ def test_prefix_placement_equals_base_concat_and_peft(tiny_lm, chat):
     torch.testing.assert_close(SoftPrompt.from_peft(peft_model).vectors, soft.vectors)
 
     # the decode loop's prefill (what generation uses) sees the same last-position logits
-    state = prefill(lm.model, build_batch(lm, [soft.segments(parts, "prefix")]))
+    state = lm.backend.prefill(build_batch(lm, [soft.segments(parts, "prefix")]))
     torch.testing.assert_close(state.logits, peft_logits[:, -1].float())
 
 

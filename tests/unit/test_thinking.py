@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from vecgen.config import SamplingConfig
-from vecgen.decoding import MixingConfig, build_batch, extend, prefill
-from vecgen.decoding.loop import select_rows
+from vecgen.decoding import MixingConfig
 from vecgen.errors import ConfigError
 from vecgen.thinking.coldstop import ColdStop
 from vecgen.thinking.markers import EndMarker
@@ -222,17 +221,6 @@ def test_think_config_errors():
     assert ThinkConfig.create(method="cot").think_sampling.greedy
     with pytest.raises(ConfigError, match="method"):
         ThinkConfig.create(method="dream")
-
-
-def test_select_rows_drops_finished_rows_from_the_cache(tiny_lm):
-    lm = tiny_lm("qwen2")
-    prompts = [lm.encode("Hello there"), lm.encode("A much longer prompt than the first"), lm.encode("Hi")]
-    state = prefill(lm.model, build_batch(lm, prompts))
-    full = lm.embed(torch.tensor([[11, 12, 13]]))[0]  # (3, d): one vector per row
-    ref = extend(lm.model, prefill(lm.model, build_batch(lm, prompts)), full).logits  # (3, V)
-    state = select_rows(state, torch.tensor([0, 2]))
-    kept = extend(lm.model, state, full[[0, 2]]).logits  # (2, V)
-    torch.testing.assert_close(kept, ref[[0, 2]], atol=1e-5, rtol=1e-4)
 
 
 def test_truncate_top_k_fast_path_equals_the_vocabulary_wide_path():

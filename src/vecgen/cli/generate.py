@@ -61,9 +61,9 @@ def generate(
     tokens: list[int] = []
     printed = ""
 
-    def stream(step, record):
+    def stream(row: int, token: int) -> None:
         nonlocal printed
-        tokens.append(int(record.token[0]))
+        tokens.append(token)
         decoded = lm.tokenizer.decode(tokens, skip_special_tokens=True)
         if not decoded.endswith("\ufffd"):  # wait for the rest of a multi-byte character
             sys.stdout.write(decoded[len(printed):])
@@ -72,7 +72,7 @@ def generate(
 
     if not chat:
         sys.stdout.write(prompt)
-    run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_step=stream,
+    run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_token=stream, record_top_k=0,
                  allowed=english_only_mask(lm, english_only))
     sys.stdout.write("\n")
 

@@ -1,38 +1,49 @@
-"""Embedding-level decoding: the sampler, mixing rules and the decode loop."""
+"""Embedding-level decoding: the sampler, mixing rules, the decode engine and generation on it."""
 
-from .loop import (
-    Batch,
-    DecodeState,
-    GenerationResult,
-    StepRecord,
-    build_batch,
-    extend,
-    generate,
-    prefill,
+from ..backends.contract import Backend, Batch, ContractError, DecodeState, build_batch
+from .engine import Action, EngineResult, Mode, Observation, RowPolicy, RowRecord, run
+from .loop import GeneratePolicy, GenerationResult, StepRecord, generate
+from .mixing import (
+    MIXING_RULES,
+    HiddenScale,
+    MixingConfig,
+    Mixture,
+    Noise,
+    get_rule,
+    mix_embeddings,
+    register_mixing_rule,
 )
-from .mixing import MIXING_RULES, MixingConfig, Mixture, Noise, get_rule, mix_embeddings, register_mixing_rule
 from .sampling import entropy, logits_to_probs, make_generator, mask_logits, sample, truncate, vocab_mask
 
 __all__ = [
     "MIXING_RULES",
+    "Action",
+    "Backend",
     "Batch",
+    "ContractError",
     "DecodeState",
+    "EngineResult",
+    "GeneratePolicy",
     "GenerationResult",
+    "HiddenScale",
     "MixingConfig",
     "Mixture",
+    "Mode",
     "Noise",
+    "Observation",
+    "RowPolicy",
+    "RowRecord",
     "StepRecord",
     "build_batch",
     "entropy",
-    "extend",
     "generate",
     "get_rule",
     "logits_to_probs",
     "make_generator",
     "mask_logits",
     "mix_embeddings",
-    "prefill",
     "register_mixing_rule",
+    "run",
     "sample",
     "truncate",
     "vocab_mask",

@@ -1,231 +1,32 @@
-"""The decode loop: prefill a (batched, left-padded) prompt, then feed one vector per step.
+"""Generation on the decode engine: :func:`generate` runs every row under a :class:`GeneratePolicy`.
 
-Each step computes ``logits → probs`` (the shared sampler) ``→ mixing rule → next inputs_embeds``
-and reuses ``past_key_values``. Discrete generation is the same loop with the ``onehot`` rule.
+Discrete decoding is the ``onehot`` mixing rule; concept tokens are any other rule. Each step is the
+engine's (:mod:`vecgen.decoding.engine`): ``logits → probs`` (the one sampler) ``→ mixing rule → next
+input`` through the backend contract (:mod:`vecgen.backends.contract`); rows that emit a stop token
+leave the batch.
 
-Pieces (gpt-fast style), usable on their own by runners that need per-row control:
-
-* :func:`build_batch` — prompts made of token ids and/or vectors → left-padded ``inputs_embeds``
-  (or ``input_ids``) with ``attention_mask``;
-* :func:`prefill` — run the prompt, keep the cache and the last position's logits (optionally on top
-  of a cached ``past``, e.g. a shared prefix copied per row with :func:`fork_state`);
-* :func:`extend` — feed ``(B, k, d)`` more input vectors on top of the cache;
-* :func:`generate` — the loop, returning a :class:`GenerationResult` with per-step records.
-
-The model may be any module with transformers' calling convention (``inputs_embeds``,
-``attention_mask``, ``position_ids``, ``past_key_values``, ``use_cache``), e.g. vecgen's reference
-model.
+The pieces the engine uses are the backend's: ``lm.backend.prefill`` / ``extend`` / ``select_rows`` /
+``fork`` and :func:`~vecgen.backends.contract.build_batch`, re-exported here.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..backends.contract import Batch, DecodeState, Prompt, Segment, build_batch
+from ..backends.transformers import accepts_logits_to_keep
 from ..config import SamplingConfig
-from ..errors import ConfigError, NonFiniteError
-from .mixing import MixingConfig, Mixture, get_rule, mix_embeddings
-from .sampling import entropy, make_generator, vocab_mask
-
-#: A prompt part: token ids, or a ``(n, d)`` tensor of input vectors.
-Segment = Sequence[int] | torch.Tensor
-#: A prompt: token ids, a ``(T, d)`` tensor, or a list of segments.
-Prompt = Sequence[int] | torch.Tensor | Sequence[Segment]
-
-
-@dataclass
-class Batch:
-    """A left-padded batch.
-
-    Attributes:
-        input_ids: ``(B, T)`` long when every prompt is token ids only, else None.
-        inputs_embeds: ``(B, T, d)`` when some prompt contains vectors, else None.
-        attention_mask: ``(B, T)`` long, 0 on left padding.
-    """
-
-    input_ids: torch.Tensor | None
-    inputs_embeds: torch.Tensor | None
-    attention_mask: torch.Tensor
-
-
-@dataclass
-class DecodeState:
-    """What the loop carries between steps.
-
-    Attributes:
-        past_key_values: the model's KV cache.
-        attention_mask: ``(B, T_total)`` long over prompt + fed vectors.
-        next_position: ``(B,)`` long position id of the next input (padding excluded).
-        logits: ``(B, V)`` float32 logits at the last fed position.
-    """
-
-    past_key_values: Any
-    attention_mask: torch.Tensor
-    next_position: torch.Tensor
-    logits: torch.Tensor
-
-
-def _segments(prompt: Prompt) -> list[Segment]:
-    if isinstance(prompt, torch.Tensor):
-        return [prompt] if prompt.dim() == 2 else [prompt.tolist()]
-    items = list(prompt)
-    if all(isinstance(x, int) for x in items):
-        return [items]
-    return items
-
-
-def build_batch(lm: Any, prompts: Sequence[Prompt]) -> Batch:
-    """Left-pad prompts into one batch.
-
-    Args:
-        lm: a :class:`~vecgen.models.LoadedModel`.
-        prompts: each a list of token ids, a ``(T, d)`` tensor of vectors, or a list of such segments
-            (e.g. ``[ids_before, vectors, ids_after]``).
-
-    Raises:
-        ConfigError: no prompts, or an empty prompt.
-        NonFiniteError: a NaN/inf input vector (the prompt index is named).
-    """
-    if not prompts:
-        raise ConfigError("no prompts given")
-    device, dtype = lm.device, lm.dtype
-    seg_lists = [_segments(p) for p in prompts]
-    only_ids = all(not isinstance(s, torch.Tensor) for segs in seg_lists for s in segs)
-    lengths = [sum(len(s) for s in segs) for segs in seg_lists]
-    for i, n in enumerate(lengths):
-        if n == 0:
-            raise ConfigError(f"prompt {i} is empty")
-    T = max(lengths)
-    B = len(prompts)
-    mask = torch.zeros(B, T, dtype=torch.long, device=device)
-    for i, n in enumerate(lengths):
-        mask[i, T - n :] = 1
-    if only_ids:
-        pad = lm.tokenizer.pad_token_id or 0
-        ids = torch.full((B, T), pad, dtype=torch.long, device=device)
-        for i, segs in enumerate(seg_lists):
-            flat = [t for s in segs for t in s]
-            ids[i, T - len(flat) :] = torch.tensor(flat, dtype=torch.long, device=device)
-        return Batch(ids, None, mask)
-    embeds = torch.zeros(B, T, lm.hidden_size, dtype=dtype, device=device)
-    for i, segs in enumerate(seg_lists):
-        parts = []
-        for s in segs:
-            if isinstance(s, torch.Tensor):
-                v = s.to(device=device, dtype=dtype)
-                if not bool(torch.isfinite(v).all()):
-                    raise NonFiniteError(f"prompt {i} contains a NaN or inf input vector", row=i)
-                parts.append(v)
-            elif len(s):
-                parts.append(lm.embed(torch.tensor([list(s)], device=device))[0])
-        row = torch.cat(parts, dim=0)  # (T_i, d)
-        embeds[i, T - row.shape[0] :] = row
-    return Batch(None, embeds, mask)
-
-
-_ACCEPTS_LOGITS_TO_KEEP: dict[type, bool] = {}
-
-
-def accepts_logits_to_keep(model: Any) -> bool:
-    """Whether ``model.forward`` takes ``logits_to_keep`` (then only the last position's logits are computed)."""
-    key = type(model)
-    if key not in _ACCEPTS_LOGITS_TO_KEEP:
-        try:
-            _ACCEPTS_LOGITS_TO_KEEP[key] = "logits_to_keep" in inspect.signature(model.forward).parameters
-        except (TypeError, ValueError):
-            _ACCEPTS_LOGITS_TO_KEEP[key] = False
-    return _ACCEPTS_LOGITS_TO_KEEP[key]
-
-
-def _call(model: Any, **kwargs: Any) -> Any:
-    if accepts_logits_to_keep(model):
-        kwargs["logits_to_keep"] = 1
-    return model(use_cache=True, **kwargs)
-
-
-def prefill(model: Any, batch: Batch, past: DecodeState | None = None) -> DecodeState:
-    """Run the prompt; return the cache and last-position logits ``(B, V)`` float32.
-
-    With ``past`` (a state of the same ``B`` rows, e.g. a shared prefix from :func:`fork_state`), the
-    batch is fed on top of that cache: positions continue from ``past.next_position`` and the batch's
-    left padding sits between the cached tokens and the new ones, masked by the attention mask.
-    ``past`` is consumed (its cache grows in place). A row may be all padding in ``past``.
-    """
-    mask = batch.attention_mask
-    offset = torch.zeros_like(mask[:, 0]) if past is None else past.next_position.to(mask.device)  # (B,)
-    positions = offset[:, None] + (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T); left padding gets the offset
-    full_mask = mask if past is None else torch.cat([past.attention_mask, mask], dim=-1)  # (B, T_past + T)
-    out = _call(
-        model,
-        input_ids=batch.input_ids,
-        inputs_embeds=batch.inputs_embeds,
-        attention_mask=full_mask,
-        position_ids=positions,
-        past_key_values=None if past is None else past.past_key_values,
-    )
-    return DecodeState(out.past_key_values, full_mask, offset + mask.sum(-1), out.logits[:, -1].float())
-
-
-def extend(model: Any, state: DecodeState, inputs_embeds: torch.Tensor) -> DecodeState:
-    """Feed ``inputs_embeds`` ``(B, d)`` or ``(B, k, d)`` on top of the cache; updates ``state`` in place."""
-    if inputs_embeds.dim() == 2:
-        inputs_embeds = inputs_embeds[:, None]  # (B, 1, d)
-    B, k, _ = inputs_embeds.shape
-    ones = torch.ones(B, k, dtype=state.attention_mask.dtype, device=state.attention_mask.device)
-    state.attention_mask = torch.cat([state.attention_mask, ones], dim=-1)  # (B, T + k)
-    positions = state.next_position[:, None] + torch.arange(k, device=state.next_position.device)  # (B, k)
-    out = _call(
-        model,
-        inputs_embeds=inputs_embeds,
-        attention_mask=state.attention_mask,
-        position_ids=positions,
-        past_key_values=state.past_key_values,
-    )
-    state.past_key_values = out.past_key_values
-    state.next_position = positions[:, -1] + 1
-    state.logits = out.logits[:, -1].float()
-    return state
-
-
-def select_rows(state: DecodeState, rows: torch.Tensor) -> DecodeState:
-    """Keep only batch ``rows`` of ``state`` (``(b,)`` long indices), e.g. to drop finished rows.
-
-    The KV cache is narrowed in place (transformers ``Cache.batch_select_indices``; a legacy tuple
-    cache is indexed), so later :func:`extend` calls compute only the kept rows. Updates ``state``
-    in place and returns it.
-    """
-    rows = rows.to(state.attention_mask.device)
-    cache = state.past_key_values
-    if hasattr(cache, "batch_select_indices"):
-        cache.batch_select_indices(rows)
-    else:  # legacy ((k, v), ...) with (B, heads, T, head_dim) tensors
-        cache = tuple(tuple(t[rows] for t in layer) for layer in cache)
-    state.past_key_values = cache
-    state.attention_mask = state.attention_mask[rows]  # (b, T_total)
-    state.next_position = state.next_position[rows]  # (b,)
-    state.logits = state.logits[rows.to(state.logits.device)]  # (b, V)
-    return state
-
-
-def fork_state(state: DecodeState, rows: torch.Tensor | Sequence[int]) -> DecodeState:
-    """A copy of ``state`` holding batch ``rows`` (indices may repeat), leaving ``state`` untouched.
-
-    Typical use: prefill a few shared prefixes once, then give each prompt of a batch a copy of its
-    prefix's cache and pass it to :func:`generate` as ``past``.
-    """
-    import copy
-
-    rows = torch.as_tensor(rows, dtype=torch.long)
-    return select_rows(copy.deepcopy(state), rows)
-
+from ..errors import ConfigError
+from .engine import Action, Mode, Observation, RowRecord, StepHook, run
+from .mixing import MixingConfig, get_rule
 
 @dataclass
 class StepRecord:
-    """One decode step for the whole batch (tensors on the CPU).
+    """One decode step for the whole batch (tensors on the CPU; rows that had finished hold zeros).
 
     Attributes:
         token: ``(B,)`` the discrete token of the step (sampled, or top-1 of the mixture).
@@ -251,17 +52,19 @@ class GenerationResult:
     """Output of :func:`generate`.
 
     Attributes:
-        steps: one :class:`StepRecord` per step.
+        steps: one :class:`StepRecord` per step (``(B, ...)`` views of ``rows``).
         lengths: ``(B,)`` valid steps per row (through its stop token, if any).
         finished: ``(B,)`` rows that emitted a stop token.
-        state: the decode state after the loop (the last vector is fed only with ``feed_last``).
+        state: with ``feed_last`` and no stop tokens, the decode state after the last vector (every row);
+            else None (rows leave the batch as they finish).
+        rows: the engine's typed per-row records (:class:`~vecgen.decoding.engine.RowRecord`).
     """
 
     steps: list[StepRecord]
     lengths: torch.Tensor
     finished: torch.Tensor
     state: DecodeState | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    rows: list[RowRecord] = field(default_factory=list)
 
     @property
     def tokens(self) -> torch.Tensor:
@@ -278,25 +81,65 @@ class GenerationResult:
 
     def vectors(self, row: int) -> torch.Tensor:
         """``(n, d)`` the vectors fed for ``row`` (requires ``keep_vectors=True``)."""
-        if not self.steps or self.steps[0].vector is None:
+        if not self.rows or self.rows[row].vectors is None:
             raise ValueError("vectors were not kept; call generate(..., keep_vectors=True)")
-        return torch.stack([s.vector[row] for s in self.steps])[: int(self.lengths[row])]
+        return self.rows[row].vectors[: int(self.lengths[row])]
 
 
-StepCallback = Callable[[int, StepRecord], None]
+class GeneratePolicy:
+    """A row that samples ``max_new_tokens`` steps with one :class:`~vecgen.decoding.engine.Mode`, or
+    fewer when it emits a stop token (recorded, not fed).
+
+    Args:
+        mode: how each step is sampled and mixed.
+        max_new_tokens: steps (>= 1).
+        stops: token ids that end the row.
+        feed_last: feed the last step's vector too (so the final state continues after it).
+        on_token: called with each step's token (streaming).
+    """
+
+    def __init__(self, mode: Mode, max_new_tokens: int, stops: frozenset[int], *, feed_last: bool = False,
+                 on_token: Callable[[int], None] | None = None):
+        self.mode, self.max_new_tokens, self.stops, self.feed_last = mode, max_new_tokens, stops, feed_last
+        self.on_token = on_token
+        self.tokens: list[int] = []
+        self.finished = False
+
+    def next_input(self) -> Mode | None:
+        return None if self.finished or len(self.tokens) >= self.max_new_tokens else self.mode
+
+    def observe(self, obs: Observation) -> Action:
+        self.tokens.append(obs.token)
+        if self.on_token is not None:
+            self.on_token(obs.token)
+        if obs.token in self.stops:
+            self.finished = True
+            return Action.done
+        if len(self.tokens) >= self.max_new_tokens and not self.feed_last:
+            return Action.done
+        return Action.feed
 
 
-def _check_finite(t: torch.Tensor, what: str, step: int, active: torch.Tensor) -> None:
-    """Raise :class:`NonFiniteError` naming the first active row of ``t`` ``(B, ...)`` with a NaN/inf."""
-    if bool(torch.isfinite(t.sum(-1)).all()):  # one reduction: a NaN/inf entry makes its row sum non-finite
-        return
-    bad = ~torch.isfinite(t).all(-1).cpu() & active
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0, 0])
-        raise NonFiniteError(f"{what} at step {step} for prompt {row}", step=step, row=row)
+def _step_records(rows: list[RowRecord], keep_vectors: bool) -> list[StepRecord]:
+    """Per-step ``(B, ...)`` views of per-row records (rows past their length hold zeros)."""
+    B, n = len(rows), max((len(r.phases) for r in rows), default=0)
+
+    def dense(name: str) -> torch.Tensor:
+        parts = [getattr(r, name) for r in rows]
+        out = parts[0].new_zeros((B, n, *parts[0].shape[1:]))
+        for b, t in enumerate(parts):
+            out[b, : t.shape[0]] = t
+        return out
+
+    cols = {name: dense(name) for name in ("tokens", "top_ids", "top_probs", "mix_ids", "mix_weights", "entropy",
+                                           "mix_entropy")}
+    vecs = dense("vectors") if keep_vectors else None
+    return [StepRecord(token=cols["tokens"][:, s], top_ids=cols["top_ids"][:, s], top_probs=cols["top_probs"][:, s],
+                       mix_ids=cols["mix_ids"][:, s], mix_weights=cols["mix_weights"][:, s],
+                       entropy=cols["entropy"][:, s], mix_entropy=cols["mix_entropy"][:, s],
+                       vector=None if vecs is None else vecs[:, s]) for s in range(n)]
 
 
-@torch.inference_mode()
 def generate(
     lm: Any,
     prompts: Sequence[Prompt],
@@ -309,86 +152,68 @@ def generate(
     keep_vectors: bool = False,
     record_top_k: int = 10,
     feed_last: bool = False,
-    on_step: StepCallback | None = None,
+    on_step: StepHook | None = None,
+    on_token: Callable[[int, int], None] | None = None,
     past: DecodeState | None = None,
 ) -> GenerationResult:
     """Generate tokens or concept tokens for a batch of prompts.
 
     Args:
-        lm: a :class:`~vecgen.models.LoadedModel` (or one with a replaced model).
-        prompts: see :func:`build_batch`.
+        lm: a :class:`~vecgen.models.LoadedModel` (its ``backend`` runs the model).
+        prompts: see :func:`~vecgen.backends.contract.build_batch`.
         sampling: temperature / top_k / top_p / min_p / seed (default: greedy).
-        mixing: a :class:`MixingConfig` or a rule name (``onehot`` = discrete decoding).
+        mixing: a :class:`MixingConfig` or a rule name (``onehot`` = discrete decoding; ``hidden`` feeds
+            the last hidden state).
         max_new_tokens: steps per prompt (default ``sampling.max_new_tokens``).
         stop_ids: tokens that end a row; ``None`` = the model's eos/end-of-turn tokens; ``[]`` = run
             exactly ``max_new_tokens`` steps (concept vectors).
         allowed: optional allowed-token mask ``(V_rows,)`` bool or id tensor (e.g. English-only);
             padding rows are always excluded.
-        keep_vectors: keep each fed vector in the records.
-        record_top_k: K of the per-step top-token records.
+        keep_vectors: keep each produced vector in the records.
+        record_top_k: K of the per-step top-token records (0 = tokens and entropies only).
         feed_last: also feed the last vector, so ``result.state`` continues after it.
-        on_step: called after each step with ``(step, record)`` (streaming, progress, writing).
+        on_step: called before each step with ``(step, live rows)`` (progress).
+        on_token: called with ``(row, token)`` after each sampled step (streaming).
         past: continue from this state (one row per prompt, e.g. a cached shared prefix from
-            :func:`fork_state`); the prompts are fed on top of it. It is consumed.
+            ``lm.backend.fork``); the prompts are fed on top of it. It is consumed.
 
     Returns:
         A :class:`GenerationResult`.
 
     Raises:
-        ConfigError: bad prompts, an unknown rule, an empty allowed set.
+        ConfigError: bad prompts, an unknown rule, an empty allowed set, ``max_new_tokens`` < 1.
         NonFiniteError: NaN/inf in logits or vectors (names the step and prompt).
     """
     sampling = sampling or SamplingConfig()
     mixing = MixingConfig.create(rule=mixing) if isinstance(mixing, str) else mixing
-    rule = get_rule(mixing.rule)
+    get_rule(mixing.rule)
     n_steps = int(max_new_tokens or sampling.max_new_tokens)
     if n_steps < 1:
         raise ConfigError(f"max_new_tokens={n_steps}: allowed range is >= 1")
-    stops = torch.tensor(lm.stop_token_ids() if stop_ids is None else list(stop_ids), dtype=torch.long)
-    mask = vocab_mask(lm.vocab_rows, lm.n_real_vocab, allowed, device=lm.device)
-    generator = make_generator(sampling.seed, lm.device)
-    E = lm.embedding
-
-    batch = build_batch(lm, prompts)
-    B = batch.attention_mask.shape[0]
-    if past is not None and past.attention_mask.shape[0] != B:
-        raise ConfigError(f"past has {past.attention_mask.shape[0]} rows but {B} prompts were given")
-    state = prefill(lm.model, batch, past)
-    active = torch.ones(B, dtype=torch.bool)
-    lengths = torch.zeros(B, dtype=torch.long)
-    steps: list[StepRecord] = []
-    for step in range(n_steps):
-        _check_finite(state.logits, "NaN or inf logits", step, active)
-        mixture: Mixture = rule(state.logits, sampling, mixing, mask, generator)
-        vec = mix_embeddings(E, mixture)  # (B, d)
-        _check_finite(vec, "NaN or inf input vector", step, active)
-        record = _record(mixture, vec if keep_vectors else None, record_top_k)
-        steps.append(record)
-        lengths += active.long()
-        if stops.numel():
-            active &= ~torch.isin(record.token, stops)
-        if on_step is not None:
-            on_step(step, record)
-        if not bool(active.any()) or (step == n_steps - 1 and not feed_last):
-            break
-        state = extend(lm.model, state, vec)
-    finished = ~active if stops.numel() else torch.zeros_like(active)
-    return GenerationResult(steps=steps, lengths=lengths, finished=finished, state=state)
+    stops = frozenset(lm.stop_token_ids() if stop_ids is None else [int(t) for t in stop_ids])
+    if past is not None and past.batch_size != len(prompts):
+        raise ConfigError(f"past has {past.batch_size} rows but {len(prompts)} prompts were given")
+    mode = Mode("generate", sampling, mixing)
+    policies = [GeneratePolicy(mode, n_steps, stops, feed_last=feed_last,
+                               on_token=None if on_token is None else (lambda t, _r=r: on_token(_r, t)))
+                for r in range(len(prompts))]
+    result = run(lm, prompts, policies, allowed=allowed, record_top_k=record_top_k, keep_vectors=keep_vectors,
+                 past=past, on_step=on_step)
+    lengths = torch.tensor([len(p.tokens) for p in policies], dtype=torch.long)
+    finished = torch.tensor([p.finished for p in policies], dtype=torch.bool)
+    return GenerationResult(steps=_step_records(result.rows, keep_vectors), lengths=lengths, finished=finished,
+                            state=result.state, rows=result.rows)
 
 
-def _record(mixture: Mixture, vec: torch.Tensor | None, k: int) -> StepRecord:
-    top_p, top_i = torch.topk(mixture.probs, min(k, mixture.probs.shape[-1]), dim=-1)
-    dense_probs = mixture.indices is None and mixture.weights is mixture.probs  # e.g. `full`: reuse, don't redo
-    mix_ids, mix_w = (top_i, top_p) if dense_probs else mixture.top(k)
-    ent = entropy(mixture.full_probs)  # (B,)
-    mix_ent = ent if dense_probs and mixture.full_probs is mixture.probs else mixture.entropy()
-    return StepRecord(
-        token=mixture.token.cpu(),
-        top_ids=top_i.cpu(),
-        top_probs=top_p.cpu(),
-        mix_ids=mix_ids.cpu(),
-        mix_weights=mix_w.cpu(),
-        entropy=ent.cpu(),
-        mix_entropy=mix_ent.cpu(),
-        vector=None if vec is None else vec.detach().float().cpu(),
-    )
+__all__ = [
+    "Batch",
+    "DecodeState",
+    "GeneratePolicy",
+    "GenerationResult",
+    "Prompt",
+    "Segment",
+    "StepRecord",
+    "accepts_logits_to_keep",
+    "build_batch",
+    "generate",
+]

@@ -1,8 +1,10 @@
 """Mixing rules: next-token probabilities → the next input vector (a "concept token").
 
 A rule returns a :class:`Mixture` (token ids and weights); :func:`mix_embeddings` is the one
-function that turns a mixture into a vector ``Σ wᵢ·E[i]``. Sparse mixtures gather only their rows
-(no dense ``V × d`` product); only the ``full`` rule (all rows) uses a dense matmul.
+function that turns a mixture into the next input vector ``Σ wᵢ·e(i)``, where ``e(i)`` is the model's own
+input for token ``i`` (the backend's ``input_rows``: ``E[i]``, or ``sqrt(d)·E[i]`` for Gemma 3). Sparse
+mixtures gather only their rows (no dense ``V × d`` product); only the ``full`` rule (all rows) uses a
+dense matmul. Mixing runs in float32 whatever the model's dtype; the vector is cast to it at the end.
 
 Rules (sources in the shared ANCHORS notes):
 
@@ -17,6 +19,13 @@ Rules (sources in the shared ANCHORS notes):
     Mixture of Inputs (Zhuang et al. 2025, arXiv 2505.14827): sample y; posterior
     ``q = (p + β·onehot(y)) / (1 + β)``; feed ``H̃·Σ qᵢE[i] + (1 − H̃)·E[y]`` with the normalised
     entropy ``H̃ = H(p) / log |support(p)|``.
+``hidden``
+    COCONUT-style continuous thought without training (Hao et al. 2024, arXiv 2412.06769): feed the last
+    hidden state (after the final norm, before the LM head) back as the next input. Its token (for
+    records and traces) is the top-1 token of the logits. Latent norms are far larger than token
+    embeddings (coconut issue #29; about 8× on Qwen2.5-Coder-0.5B), so ``hidden_scale="embed"`` (the
+    default) rescales each vector to the mean norm of the real tokens' input vectors;
+    ``hidden_scale="none"`` feeds it as it is.
 
 Optional noise on the weights of ``soft`` (Stochastic Soft Thinking, Wu et al. 2025):
 ``gumbel`` (Gumbel-softmax: ``softmax((log w + g) / τ)``, g ~ Gumbel(0, 1)) or ``dirichlet``
@@ -31,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -48,6 +58,13 @@ class Noise(str, Enum):
     dirichlet = "dirichlet"
 
 
+class HiddenScale(str, Enum):
+    """How the ``hidden`` rule scales the fed hidden state."""
+
+    none = "none"  #: as the model produced it
+    embed = "embed"  #: rescaled to the mean norm of the real tokens' input vectors
+
+
 class MixingConfig(BaseModel):
     """Parameters of the mixing rules.
 
@@ -58,6 +75,7 @@ class MixingConfig(BaseModel):
         noise: ``none``, ``gumbel`` or ``dirichlet`` (``soft`` only).
         gumbel_tau: Gumbel-softmax temperature τ > 0.
         dirichlet_alpha: Dirichlet concentration scale α > 0 (larger = less noise).
+        hidden_scale: ``hidden`` rule only: ``embed`` (rescale to the mean input-embedding norm) or ``none``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +86,12 @@ class MixingConfig(BaseModel):
     noise: Noise = Noise.none
     gumbel_tau: float = Field(0.5, gt=0.0)
     dirichlet_alpha: float = Field(10.0, gt=0.0)
+    hidden_scale: HiddenScale = HiddenScale.embed
+
+    @property
+    def feeds_hidden(self) -> bool:
+        """Whether the rule feeds the last hidden state (the engine then asks the backend for it)."""
+        return self.rule in HIDDEN_RULES
 
     @classmethod
     def create(cls, **values) -> "MixingConfig":
@@ -91,6 +115,8 @@ class Mixture:
             ``onehot``/``moi``, the top-1 token otherwise).
         probs: ``(B, V)`` the sampler's (truncated) distribution the mixture came from.
         full_probs: ``(B, V)`` untruncated ``softmax(logits / T)``, whose entropy Cold Stop uses.
+        hidden_scale: set by the ``hidden`` rule: the vector is the last hidden state (scaled this way),
+            not a mixture of embeddings; ``weights``/``indices`` then record the top-1 token.
     """
 
     weights: torch.Tensor
@@ -98,6 +124,7 @@ class Mixture:
     token: torch.Tensor
     probs: torch.Tensor
     full_probs: torch.Tensor
+    hidden_scale: HiddenScale | None = None
 
     def top(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` largest weights and their token ids, ``(B, k)`` each (fewer if the mixture is smaller)."""
@@ -111,18 +138,72 @@ class Mixture:
         return entropy(self.weights)
 
 
-def mix_embeddings(embedding: torch.Tensor, mixture: Mixture) -> torch.Tensor:
-    """The concept token ``Σ wᵢ·E[i]``: ``(B, d)`` in the embedding's dtype.
+class _MatrixRows:
+    """A bare embedding matrix seen as a backend (scale 1, ``input_rows(i) = E[i]``)."""
+
+    def __init__(self, embedding: torch.Tensor):
+        self.embedding = embedding
+        self.embed_scale = 1.0
+        self.dtype = embedding.dtype
+
+    def input_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding[ids]
+
+
+_MEAN_NORMS: dict[tuple[int, int], float] = {}
+
+
+def mean_input_norm(source: Any, n_real: int | None = None) -> float:
+    """Mean L2 norm of the model's input vectors of the first ``n_real`` rows (all rows by default):
+    ``embed_scale · mean ‖E[i]‖``, computed in float32 chunks once per matrix and cached."""
+    E = source.embedding if not isinstance(source, torch.Tensor) else source
+    scale = 1.0 if isinstance(source, torch.Tensor) else float(source.embed_scale)
+    n = int(n_real or E.shape[0])
+    key = (E.data_ptr(), n)
+    if key not in _MEAN_NORMS:
+        with torch.no_grad():
+            total = sum(float(torch.linalg.vector_norm(E[i : i + 16384].float(), dim=-1).sum())
+                        for i in range(0, n, 16384))
+        _MEAN_NORMS[key] = total / n
+    return scale * _MEAN_NORMS[key]
+
+
+def mix_embeddings(source: Any, mixture: Mixture, *, hidden: torch.Tensor | None = None,
+                   target_norm: float | None = None) -> torch.Tensor:
+    """The next input vector of each row: ``Σ wᵢ·e(i)`` (or the scaled hidden state), ``(B, d)`` in the model dtype.
 
     Args:
-        embedding: input embedding matrix ``E`` ``(V_rows, d)``.
-        mixture: sparse (gathers ``B·K`` rows) or dense (``(B, V) @ (V, d)``).
+        source: a :class:`~vecgen.backends.contract.Backend` (``e(i)`` = its ``input_rows``), or a bare
+            embedding matrix ``E`` ``(V_rows, d)`` (``e(i) = E[i]``).
+        mixture: sparse (gathers ``B·K`` input rows) or dense (``(B, V) @ (V, d)`` times ``embed_scale``);
+            weights in float32, the product accumulated in float32 (sparse) and cast to the model dtype.
+        hidden: ``(B, d)`` the last hidden states; required when ``mixture.hidden_scale`` is set.
+        target_norm: the norm ``hidden_scale="embed"`` rescales to (default :func:`mean_input_norm`
+            over all rows of ``source``).
+
+    Raises:
+        ContractError: a ``hidden`` mixture without hidden states (the engine did not ask the backend).
     """
-    w = mixture.weights.to(embedding.dtype)
+    src = _MatrixRows(source) if isinstance(source, torch.Tensor) else source
+    if mixture.hidden_scale is not None:
+        if hidden is None:
+            from ..backends.contract import ContractError
+
+            raise ContractError("the hidden rule needs the last hidden state, but none was computed")
+        h = hidden.float()  # (B, d)
+        if mixture.hidden_scale == HiddenScale.embed:
+            norm = mean_input_norm(src) if target_norm is None else target_norm
+            h = h * (norm / torch.linalg.vector_norm(h, dim=-1, keepdim=True).clamp_min(1e-12))  # (B, d)
+        return h.to(src.dtype)
     if mixture.indices is None:
-        return w @ embedding[: w.shape[-1]]  # (B, V) @ (V, d) -> (B, d)
-    rows = embedding[mixture.indices]  # (B, K, d)
-    return torch.einsum("bk,bkd->bd", w, rows)  # (B, d)
+        E = src.embedding
+        w = mixture.weights[:, : E.shape[0]]  # (B, V)
+        out = w.to(E.dtype) @ E[: w.shape[-1]]  # (B, V) @ (V, d) -> (B, d), accumulated in float32 by the BLAS
+        return out if src.embed_scale == 1.0 else out * src.embed_scale
+    if mixture.indices.shape[-1] == 1:  # one weight, which is 1 (rows sum to 1): one-hot
+        return src.input_rows(mixture.indices[:, 0])  # (B, d), exactly the model's input for the token
+    rows = src.input_rows(mixture.indices).float()  # (B, K, d)
+    return torch.einsum("bk,bkd->bd", mixture.weights.float(), rows).to(src.dtype)  # (B, d)
 
 
 def _sparse(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,13 +219,20 @@ def _support_size(probs: torch.Tensor) -> int:
 RuleFn = Callable[[torch.Tensor, SamplingConfig, MixingConfig, "torch.Tensor | None", "torch.Generator | None"], Mixture]
 
 MIXING_RULES: dict[str, RuleFn] = {}
+#: Rules whose vector is the last hidden state (the engine asks the backend for it).
+HIDDEN_RULES: set[str] = set()
 
 
-def register_mixing_rule(name: str) -> Callable[[RuleFn], RuleFn]:
-    """Decorator adding a rule ``fn(logits, sampling, mixing, mask, generator) -> Mixture`` to the registry."""
+def register_mixing_rule(name: str, *, feeds_hidden: bool = False) -> Callable[[RuleFn], RuleFn]:
+    """Decorator adding a rule ``fn(logits, sampling, mixing, mask, generator) -> Mixture`` to the registry.
+
+    ``feeds_hidden``: the rule's mixtures set ``hidden_scale`` and are fed the last hidden state.
+    """
 
     def deco(fn: RuleFn) -> RuleFn:
         MIXING_RULES[name] = fn
+        if feeds_hidden:
+            HIDDEN_RULES.add(name)
         return fn
 
     return deco
@@ -219,12 +307,24 @@ def moi_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     return Mixture(weights, None, y, probs, full)
 
 
+@register_mixing_rule("hidden", feeds_hidden=True)
+def hidden_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
+    """COCONUT-style continuous thought: feed the last hidden state; the step's token is the top-1 token."""
+    probs, full = logits_to_probs(logits, sampling, mask, return_full=True)
+    y = probs.argmax(-1)  # (B,)
+    return Mixture(torch.ones_like(y, dtype=torch.float32)[:, None], y[:, None], y, probs, full,
+                   hidden_scale=mixing.hidden_scale)
+
+
 __all__ = [
+    "HIDDEN_RULES",
+    "HiddenScale",
     "MIXING_RULES",
     "MixingConfig",
     "Mixture",
     "Noise",
     "get_rule",
+    "mean_input_norm",
     "mix_embeddings",
     "register_mixing_rule",
 ]

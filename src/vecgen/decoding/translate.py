@@ -259,7 +259,7 @@ def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
     sees exactly the same sequence as with the whole prompt; only the order of the computation differs
     (float rounding).
     """
-    from .loop import Batch, fork_state, prefill
+    from ..backends.contract import Batch
 
     heads, rests = [], []
     for segments in prompts:
@@ -273,7 +273,7 @@ def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
     distinct = list(dict.fromkeys(heads))
     if distinct == [()]:
         return prompts, None
-    key = (id(lm.model), tuple(distinct))
+    key = (id(lm.backend), tuple(distinct))
     state = None if cache is None else cache.get(key)
     if state is None:
         T = max(len(h) for h in distinct)
@@ -285,10 +285,10 @@ def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
                 ids[i, T - len(h):] = torch.tensor(h, dtype=torch.long, device=lm.device)
                 mask[i, T - len(h):] = 1
         with torch.inference_mode():
-            state = prefill(lm.model, Batch(ids, None, mask))
+            state = lm.backend.prefill(Batch(ids, None, mask))
         if cache is not None:
             cache[key] = state
-    return rests, fork_state(state, [distinct.index(h) for h in heads])
+    return rests, lm.backend.fork(state, [distinct.index(h) for h in heads])
 
 
 @torch.inference_mode()
@@ -312,7 +312,7 @@ def translate(
         max_new_tokens: tokens generated per generative translation.
         sampling: decoding of the translations (default greedy, so translations are reproducible).
         allowed: optional allowed-token mask for the generated tokens (see :func:`vecgen.decoding.generate`).
-        on_step: passed to :func:`vecgen.decoding.generate` (progress).
+        on_step: passed to :func:`vecgen.decoding.generate`: ``(step, live rows)`` before each step (progress).
         prefix_cache: a dict kept by the caller between calls on the same model; the KV cache of the
             methods' fixed prefixes (few-shot examples, chat template head) is stored there and reused.
 
@@ -344,7 +344,7 @@ def translate(
     if prompts:
         rests, past = _shared_prefixes(lm, prompts, prefix_cache)
         gen = generate(lm, rests, sampling=sampling or SamplingConfig(max_new_tokens=max_new_tokens),
-                       max_new_tokens=max_new_tokens, allowed=allowed, record_top_k=1, on_step=on_step, past=past)
+                       max_new_tokens=max_new_tokens, allowed=allowed, record_top_k=0, on_step=on_step, past=past)
     row = 0
     for s, vectors in enumerate(vector_sets):
         for name in methods:

@@ -4,14 +4,21 @@ Llama-like models differ.
 Code elsewhere asks the adapter (``lm.adapter``) instead of testing model names. Facts come from
 the model configs and model cards (see ``docs/ANCHORS.md`` in the shared notes):
 
-=========  ========  =======  =============================  =================
-family     QKV bias  QK-norm  positions                      thinking switch
-=========  ========  =======  =============================  =================
-qwen2      yes       no       RoPE                           no
-qwen3      no        yes      RoPE                           ``enable_thinking``
-gpt2       yes       no       learned absolute (``wpe``)     no
-llama      no        no       RoPE                           no
-=========  ========  =======  =============================  =================
+=========  ========  =======  =============================  =================  ====================
+family     QKV bias  QK-norm  positions                      thinking switch    input embedding
+=========  ========  =======  =============================  =================  ====================
+qwen2      yes       no       RoPE                           no                 ``E[i]``
+qwen3      no        yes      RoPE                           ``enable_thinking``  ``E[i]``
+gpt2       yes       no       learned absolute (``wpe``)     no                 ``E[i]``
+llama      no        no       RoPE                           no                 ``E[i]``
+gemma3     no        yes      RoPE (local + global layers)   no                 ``sqrt(d)·E[i]``
+=========  ========  =======  =============================  =================  ====================
+
+Gemma 3 scales its word embedding by ``sqrt(hidden_size)`` inside the embedding module
+(``Gemma3TextScaledWordEmbedding``, Gemma 3 technical report, arXiv 2503.19786; the same as Gemma 1/2),
+so the model's input for token ``i`` is not the row ``E[i]``. Every input vecgen feeds for a token goes
+through the backend's ``input_rows`` (the module itself), and mixtures over the whole vocabulary use
+:meth:`FamilyAdapter.embed_scale`.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ class FamilyAdapter:
     """Facts and small behaviours of one model family.
 
     Attributes:
-        family: ``"qwen2"``, ``"qwen3"``, ``"gpt2"`` or ``"llama"`` (generic Llama-like fallback).
+        family: ``"qwen2"``, ``"qwen3"``, ``"gpt2"``, ``"gemma3"`` or ``"llama"`` (generic Llama-like fallback).
         model_types: transformers ``config.model_type`` values handled by this adapter.
         qkv_bias: attention q/k/v projections have a bias.
         qk_norm: per-head RMSNorm on q and k before RoPE.
@@ -36,6 +43,7 @@ class FamilyAdapter:
         thinking_tokens: ``(start, end)`` thinking markers of thinking-capable chat models, else None.
         stop_tokens: tokens that end generation besides the model's eos (Qwen: ``<|im_end|>`` closes
             a chat turn, ``<|endoftext|>`` ends a document; the hub generation configs list both).
+        scaled_embeddings: the input embedding multiplies ``E[i]`` by ``sqrt(hidden_size)`` (Gemma).
     """
 
     family: str
@@ -45,6 +53,12 @@ class FamilyAdapter:
     rotary: bool = True
     thinking_tokens: tuple[str, str] | None = None
     stop_tokens: tuple[str, ...] = ()
+    scaled_embeddings: bool = False
+
+    def embed_scale(self, config: Any) -> float:
+        """The factor the model's input embedding applies to ``E[i]``: ``sqrt(hidden_size)`` for families
+        with scaled embeddings (Gemma), else 1.0."""
+        return float(config.hidden_size) ** 0.5 if self.scaled_embeddings else 1.0
 
     def stop_token_ids(self, tokenizer: Any, generation_config: Any = None) -> list[int]:
         """Token ids that end generation: the model's ``eos_token_id`` (one or several), the tokenizer's
@@ -67,8 +81,10 @@ QWEN3 = FamilyAdapter(
 )
 GPT2 = FamilyAdapter("gpt2", ("gpt2",), qkv_bias=True, qk_norm=False, rotary=False)
 LLAMA = FamilyAdapter("llama", ("llama", "mistral"), qkv_bias=False, qk_norm=False)
+GEMMA3 = FamilyAdapter("gemma3", ("gemma3_text", "gemma3"), qkv_bias=False, qk_norm=True,
+                       stop_tokens=("<end_of_turn>",), scaled_embeddings=True)
 
-ADAPTERS: tuple[FamilyAdapter, ...] = (QWEN2, QWEN3, GPT2, LLAMA)
+ADAPTERS: tuple[FamilyAdapter, ...] = (QWEN2, QWEN3, GPT2, LLAMA, GEMMA3)
 
 
 def adapter_for(config: Any) -> FamilyAdapter:

@@ -43,6 +43,10 @@ class LoadedModel:
         device, dtype: where and in which precision the weights live.
         built_cache: True when this load converted packaged/GGUF weights into the cache.
         load_seconds: wall time of the load.
+        backend: what the decode engine drives (:class:`~vecgen.backends.contract.Backend`); built from
+            ``model`` when not given: a :class:`~vecgen.backends.transformers.TransformersBackend`
+            named by the model's ``backend_name`` attribute (``"reference"`` for vecgen's reference
+            model), else ``"transformers"``.
     """
 
     name: str
@@ -56,6 +60,14 @@ class LoadedModel:
     dtype: torch.dtype
     built_cache: bool = False
     load_seconds: float = 0.0
+    backend: Any = None
+
+    def __post_init__(self) -> None:
+        if self.backend is None:
+            from ..backends import TransformersBackend
+
+            self.backend = TransformersBackend(self.model, embed_scale=self.adapter.embed_scale(self.model.config),
+                                               name=getattr(self.model, "backend_name", "transformers"))
 
     @property
     def embedding(self) -> torch.Tensor:
@@ -81,16 +93,17 @@ class LoadedModel:
         return self.adapter.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Look up token embeddings: ``(B, T)`` long → ``(B, T, d)``, exactly what the model does with ids."""
-        return self.model.get_input_embeddings()(input_ids.to(self.device))
+        """The model's input vectors for ids: ``(B, T)`` long → ``(B, T, d)``, exactly what the model does
+        with ids (the backend's ``input_rows``: scaled for families such as Gemma 3)."""
+        return self.backend.input_rows(input_ids)
 
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         """Token ids of ``text`` (no BOS is added by default: chat templates carry their own tokens)."""
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
     def with_model(self, model: Any) -> "LoadedModel":
-        """A copy that runs ``model`` (same tokenizer, embedding rows and adapter)."""
-        return dataclasses.replace(self, model=model)
+        """A copy that runs ``model`` (same tokenizer, embedding rows and adapter) through a new backend."""
+        return dataclasses.replace(self, model=model, backend=None)
 
     def describe(self) -> dict[str, Any]:
         """Facts for results files: name, source, family, sizes, device, dtype."""
@@ -108,6 +121,7 @@ class LoadedModel:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            "backend": self.backend.name,
         }
 
 

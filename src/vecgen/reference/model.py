@@ -20,8 +20,10 @@ technical report (arXiv 2505.09388), built from these published pieces:
 
 It follows transformers' calling convention (``input_ids`` | ``inputs_embeds``, 2-D ``attention_mask``
 with left padding, ``position_ids``, ``past_key_values``, ``use_cache``, ``logits_to_keep``) and
-returns ``.logits`` / ``.past_key_values``, so it drives vecgen's decode loop unchanged:
-``generate(lm.with_model(ref), ...)``.
+returns ``.logits`` / ``.past_key_values`` (and ``.hidden_states``), and its :class:`KVCache` narrows and
+copies batch rows, so it runs under the decode engine through
+:class:`~vecgen.backends.transformers.TransformersBackend` like a transformers model:
+``generate(lm.with_model(ref), ...)``, ``run_thinking(...)``, translations with shared prefixes.
 
 Taps
 ----
@@ -330,6 +332,14 @@ class KVCache:
             if k is not None:
                 self.keys[i], self.values[i] = k[:, :, :max_length], v[:, :, :max_length]
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep batch rows ``indices`` ``(b,)`` long of every layer, in place (rows leave the batch, or
+        rows are copied, e.g. a shared prefix per prompt); transformers' ``Cache`` method of the same name."""
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):
+            if k is not None:
+                idx = indices.to(k.device)
+                self.keys[i], self.values[i] = k[idx], v[idx]  # (b, n_kv_heads, S, head_dim) each
+
     def __len__(self) -> int:
         return len(self.keys)
 
@@ -480,11 +490,15 @@ class ReferenceOutput:
         logits: ``(B, T_keep, V_rows)`` in the model dtype.
         past_key_values: the :class:`KVCache` (when ``use_cache``), else None.
         taps: recorded tensors by tap name (empty unless requested).
+        hidden_states: with ``output_hidden_states``, transformers' layout: ``L + 1`` tensors ``(B, T, d)`` —
+            the embeddings, the outputs of layers ``0 … L−2``, and the final norm's output (the last
+            layer's output after the final RMSNorm, what the LM head reads); else None.
     """
 
     logits: torch.Tensor
     past_key_values: KVCache | None = None
     taps: dict[str, torch.Tensor] = field(default_factory=dict)
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 class ReferenceModel(nn.Module):
@@ -498,6 +512,9 @@ class ReferenceModel(nn.Module):
             float rounding.
         generation_config: copied from the source transformers model when there is one (eos ids).
     """
+
+    #: The name :class:`~vecgen.models.LoadedModel` gives the backend that drives this model.
+    backend_name = "reference"
 
     def __init__(self, config: ReferenceConfig, *, attention: str = "sdpa"):
         super().__init__()
@@ -573,6 +590,7 @@ class ReferenceModel(nn.Module):
         logits_to_keep: int | torch.Tensor = 0,
         taps: TapSpec = None,
         intervene: InterventionFn | None = None,
+        output_hidden_states: bool = False,
     ) -> ReferenceOutput:
         """Run the decoder on ``T`` new positions (on top of ``past_key_values`` when given).
 
@@ -588,6 +606,7 @@ class ReferenceModel(nn.Module):
             taps: what to record into ``output.taps``: True (all), or names / fnmatch patterns.
             intervene: ``fn(name, tensor) → tensor | None`` run at every tap point of this call (after
                 hooks from :meth:`add_hook`). Recorded taps hold the values after interventions.
+            output_hidden_states: also return ``hidden_states`` (see :class:`ReferenceOutput`).
 
         Returns:
             :class:`ReferenceOutput` with ``logits`` (B, T_keep, V_rows), ``past_key_values``, ``taps``.
@@ -626,9 +645,12 @@ class ReferenceModel(nn.Module):
         mask = causal_mask(attention_mask, past, T)  # (B, 1, T, S) bool
         cos, sin = rope_cos_sin(position_ids, self.inv_freq.to(x.device), x.dtype)  # (B, T, head_dim) each
         math_attention = self.attention == "math" or tap.names_component("attn_probs")
+        states: list[torch.Tensor] = []
         for block in self.blocks:
+            states.append(x)
             x = block(x, cos, sin, mask, cache, tap, math_attention)  # (B, T, d)
         x = tap("final_norm", self.final_norm(x))  # (B, T, d)
+        hidden_states = (*states, x) if output_hidden_states else None  # L + 1 tensors (B, T, d)
         if isinstance(logits_to_keep, int):
             x = x[:, -logits_to_keep:] if logits_to_keep > 0 else x  # (B, T_keep, d)
         else:
@@ -643,4 +665,5 @@ class ReferenceModel(nn.Module):
             logits=logits,
             past_key_values=cache if use_cache else None,
             taps={k: v for k, v in tap.taps.items() if own.wants(k)},
+            hidden_states=hidden_states,
         )

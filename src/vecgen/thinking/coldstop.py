@@ -53,6 +53,12 @@ class ColdStop:
         self.count[rows] = count
         return count >= self.steps
 
+    def step(self, row: int, entropy: float) -> bool:
+        """:meth:`update` for one row and one step: True when ``row`` should stop."""
+        count = int(self.count[row]) + 1 if entropy < self.tau else 0
+        self.count[row] = count
+        return count >= self.steps
+
     def run_length(self, row: int) -> int:
         """Current run of consecutive low-entropy steps of ``row``."""
         return int(self.count[row])

@@ -1,7 +1,7 @@
-"""The three runners — ``direct``, ``cot``, ``soft`` — as one batched loop on vecgen's decode loop.
+"""The three runners — ``direct``, ``cot``, ``soft`` — as one row policy on vecgen's decode engine.
 
-Every method is the same two-phase loop built from :func:`~vecgen.decoding.loop.build_batch`,
-:func:`~vecgen.decoding.loop.prefill`, :func:`~vecgen.decoding.loop.extend` and the mixing rules:
+Every method is the engine's loop (:func:`vecgen.decoding.engine.run`) with one :class:`ThinkPolicy` per
+prompt, which moves its row through the phases think → forced marker → answer → done:
 
 1. **thinking** — each step turns the logits into a :class:`~vecgen.decoding.mixing.Mixture` with
    the thinking rule and feeds ``mix_embeddings(E, mixture)``: ``cot`` uses the ``onehot`` rule
@@ -23,9 +23,9 @@ Thinking ends per row, at different steps in a batch:
 Forcing feeds the marker's token embeddings one per step (a per-row queue; for a line-start text
 marker a newline first when the trace does not end a line, :meth:`EndMarker.forced_ids`), then the
 row answers.
-Each step feeds exactly one vector per live row: the mixture (thinking rows), a forced marker token,
-or the sampled answer token; finished rows are dropped from the batch and KV cache
-(:func:`~vecgen.decoding.loop.select_rows`).
+Each step feeds exactly one vector per live row: the mixture (thinking rows; the last hidden state for
+the ``hidden`` rule), a forced marker token, or the sampled answer token; finished rows leave the batch
+and the KV cache (the backend's ``select_rows``), on every backend.
 
 With greedy thinking sampling every rule's mixture is one-hot, so ``soft`` with the ``onehot`` (or
 ``soft``) rule produces exactly the ``cot`` greedy output; the tests check this token for token.
@@ -43,9 +43,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..config import SamplingConfig, format_validation_error
-from ..decoding.loop import build_batch, extend, prefill, select_rows
-from ..decoding.mixing import MixingConfig, get_rule, mix_embeddings
-from ..decoding.sampling import entropy, make_generator, vocab_mask
+from ..decoding.engine import Action, Mode, Observation, run
+from ..decoding.mixing import MixingConfig, get_rule
 from ..errors import ConfigError
 from .coldstop import ColdStop
 from .markers import EndMarker
@@ -180,10 +179,75 @@ class ThinkOutput:
         return self.think_tokens + self.answer_tokens
 
 
-_THINK, _FORCE, _ANSWER = 0, 1, 2
+_THINK, _FORCE, _ANSWER, _DONE = 0, 1, 2, 3
 
 
-@torch.inference_mode()
+class ThinkPolicy:
+    """One row of :func:`run_thinking`: think → (forced marker) → answer → done.
+
+    Args:
+        cfg: the method's settings.
+        marker: the end-of-thinking marker.
+        stops: end-of-turn / eos token ids.
+        newline_stop: the answer ends at its first newline after non-blank text.
+        tokenizer: decodes the answer for ``newline_stop``.
+        cold: the batch's :class:`ColdStop` counters; ``row`` is this row's index in it.
+    """
+
+    def __init__(self, cfg: ThinkConfig, marker: EndMarker, stops: frozenset[int], newline_stop: bool,
+                 tokenizer: Any, cold: ColdStop, row: int):
+        self.cfg, self.marker, self.stops, self.newline_stop, self.tokenizer = cfg, marker, stops, newline_stop, tokenizer
+        self.cold, self.row = cold, row
+        self.think_mode = Mode("think", cfg.think_sampling, cfg.thinking_rule(), stream="think")
+        self.answer_mode = Mode("answer", cfg.answer_sampling, MixingConfig(rule="onehot"), stream="answer")
+        self.out = ThinkOutput()
+        self.phase = _ANSWER if cfg.method == Method.direct else _THINK
+        self.queue: list[int] = []
+
+    def _force(self, reason: StopReason) -> None:
+        self.out.stop_reason = reason.value
+        self.queue = self.marker.forced_ids(self.out.trace_ids)
+        self.phase = _FORCE
+
+    def next_input(self) -> Mode | int | None:
+        if self.phase == _THINK and self.out.think_tokens >= self.cfg.max_think_tokens:
+            self._force(StopReason.max_tokens)
+        if self.phase == _THINK:
+            return self.think_mode
+        if self.phase == _FORCE:
+            tok = self.queue.pop(0)
+            self.out.forced_ids.append(tok)
+            if not self.queue:
+                self.phase = _ANSWER
+            return tok
+        return self.answer_mode if self.phase == _ANSWER else None
+
+    def observe(self, obs: Observation) -> Action:
+        out, y = self.out, obs.token
+        if self.phase == _THINK:
+            if y in self.stops:  # end of turn while thinking: not fed; the marker is forced instead
+                self._force(StopReason.eos)
+                return Action.retry
+            if self.cold.step(self.row, obs.entropy):
+                self._force(StopReason.cold_stop)
+                return Action.retry
+            out.trace_ids.append(y)
+            out.entropies.append(obs.entropy)
+            if self.marker.found(out.trace_ids):  # the marker token itself is fed, one-hot (Soft Thinking: </think>)
+                out.stop_reason = StopReason.marker.value
+                out.mix_entropies.append(0.0)
+                self.phase = _ANSWER
+                return Action.feed_token
+            out.mix_entropies.append(obs.mix_entropy)
+            return Action.feed
+        out.answer_ids.append(y)
+        if (y in self.stops or out.answer_tokens >= self.cfg.max_answer_tokens
+                or (self.newline_stop and _ends_line(self.tokenizer, out.answer_ids))):
+            self.phase = _DONE
+            return Action.done
+        return Action.feed
+
+
 def run_thinking(
     lm: Any,
     prompts: Sequence[Sequence[int]],
@@ -192,10 +256,10 @@ def run_thinking(
     *,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[ThinkOutput]:
-    """Run one method on a batch of prompts.
+    """Run one method on a batch of prompts (one :class:`ThinkPolicy` per prompt on the decode engine).
 
     Args:
-        lm: a :class:`~vecgen.models.LoadedModel`.
+        lm: a :class:`~vecgen.models.LoadedModel` (any backend).
         prompts: token ids per prompt (from :func:`~vecgen.thinking.prompts.build_prompt`);
             batched with left padding.
         cfg: the method's settings.
@@ -207,120 +271,17 @@ def run_thinking(
 
     Raises:
         ConfigError: an empty prompt or bad settings.
-        NonFiniteError: NaN/inf logits.
+        NonFiniteError: NaN/inf logits or vectors (step and prompt named).
     """
     if not prompts:
         return []
-    B = len(prompts)
-    think_rule_cfg = cfg.thinking_rule()
-    think_rule = get_rule(think_rule_cfg.rule)
-    answer_rule = get_rule("onehot")
-    onehot_cfg = MixingConfig(rule="onehot")
-    mask = vocab_mask(lm.vocab_rows, lm.n_real_vocab, None, device=lm.device)
-    think_gen = make_generator(cfg.think_sampling.seed, lm.device)
-    answer_gen = make_generator(cfg.answer_sampling.seed, lm.device)
-    stops = set(lm.stop_token_ids())
+    stops = frozenset(lm.stop_token_ids())
     newline_stop = (marker.token_id is None) if cfg.answer_stops_at_newline is None else cfg.answer_stops_at_newline
-    cold = ColdStop(cfg.cold_stop_tau, cfg.cold_stop_steps, B)
-    E = lm.embedding  # (V_rows, d)
-
-    outs = [ThinkOutput() for _ in range(B)]
-    phase = [_ANSWER if cfg.method == Method.direct else _THINK] * B
-    queue: list[list[int]] = [[] for _ in range(B)]
-    state = prefill(lm.model, build_batch(lm, [list(p) for p in prompts]))
-    live = list(range(B))  # original index of each batch row of ``state``
-
-    def force_marker(i: int, reason: StopReason) -> None:
-        outs[i].stop_reason = reason.value
-        queue[i] = marker.forced_ids(outs[i].trace_ids)
-        phase[i] = _FORCE
-
-    step = 0
-    while live:
-        b = len(live)
-        if on_step is not None:
-            on_step(step, b)
-        step += 1
-        vec = torch.empty(b, lm.hidden_size, dtype=E.dtype, device=E.device)  # (b, d)
-        fed = [False] * b  # row j has its vector for this step
-        done = [False] * b
-
-        # Thinking rows: the budget first, then the mixture, eos, Cold Stop and the marker.
-        think_rows = [j for j in range(b) if phase[live[j]] == _THINK]
-        for j in think_rows:
-            if outs[live[j]].think_tokens >= cfg.max_think_tokens:
-                force_marker(live[j], StopReason.max_tokens)
-        think_rows = [j for j in think_rows if phase[live[j]] == _THINK]
-        if think_rows:
-            logits = state.logits if len(think_rows) == b else state.logits[torch.tensor(think_rows, device=state.logits.device)]
-            mixture = think_rule(logits, cfg.think_sampling, think_rule_cfg, mask, think_gen)
-            vectors = mix_embeddings(E, mixture)  # (t, d)
-            ent = entropy(mixture.full_probs).cpu()  # (t,) nats
-            mix_ent = mixture.entropy().cpu()  # (t,)
-            tokens = mixture.token.tolist()
-            fired = cold.update(ent, torch.tensor([live[j] for j in think_rows]))
-            for k, j in enumerate(think_rows):
-                i, y = live[j], int(tokens[k])
-                if y in stops:
-                    force_marker(i, StopReason.eos)
-                    continue
-                if bool(fired[k]):
-                    force_marker(i, StopReason.cold_stop)
-                    continue
-                out = outs[i]
-                out.trace_ids.append(y)
-                out.entropies.append(float(ent[k]))
-                if marker.found(out.trace_ids):
-                    out.stop_reason = StopReason.marker.value
-                    out.mix_entropies.append(0.0)
-                    vec[j] = E[y]  # the marker token itself, one-hot (Soft Thinking: </think>)
-                    phase[i] = _ANSWER
-                else:
-                    out.mix_entropies.append(float(mix_ent[k]) + 0.0)
-                    vec[j] = vectors[k]
-                fed[j] = True
-
-        # Forced marker tokens (including rows that stopped thinking at this step).
-        for j in range(b):
-            i = live[j]
-            if phase[i] == _FORCE:
-                tok = queue[i].pop(0)
-                outs[i].forced_ids.append(tok)
-                vec[j] = E[tok]
-                fed[j] = True
-                if not queue[i]:
-                    phase[i] = _ANSWER
-
-        # Answer rows: discrete decoding. Rows that entered the answer phase at this step already
-        # have their vector (the marker token); they answer from the next step on.
-        answer_rows = [j for j in range(b) if phase[live[j]] == _ANSWER and not fed[j]]
-        if answer_rows:
-            logits = state.logits if len(answer_rows) == b else state.logits[torch.tensor(answer_rows, device=state.logits.device)]
-            mixture = answer_rule(logits, cfg.answer_sampling, onehot_cfg, mask, answer_gen)
-            for k, j in enumerate(answer_rows):
-                i, y = live[j], int(mixture.token[k])
-                out = outs[i]
-                out.answer_ids.append(y)
-                if (
-                    y in stops
-                    or out.answer_tokens >= cfg.max_answer_tokens
-                    or (newline_stop and _ends_line(lm.tokenizer, out.answer_ids))
-                ):
-                    done[j] = True
-                else:
-                    vec[j] = E[y]
-
-        keep = [j for j in range(b) if not done[j]]
-        if not keep:
-            break
-        if len(keep) < b:
-            idx = torch.tensor(keep, device=state.attention_mask.device)
-            state = select_rows(state, idx)
-            vec = vec[idx.to(vec.device)]
-            live = [live[j] for j in keep]
-        state = extend(lm.model, state, vec)
-
+    cold = ColdStop(cfg.cold_stop_tau, cfg.cold_stop_steps, len(prompts))
+    policies = [ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, i) for i in range(len(prompts))]
+    run(lm, [list(p) for p in prompts], policies, on_step=on_step)
     tok = lm.tokenizer
+    outs = [p.out for p in policies]
     for out in outs:
         out.trace = tok.decode(out.trace_ids, skip_special_tokens=False)
         out.forced = tok.decode(out.forced_ids, skip_special_tokens=False)

@@ -1,0 +1,148 @@
+"""The transformers backend: any module with transformers' calling convention.
+
+Drives ``model(input_ids | inputs_embeds, attention_mask, position_ids, past_key_values, use_cache=True,
+logits_to_keep=1[, output_hidden_states=True])`` with a cache object that can narrow its batch
+(``batch_select_indices``, as transformers' ``DynamicCache`` and vecgen's reference
+:class:`~vecgen.reference.model.KVCache` do). Both a transformers ``AutoModelForCausalLM`` and vecgen's
+from-scratch :class:`~vecgen.reference.model.ReferenceModel` run through it; ``name`` says which.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .contract import Batch, ContractError, DecodeState
+
+_ACCEPTS_LOGITS_TO_KEEP: dict[type, bool] = {}
+
+
+def accepts_logits_to_keep(model: Any) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (then only the last position's logits are computed)."""
+    key = type(model)
+    if key not in _ACCEPTS_LOGITS_TO_KEEP:
+        try:
+            _ACCEPTS_LOGITS_TO_KEEP[key] = "logits_to_keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            _ACCEPTS_LOGITS_TO_KEEP[key] = False
+    return _ACCEPTS_LOGITS_TO_KEEP[key]
+
+
+@dataclass
+class HFCache:
+    """The transformers backend's part of a :class:`DecodeState`.
+
+    Attributes:
+        past_key_values: the model's KV cache (``DynamicCache`` or the reference ``KVCache``).
+        attention_mask: ``(B, S)`` long over every cached position, 0 on padding.
+    """
+
+    past_key_values: Any
+    attention_mask: torch.Tensor
+
+
+class TransformersBackend:
+    """:class:`~vecgen.backends.contract.Backend` over a module with transformers' calling convention.
+
+    Args:
+        model: the causal LM (transformers, or vecgen's reference model).
+        embed_scale: the factor the model's input embedding applies (the family adapter's
+            :meth:`~vecgen.models.adapters.FamilyAdapter.embed_scale`).
+        name: ``"transformers"`` or ``"reference"`` (recorded in results).
+    """
+
+    def __init__(self, model: Any, *, embed_scale: float = 1.0, name: str = "transformers"):
+        self.model = model
+        self.name = name
+        self.embed_scale = float(embed_scale)
+        self._embed_module = model.get_input_embeddings()
+        weight = self._embed_module.weight
+        self.device = weight.device
+        self.dtype = weight.dtype
+        self.hidden_size = int(weight.shape[1])
+        self.vocab_rows = int(weight.shape[0])
+        self._logits_to_keep = accepts_logits_to_keep(model)
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        """``(V_rows, d)`` the input embedding weight (unscaled)."""
+        return self._embed_module.weight
+
+    def input_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(...,)`` long → ``(..., d)``: the model's own embedding module applied to ``ids``."""
+        return self._embed_module(ids.to(self.device))
+
+    def _call(self, hidden: bool, **kwargs: Any) -> tuple[Any, torch.Tensor, torch.Tensor | None]:
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        if hidden:
+            kwargs["output_hidden_states"] = True
+        out = self.model(use_cache=True, **kwargs)
+        h = None
+        if hidden:
+            states = getattr(out, "hidden_states", None)
+            if not states:
+                raise ContractError(f"{type(self.model).__name__} returned no hidden_states for output_hidden_states=True")
+            h = states[-1][:, -1]  # (B, d): after the final norm, before the LM head
+        return out, out.logits[:, -1].float(), h  # (B, V) float32
+
+    def prefill(self, batch: Batch, past: DecodeState | None = None, *, hidden: bool = False) -> DecodeState:
+        mask = batch.attention_mask.to(self.device)
+        if past is not None and past.batch_size != batch.batch_size:
+            raise ContractError(f"past has {past.batch_size} rows but the batch has {batch.batch_size}")
+        offset = torch.zeros_like(mask[:, 0]) if past is None else past.next_position.to(mask.device)  # (B,)
+        positions = offset[:, None] + (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T); padding gets the offset
+        full_mask = mask if past is None else torch.cat([past.cache.attention_mask, mask], dim=-1)  # (B, S)
+        out, logits, h = self._call(
+            hidden,
+            input_ids=batch.input_ids,
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=full_mask,
+            position_ids=positions,
+            past_key_values=None if past is None else past.cache.past_key_values,
+        )
+        return DecodeState(logits, offset + mask.sum(-1), h, HFCache(out.past_key_values, full_mask))
+
+    def extend(self, state: DecodeState, inputs_embeds: torch.Tensor, *, hidden: bool = False) -> DecodeState:
+        if inputs_embeds.dim() == 2:
+            inputs_embeds = inputs_embeds[:, None]  # (B, 1, d)
+        B, k, _ = inputs_embeds.shape
+        if B != state.batch_size:
+            raise ContractError(f"extend got {B} rows for a state of {state.batch_size}")
+        cache: HFCache = state.cache
+        ones = torch.ones(B, k, dtype=cache.attention_mask.dtype, device=cache.attention_mask.device)
+        mask = torch.cat([cache.attention_mask, ones], dim=-1)  # (B, S + k)
+        positions = state.next_position[:, None] + torch.arange(k, device=state.next_position.device)  # (B, k)
+        out, logits, h = self._call(
+            hidden,
+            inputs_embeds=inputs_embeds.to(self.dtype),
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache.past_key_values,
+        )
+        return DecodeState(logits, positions[:, -1] + 1, h, HFCache(out.past_key_values, mask))
+
+    def select_rows(self, state: DecodeState, rows: torch.Tensor) -> DecodeState:
+        rows = torch.as_tensor(rows, dtype=torch.long).to(self.device)
+        cache: HFCache = state.cache
+        pkv = cache.past_key_values
+        if not hasattr(pkv, "batch_select_indices"):
+            raise ContractError(f"{type(pkv).__name__} cannot narrow its batch (no batch_select_indices)")
+        pkv.batch_select_indices(rows)
+        cache.attention_mask = cache.attention_mask[rows]  # (b, S)
+        state.next_position = state.next_position[rows]  # (b,)
+        state.logits = state.logits[rows.to(state.logits.device)]  # (b, V)
+        if state.hidden is not None:
+            state.hidden = state.hidden[rows.to(state.hidden.device)]  # (b, d)
+        return state
+
+    def fork(self, state: DecodeState, rows: torch.Tensor | Sequence[int]) -> DecodeState:
+        return self.select_rows(copy.deepcopy(state), torch.as_tensor(rows, dtype=torch.long))
+
+
+__all__ = ["HFCache", "TransformersBackend", "accepts_logits_to_keep"]

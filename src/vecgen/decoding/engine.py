@@ -1,0 +1,384 @@
+"""The decode engine: the one place where a decode step happens.
+
+Every decoding path in vecgen — discrete generation, concept tokens, translations, soft-prompt answers,
+``direct`` / ``cot`` / ``soft`` / ``hidden`` thinking — is :func:`run` with one small **row policy** per
+prompt. A policy is the scheduler of its row (vLLM's scheduler / model-runner split at our scale): before
+each step it says what the row does, after each sampled step it says what is fed.
+
+One step, for the ``b`` live rows (gpt-fast's ``decode_one_token`` with per-row control)::
+
+    plan     policy.next_input() per row: a Mode (sample from the logits), a token id (forced), or None (done)
+    sample   per Mode group: logits (g, V) ─▶ sampler + mixing rule ─▶ Mixture ─▶ vector (g, d)
+    observe  one host transfer of (token, entropy, mixture entropy, finite) for the sampled rows;
+             policy.observe(...) per row: feed the vector | feed the token one-hot | retry (forced / done) | done
+    feed     rows that are done leave the batch (Backend.select_rows); the others get one vector each
+             (Backend.extend); the backend returns the next logits (and hidden states if a rule feeds them)
+
+Records of every sampled step (token, top tokens of the sampler's distribution, the largest mixture
+weights, entropies, optionally the fed vector) stay on the device during the loop and are copied to the
+CPU once at the end, as one typed :class:`RowRecord` per prompt.
+
+Finiteness: the logits of every sampled row and every fed vector are checked on the device; the flags
+travel with the per-step transfer, and a NaN/inf raises :class:`~vecgen.errors.NonFiniteError` naming the
+step and the prompt (row). Padding rows of the vocabulary and tokens outside ``allowed`` never get
+probability, in every mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+import torch
+
+from ..backends.contract import Backend, ContractError, DecodeState, Prompt, build_batch
+from ..config import SamplingConfig
+from ..errors import NonFiniteError
+from .mixing import MixingConfig, Mixture, get_rule, mean_input_norm, mix_embeddings
+from .sampling import entropy, make_generator, vocab_mask
+
+
+class Action(str, Enum):
+    """What a policy does with its row's sampled step."""
+
+    feed = "feed"  #: feed the step's vector (the mixture, or the hidden state)
+    feed_token = "feed_token"  #: feed the step's token one-hot (e.g. an end-of-thinking marker the trace wrote)
+    retry = "retry"  #: feed nothing from this step; ask ``next_input`` again (a forced token, or done)
+    done = "done"  #: the row is finished and leaves the batch; nothing is fed
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a row's next input comes from its logits.
+
+    Attributes:
+        phase: name of the phase in records (``"generate"``, ``"think"``, ``"answer"``, ...).
+        sampling: temperature / top_k / top_p / min_p of the distribution.
+        mixing: the mixing rule (``onehot`` = ordinary decoding).
+        stream: random stream; each stream has its own generator seeded with the ``sampling.seed`` of
+            the first mode that uses it, so e.g. thinking and answering draw from separate streams.
+    """
+
+    phase: str
+    sampling: SamplingConfig
+    mixing: MixingConfig
+    stream: str = "main"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a policy sees of its row's sampled step.
+
+    Attributes:
+        step: engine step (0-based).
+        token: the step's discrete token (sampled, or the mixture's top-1).
+        entropy: nats, of the untruncated ``softmax(logits / T)`` (Soft Thinking's H, used by Cold Stop).
+        mix_entropy: nats, of the mixture weights (0 for one-hot).
+    """
+
+    step: int
+    token: int
+    entropy: float
+    mix_entropy: float
+
+
+class RowPolicy(Protocol):
+    """The per-row scheduler (see the module docstring)."""
+
+    def next_input(self) -> Mode | int | None:
+        """Before a step: a :class:`Mode` (sample), a token id (feed it; no sampling), or None (done)."""
+        ...
+
+    def observe(self, obs: Observation) -> Action:
+        """After a sampled step of this row: what to feed (:class:`Action`)."""
+        ...
+
+
+@dataclass
+class RowRecord:
+    """Every sampled step of one row, on the CPU (``n`` = sampled steps, ``K`` = ``record_top_k``).
+
+    Attributes:
+        phases: ``n`` phase names (:attr:`Mode.phase`).
+        tokens: ``(n,)`` long, the step's token.
+        top_ids, top_probs: ``(n, K)`` the K most likely tokens under the sampler's distribution (``K`` = 0
+            when not recorded).
+        mix_ids, mix_weights: ``(n, K)`` the largest mixture weights (padded with id 0, weight 0).
+        entropy: ``(n,)`` nats, of the untruncated distribution. mix_entropy: ``(n,)`` nats, of the mixture.
+        fed: ``n`` actions taken (:class:`Action` values).
+        vectors: ``(n, d)`` float32 vectors the steps produced (when ``keep_vectors``), else None.
+        forced: token ids fed by force, in order.
+    """
+
+    phases: list[str]
+    tokens: torch.Tensor
+    top_ids: torch.Tensor
+    top_probs: torch.Tensor
+    mix_ids: torch.Tensor
+    mix_weights: torch.Tensor
+    entropy: torch.Tensor
+    mix_entropy: torch.Tensor
+    fed: list[str]
+    vectors: torch.Tensor | None = None
+    forced: list[int] = field(default_factory=list)
+
+    def select(self, phase: str) -> torch.Tensor:
+        """``(m,)`` long indices of the steps of ``phase``."""
+        return torch.tensor([i for i, p in enumerate(self.phases) if p == phase], dtype=torch.long)
+
+
+@dataclass
+class EngineResult:
+    """What :func:`run` returns.
+
+    Attributes:
+        rows: one :class:`RowRecord` per prompt, in order.
+        state: the backend state of the rows still in the batch when the loop ended (None if none):
+            with policies that end by feeding (``Action.feed`` then ``None``), every row's state.
+        state_rows: the prompt index of each row of ``state``.
+        steps: engine steps run.
+    """
+
+    rows: list[RowRecord]
+    state: DecodeState | None
+    state_rows: list[int]
+    steps: int
+
+
+#: ``on_step(step, live_rows)`` before each step (progress bars, streaming).
+StepHook = Callable[[int, int], None]
+
+
+class _Log:
+    """Per-step records on the device; one copy to the CPU at the end."""
+
+    def __init__(self, n_rows: int, top_k: int, keep_vectors: bool):
+        self.n_rows, self.top_k, self.keep_vectors = n_rows, top_k, keep_vectors
+        self.rows: list[torch.Tensor] = []  # (g,) prompt indices per sampled group
+        self.cols: dict[str, list[torch.Tensor]] = {k: [] for k in (
+            "tokens", "top_ids", "top_probs", "mix_ids", "mix_weights", "entropy", "mix_entropy", "vectors")}
+        self.phases: list[list[str]] = [[] for _ in range(n_rows)]
+        self.fed: list[list[str]] = [[] for _ in range(n_rows)]
+        self.forced: list[list[int]] = [[] for _ in range(n_rows)]
+
+    def add(self, rows: list[int], mixture: Mixture, ent: torch.Tensor, mix_ent: torch.Tensor,
+            vec: torch.Tensor) -> None:
+        k = self.top_k
+        g = mixture.token.shape[0]
+        c = self.cols
+        self.rows.append(torch.tensor(rows, dtype=torch.long))
+        c["tokens"].append(mixture.token)
+        if k:
+            top_p, top_i = torch.topk(mixture.probs, min(k, mixture.probs.shape[-1]), dim=-1)  # (g, k)
+            mix_i, mix_w = mixture.top(k)  # (g, ≤k)
+            if mix_i.shape[-1] < k:  # pad: id 0, weight 0
+                pad = k - mix_i.shape[-1]
+                mix_i = torch.cat([mix_i, mix_i.new_zeros(g, pad)], dim=-1)
+                mix_w = torch.cat([mix_w, mix_w.new_zeros(g, pad)], dim=-1)
+            c["top_ids"].append(top_i)
+            c["top_probs"].append(top_p)
+            c["mix_ids"].append(mix_i)
+            c["mix_weights"].append(mix_w.float())
+        c["entropy"].append(ent)
+        c["mix_entropy"].append(mix_ent)
+        if self.keep_vectors:
+            c["vectors"].append(vec.detach().float())
+
+    def finish(self, d: int) -> list[RowRecord]:
+        k = self.top_k
+        if not self.rows:
+            empty = RowRecord([], torch.zeros(0, dtype=torch.long), torch.zeros(0, k, dtype=torch.long),
+                              torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k),
+                              torch.zeros(0), torch.zeros(0), [], torch.zeros(0, d) if self.keep_vectors else None)
+            return [RowRecord(**{**empty.__dict__, "phases": self.phases[i], "fed": self.fed[i],
+                                 "forced": self.forced[i]}) for i in range(self.n_rows)]
+        rows = torch.cat(self.rows)  # (N,) prompt index of every sampled row-step, in step order
+        cat = {name: torch.cat(v).cpu() for name, v in self.cols.items() if v}  # the one copy to the CPU
+        order = torch.argsort(rows, stable=True)  # group by row, steps in order
+        counts = torch.bincount(rows, minlength=self.n_rows).tolist()
+        split = {name: torch.split(t[order], counts) for name, t in cat.items()}
+        out = []
+        for i in range(self.n_rows):
+            def part(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+                return split[name][i] if name in split else torch.zeros(counts[i], *shape, dtype=dtype)
+
+            out.append(RowRecord(
+                phases=self.phases[i],
+                tokens=part("tokens", (), torch.long),
+                top_ids=part("top_ids", (k,), torch.long),
+                top_probs=part("top_probs", (k,), torch.float32),
+                mix_ids=part("mix_ids", (k,), torch.long),
+                mix_weights=part("mix_weights", (k,), torch.float32),
+                entropy=part("entropy", (), torch.float32),
+                mix_entropy=part("mix_entropy", (), torch.float32),
+                fed=self.fed[i],
+                vectors=split["vectors"][i] if "vectors" in split else None,
+                forced=self.forced[i],
+            ))
+        return out
+
+
+@torch.inference_mode()
+def run(
+    lm: Any,
+    prompts: Sequence[Prompt],
+    policies: Sequence[RowPolicy],
+    *,
+    allowed: torch.Tensor | None = None,
+    record_top_k: int = 0,
+    keep_vectors: bool = False,
+    past: DecodeState | None = None,
+    on_step: StepHook | None = None,
+    backend: Backend | None = None,
+) -> EngineResult:
+    """Decode a batch of prompts, each row driven by its policy, until every row is done.
+
+    Args:
+        lm: a :class:`~vecgen.models.LoadedModel` (tokenizer pad id, ``n_real_vocab``, ``backend``).
+        prompts: ``B`` prompts (token ids, ``(T, d)`` vectors, or lists of segments; see
+            :func:`~vecgen.backends.contract.build_batch`).
+        policies: ``B`` row policies, one per prompt (policy ``i`` drives prompt ``i``).
+        allowed: optional allowed-token mask ``(V_rows,)`` bool or id tensor, applied in every mode
+            (padding rows are always excluded).
+        record_top_k: K of the per-step top-token and mixture records (0 = record only tokens and entropies).
+        keep_vectors: keep every produced vector ``(d,)`` float32 in the records.
+        past: continue from this state (one row per prompt, e.g. a shared prefix from
+            :meth:`Backend.fork`); the prompts are fed on top of it. It is consumed.
+        on_step: called before each step with ``(step, live rows)``.
+        backend: the backend to drive (default ``lm.backend``).
+
+    Returns:
+        An :class:`EngineResult`.
+
+    Raises:
+        ConfigError: bad prompts, an unknown rule, an empty allowed set.
+        NonFiniteError: NaN/inf logits or vectors (``step`` and ``row`` = prompt index).
+        ContractError: a policy or backend broke its contract (a bug).
+    """
+    backend = backend or lm.backend
+    B = len(prompts)
+    if len(policies) != B:
+        raise ContractError(f"{len(policies)} policies for {B} prompts")
+    mask = vocab_mask(backend.vocab_rows, lm.n_real_vocab, allowed, device=backend.device)
+    generators: dict[str, torch.Generator] = {}
+    log = _Log(B, int(record_top_k), keep_vectors)
+    target_norm: float | None = None
+    batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id)
+    if past is not None and past.batch_size != B:
+        raise ContractError(f"past has {past.batch_size} rows but {B} prompts were given")
+    plans: dict[int, Mode | int | None] = {i: p.next_input() for i, p in enumerate(policies)}
+    state = backend.prefill(batch, past, hidden=_wants_hidden(plans.values()))
+    live = list(range(B))  # prompt index of each row of ``state``
+    step = 0
+    while True:
+        # Rows whose policy is done before sampling leave the batch.
+        keep = [j for j, i in enumerate(live) if plans[i] is not None]
+        if not keep:
+            return EngineResult(log.finish(backend.hidden_size), state, live, step)
+        if len(keep) < len(live):
+            state = backend.select_rows(state, torch.tensor(keep, dtype=torch.long))
+            live = [live[j] for j in keep]
+        b = len(live)
+        if on_step is not None:
+            on_step(step, b)
+        vec = torch.empty(b, backend.hidden_size, dtype=backend.dtype, device=backend.device)  # (b, d)
+        forced: list[tuple[int, int]] = []  # (batch row, token id) fed by force this step
+        done: set[int] = set()  # batch rows that leave after this step
+
+        # Sample: one pass of the sampler and mixing rule per distinct mode.
+        groups: dict[Mode, list[int]] = {}
+        for j, i in enumerate(live):
+            plan = plans[i]
+            if isinstance(plan, Mode):
+                groups.setdefault(plan, []).append(j)
+            else:
+                forced.append((j, _token_id(plan, i)))
+        sampled: list[tuple[list[int], Mode, Mixture, torch.Tensor]] = []
+        scalars = []
+        for mode, rows in groups.items():
+            if mode.stream not in generators:
+                generators[mode.stream] = make_generator(mode.sampling.seed, backend.device)
+            idx = None if len(rows) == b else torch.tensor(rows, device=state.logits.device)
+            logits = state.logits if idx is None else state.logits[idx]  # (g, V)
+            try:
+                mixture = get_rule(mode.mixing.rule)(logits, mode.sampling, mode.mixing, mask, generators[mode.stream])
+            except NonFiniteError:
+                bad = int((torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero()[0, 0])
+                i = live[rows[bad]]
+                raise NonFiniteError(f"NaN or inf logits at step {step} for prompt {i}", step=step, row=i) from None
+            hidden = None
+            if mixture.hidden_scale is not None:
+                if state.hidden is None:
+                    raise ContractError(f"backend {backend.name} returned no hidden state although one was asked for")
+                hidden = state.hidden if idx is None else state.hidden[idx.to(state.hidden.device)]  # (g, d)
+                if target_norm is None:
+                    target_norm = mean_input_norm(backend, lm.n_real_vocab)
+            v = mix_embeddings(backend, mixture, hidden=hidden, target_norm=target_norm)  # (g, d)
+            ent = entropy(mixture.full_probs)  # (g,) nats
+            mix_ent = mixture.entropy() + 0.0  # (g,); + 0.0 turns -0.0 into 0.0
+            log.add([live[j] for j in rows], mixture, ent, mix_ent, v)
+            sampled.append((rows, mode, mixture, v))
+            finite = torch.isfinite(v.float().sum(-1))  # (g,)
+            scalars.append(torch.stack([mixture.token.double(), ent.double(), mix_ent.double(), finite.double()], -1))
+
+        # Observe: one transfer to the host for every sampled row, then each row's policy decides.
+        host = torch.cat(scalars).cpu().tolist() if scalars else []
+        k = 0
+        for rows, mode, mixture, v in sampled:
+            for g, j in enumerate(rows):
+                tok, ent_f, mix_f, ok = host[k]
+                k += 1
+                i = live[j]
+                if not ok:
+                    raise NonFiniteError(f"NaN or inf input vector at step {step} for prompt {i}", step=step, row=i)
+                action = Action(policies[i].observe(Observation(step, int(tok), float(ent_f), float(mix_f))))
+                log.phases[i].append(mode.phase)
+                log.fed[i].append(action.value)
+                if action == Action.feed:
+                    vec[j] = v[g]
+                elif action == Action.feed_token:
+                    vec[j] = backend.input_rows(mixture.token[g])
+                elif action == Action.done:
+                    done.add(j)
+                else:  # retry: a forced token, or done
+                    again = policies[i].next_input()
+                    if again is None:
+                        done.add(j)
+                    else:
+                        forced.append((j, _token_id(again, i)))
+
+        # Forced tokens: the model's own input rows for them.
+        if forced:
+            rows_f = torch.tensor([j for j, _ in forced], device=vec.device)
+            vec[rows_f] = backend.input_rows(torch.tensor([t for _, t in forced], dtype=torch.long,
+                                                          device=backend.device))
+            for j, t in forced:
+                log.forced[live[j]].append(t)
+
+        # Feed: finished rows leave the batch, the others get their vector.
+        step += 1
+        keep = [j for j in range(b) if j not in done]
+        if not keep:
+            return EngineResult(log.finish(backend.hidden_size), None, [], step)
+        if len(keep) < b:
+            idx = torch.tensor(keep, dtype=torch.long)
+            state = backend.select_rows(state, idx)
+            vec = vec[idx.to(vec.device)]
+            live = [live[j] for j in keep]
+        plans = {i: policies[i].next_input() for i in live}
+        state = backend.extend(state, vec, hidden=_wants_hidden(plans.values()))
+
+
+def _wants_hidden(plans: Any) -> bool:
+    return any(isinstance(m, Mode) and m.mixing.feeds_hidden for m in plans)
+
+
+def _token_id(plan: Any, row: int) -> int:
+    if isinstance(plan, bool) or not isinstance(plan, int):
+        raise ContractError(f"policy of prompt {row} returned {plan!r}; expected a Mode, a token id or None")
+    return plan
+
+
+__all__ = ["Action", "EngineResult", "Mode", "Observation", "RowPolicy", "RowRecord", "StepHook", "run"]
