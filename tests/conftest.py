@@ -19,19 +19,25 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
 
 
 def tiny_config(family: str, **overrides):
-    """A tiny config of ``family`` (qwen2, qwen3, gpt2, llama) sized for its real tokenizer."""
-    from transformers import GPT2Config, LlamaConfig, Qwen2Config, Qwen3Config
+    """A tiny config of ``family`` (qwen2, qwen3, gpt2, llama, gemma3) sized for its real tokenizer.
+
+    ``gemma3`` is a Gemma 3 text config (scaled input embeddings ``sqrt(d)·E[i]``, one sliding-window
+    layer with a 16-token window and one global layer) with the Qwen3 tokenizer."""
+    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config, Qwen3Config
 
     if family == "gpt2":
         cfg = dict(vocab_size=50257, n_embd=64, n_layer=2, n_head=4, n_positions=512, bos_token_id=50256,
                    eos_token_id=50256)
         cfg.update(overrides)
         return GPT2Config(**cfg)
-    cls = {"qwen2": Qwen2Config, "qwen3": Qwen3Config, "llama": LlamaConfig}[family]
+    cls = {"qwen2": Qwen2Config, "qwen3": Qwen3Config, "llama": LlamaConfig, "gemma3": Gemma3TextConfig}[family]
     cfg = dict(TINY, vocab_size=151936, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
                tie_word_embeddings=False, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643)
-    if family == "qwen3":
+    if family in ("qwen3", "gemma3"):
         cfg["head_dim"] = 16
+    if family == "gemma3":
+        cfg.pop("rope_theta")
+        cfg.update(sliding_window=16, layer_types=["sliding_attention", "full_attention"], query_pre_attn_scalar=16)
     cfg.update(overrides)
     return cls(**cfg)
 

@@ -26,7 +26,7 @@ def test_cached_loop_equals_uncached_recomputation(tiny_lm):
     ids = lm.encode("Once upon a time")
     sampling = SamplingConfig(temperature=1.0, max_new_tokens=5)
     res = generate(lm, [ids], sampling=sampling, mixing=MixingConfig(rule="soft", max_topk=10), stop_ids=[],
-                   keep_vectors=True)
+                   keep_vectors=True, record_top_k=10)
     vectors = res.vectors(0)  # (5, d)
     rule = get_rule("soft")
     prompt = lm.embed(torch.tensor([ids]))[0]

@@ -33,10 +33,10 @@ def test_prompts_on_cached_prefixes_equal_whole_prompts(tiny_lm, family):
     state = _prefix_state(lm, [pa, pb, []])
     vec = lm.embedding[rests[3]]  # the last prompt as vectors: a mixed ids/vector batch
     prompts = [rests[0], rests[1], rests[2], [vec]]
-    cached = generate(lm, prompts, sampling=GREEDY, max_new_tokens=5, stop_ids=[],
+    cached = generate(lm, prompts, sampling=GREEDY, max_new_tokens=5, stop_ids=[], record_top_k=10,
                       past=lm.backend.fork(state, [0, 1, 2, 0]))
     for i, (head, rest) in enumerate(zip(heads, rests)):
-        whole = generate(lm, [head + rest], sampling=GREEDY, max_new_tokens=5, stop_ids=[])
+        whole = generate(lm, [head + rest], sampling=GREEDY, max_new_tokens=5, stop_ids=[], record_top_k=10)
         assert cached.token_ids(i) == whole.token_ids(0), i
         for sc, sw in zip(cached.steps, whole.steps):
             torch.testing.assert_close(sc.top_probs[i], sw.top_probs[0], atol=1e-5, rtol=1e-4)

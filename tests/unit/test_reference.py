@@ -229,7 +229,7 @@ def test_concept_tokens_through_reference_match_transformers(tiny_lm):
     ref_lm = lm.with_model(from_transformers(lm))
     ids = lm.encode("Once upon a time")
     kw = dict(sampling=SamplingConfig(temperature=1.0, max_new_tokens=5), mixing=MixingConfig(rule="soft", max_topk=10),
-              stop_ids=[], keep_vectors=True)
+              stop_ids=[], keep_vectors=True, record_top_k=10)
     ours, theirs = generate(ref_lm, [ids], **kw), generate(lm, [ids], **kw)
     assert_close(ours.vectors(0), theirs.vectors(0))
     for a, b in zip(ours.steps, theirs.steps):

@@ -192,9 +192,9 @@ def test_generation_never_leaves_the_allowed_set(tiny_lm, rule):
             bad += int((~allowed[step.mix_ids] & used).sum())
         return bad
 
-    free = generate(lm, prompts, sampling=sampling, mixing=mixing, stop_ids=[], max_new_tokens=4)
+    free = generate(lm, prompts, sampling=sampling, mixing=mixing, stop_ids=[], max_new_tokens=4, record_top_k=10)
     assert outside(free) > 0  # without the mask a random model does leave the set (the check can fail)
-    res = generate(lm, prompts, sampling=sampling, mixing=mixing, stop_ids=[], allowed=allowed)
+    res = generate(lm, prompts, sampling=sampling, mixing=mixing, stop_ids=[], allowed=allowed, record_top_k=10)
     assert len(res.steps) == 16  # 2 x 16 sampled steps at temperature 1, no truncation
     assert outside(res) == 0
     for step in res.steps:

@@ -109,6 +109,10 @@ class Backend(Protocol):
         embedding: ``(V_rows, d)`` the input embedding matrix, unscaled.
         embed_scale: the factor the model's embedding applies (1.0 for most families; ``sqrt(d)`` for
             Gemma 3), so ``input_rows(i) == embed_scale · embedding[i]``.
+        inner_padding_exact: whether :meth:`prefill` on top of ``past`` gives the same results as the
+            whole prompt when it puts padding between the cached and the new inputs of a row (False for
+            sliding-window attention, whose window counts padded slots); callers that share prefixes
+            (translations) share them only when this is True.
     """
 
     name: str
@@ -118,6 +122,7 @@ class Backend(Protocol):
     vocab_rows: int
     embedding: torch.Tensor
     embed_scale: float
+    inner_padding_exact: bool
 
     def input_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """The model's input vectors for token ids: ``(...,)`` long → ``(..., d)`` in :attr:`dtype`."""

@@ -53,13 +53,18 @@ class TransformersBackend:
         model: the causal LM (transformers, or vecgen's reference model).
         embed_scale: the factor the model's input embedding applies (the family adapter's
             :meth:`~vecgen.models.adapters.FamilyAdapter.embed_scale`).
+        sliding_window: the model has sliding-window attention layers (the adapter's
+            :meth:`~vecgen.models.adapters.FamilyAdapter.has_sliding_window`); then padding inside a row
+            is not exact (``inner_padding_exact`` is False).
         name: ``"transformers"`` or ``"reference"`` (recorded in results).
     """
 
-    def __init__(self, model: Any, *, embed_scale: float = 1.0, name: str = "transformers"):
+    def __init__(self, model: Any, *, embed_scale: float = 1.0, sliding_window: bool = False,
+                 name: str = "transformers"):
         self.model = model
         self.name = name
         self.embed_scale = float(embed_scale)
+        self.inner_padding_exact = not sliding_window
         self._embed_module = model.get_input_embeddings()
         weight = self._embed_module.weight
         self.device = weight.device

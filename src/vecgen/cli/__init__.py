@@ -2,7 +2,9 @@
 
 Each command group lives in its own module with a ``register(app)`` function listed in
 :data:`COMMAND_MODULES`. Errors a user can cause (:class:`~vecgen.errors.VecgenError`) are printed as
-one line on stderr with exit status 2, never as a traceback.
+one line on stderr with exit status 2, never as a traceback. Bugs are not user errors: a broken backend
+or policy contract (:class:`~vecgen.backends.contract.ContractError`) prints one line saying so, any other
+unexpected exception its traceback followed by that line; both exit with status 1.
 """
 
 from __future__ import annotations
@@ -84,3 +86,13 @@ def main() -> None:
     except KeyboardInterrupt:
         _stderr_console().print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug: say so, exit 1
+        from ..backends.contract import ContractError
+
+        if not isinstance(exc, ContractError):
+            import traceback
+
+            traceback.print_exc()
+        _stderr_console().print(f"[bold red]internal error (a bug in vecgen, not in your input; please report it):[/] "
+                                f"{escape(f'{type(exc).__name__}: {exc}')}", highlight=False, soft_wrap=True)
+        sys.exit(1)

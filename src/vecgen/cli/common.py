@@ -57,7 +57,8 @@ MixingRuleOpt = Annotated[
     typer.Option(
         "--rule",
         help="Mixing rule of the concept tokens: soft (Soft Thinking: top max_topk of the truncated distribution), "
-        "full (CoT2: the whole softmax), moi (Mixture of Inputs), onehot (ordinary decoding).",
+        "full (CoT2: the whole softmax), moi (Mixture of Inputs), onehot (ordinary decoding), hidden (COCONUT-style: "
+        "feed back the last hidden state; see --hidden-scale).",
     ),
 ]
 MaxTopkOpt = Annotated[
@@ -70,6 +71,11 @@ NoiseOpt = Annotated[
 GumbelTauOpt = Annotated[Optional[float], typer.Option("--gumbel-tau", help="Gumbel-softmax temperature (> 0).")]
 DirichletAlphaOpt = Annotated[
     Optional[float], typer.Option("--dirichlet-alpha", help="Dirichlet concentration scale (> 0).")
+]
+HiddenScaleOpt = Annotated[
+    Optional[str],
+    typer.Option("--hidden-scale", help="hidden rule: embed (default; rescale each hidden state to the mean norm of "
+                 "the token input embeddings, since hidden states are far longer) or none (feed it as it is)."),
 ]
 RunNameOpt = Annotated[
     Optional[str], typer.Option("--run-name", help="Run folder name under --out-dir (default <command>-<UTC time>).")

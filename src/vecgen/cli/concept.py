@@ -12,6 +12,7 @@ from .common import (
     ConfigOpt,
     DeviceOpt,
     DirichletAlphaOpt,
+    HiddenScaleOpt,
     DtypeOpt,
     EnglishOnlyOpt,
     GumbelTauOpt,
@@ -90,6 +91,7 @@ def concept(
     noise: NoiseOpt = None,
     gumbel_tau: GumbelTauOpt = None,
     dirichlet_alpha: DirichletAlphaOpt = None,
+    hidden_scale: HiddenScaleOpt = None,
     preset: PresetOpt = None,
     config: ConfigOpt = None,
     temperature: TemperatureOpt = None,
@@ -130,7 +132,7 @@ def concept(
     sampling = build_sampling(preset, config, defaults=CONCEPT_SAMPLING_DEFAULTS, temperature=temperature,
                               top_p=top_p, top_k=top_k, min_p=min_p, seed=seed)
     mixing = MixingConfig.create(rule=rule, max_topk=max_topk, beta=beta, noise=noise, gumbel_tau=gumbel_tau,
-                                 dirichlet_alpha=dirichlet_alpha)
+                                 dirichlet_alpha=dirichlet_alpha, hidden_scale=hidden_scale)
     cfg = ConceptConfig.create(prompts=prompt, n_values=parse_ints(n, "--n"), methods=split_list(methods, "--methods"),
                                sampling=sampling, mixing=mixing, translation_tokens=translation_tokens,
                                english_only=english_only)

@@ -11,6 +11,7 @@ from .common import (
     BetaOpt,
     ConfigOpt,
     DirichletAlphaOpt,
+    HiddenScaleOpt,
     GumbelTauOpt,
     MaxTopkOpt,
     MixingRuleOpt,
@@ -28,7 +29,7 @@ from .common import (
     build_sampling,
 )
 
-_METHODS = ("direct", "cot", "soft")
+_METHODS = ("direct", "cot", "soft", "hidden")
 
 
 def parse_methods(text: str) -> list[str]:
@@ -57,7 +58,7 @@ def think(
         typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: comma-separated families, optionally @DIFFICULTY 1-3 (e.g. arithmetic,math_word@2; default arithmetic,sequence,math_word@1)."),
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: direct, cot, soft.")] = "direct,cot,soft",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: direct, cot, soft (concept tokens with --rule), hidden (feed back the last hidden state, COCONUT-style; --hidden-scale).")] = "direct,cot,soft",
     model: ModelOpt = "default",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together (>= 1).")] = 8,
     rule: MixingRuleOpt = "soft",
@@ -65,6 +66,7 @@ def think(
     noise: NoiseOpt = None,
     gumbel_tau: GumbelTauOpt = None,
     dirichlet_alpha: DirichletAlphaOpt = None,
+    hidden_scale: HiddenScaleOpt = None,
     beta: BetaOpt = None,
     concept_temperature: Annotated[
         Optional[float], typer.Option("--concept-temperature", help="Temperature of the concept-token distribution (soft; default 0.6).")
@@ -96,8 +98,8 @@ def think(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """Compare answering directly, discrete chain-of-thought and soft thinking (concept tokens) on the
-    same benchmark items. Writes runs/<name>/records.jsonl (one line per item and method, as it goes;
+    """Compare answering directly, discrete chain-of-thought, soft thinking (concept tokens) and, on request,
+    hidden-state thinking on the same benchmark items. Writes runs/<name>/records.jsonl (one line per item and method, as it goes;
     rerunning with the same --run-name resumes), results.json, report.md and think.png.
 
     Sampling flags (--preset, --temperature, ...) set the discrete sampler of cot thinking and of
@@ -136,7 +138,7 @@ def think(
         min_p=concept_min_p, seed=discrete.seed,
     )
     mixing = MixingConfig.create(rule=rule, max_topk=max_topk, noise=noise, gumbel_tau=gumbel_tau,
-                                 dirichlet_alpha=dirichlet_alpha, beta=beta)
+                                 dirichlet_alpha=dirichlet_alpha, hidden_scale=hidden_scale, beta=beta)
     limits = dict(max_think_tokens=max_think_tokens, max_answer_tokens=max_answer_tokens, cold_stop_tau=cold_stop_tau,
                   cold_stop_steps=cold_stop_steps)
     configs = {

@@ -261,7 +261,10 @@ def run(
     B = len(prompts)
     if len(policies) != B:
         raise ContractError(f"{len(policies)} policies for {B} prompts")
-    mask = vocab_mask(backend.vocab_rows, lm.n_real_vocab, allowed, device=backend.device)
+    # Without an allowed set the mask is "the first n_real rows": the sampler then works on a view of the
+    # real columns instead of writing -inf into the padding rows every step.
+    mask: torch.Tensor | int = (int(lm.n_real_vocab) if allowed is None else
+                                vocab_mask(backend.vocab_rows, lm.n_real_vocab, allowed, device=backend.device))
     generators: dict[str, torch.Generator] = {}
     log = _Log(B, int(record_top_k), keep_vectors)
     target_norm: float | None = None

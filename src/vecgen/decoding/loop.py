@@ -150,7 +150,7 @@ def generate(
     stop_ids: Sequence[int] | None = None,
     allowed: torch.Tensor | None = None,
     keep_vectors: bool = False,
-    record_top_k: int = 10,
+    record_top_k: int = 0,
     feed_last: bool = False,
     on_step: StepHook | None = None,
     on_token: Callable[[int, int], None] | None = None,
@@ -170,7 +170,8 @@ def generate(
         allowed: optional allowed-token mask ``(V_rows,)`` bool or id tensor (e.g. English-only);
             padding rows are always excluded.
         keep_vectors: keep each produced vector in the records.
-        record_top_k: K of the per-step top-token records (0 = tokens and entropies only).
+        record_top_k: K of the per-step top-token and mixture-weight records (``StepRecord.top_ids`` ... ;
+            default 0 = tokens and entropies only, no extra top-k pass over the vocabulary per step).
         feed_last: also feed the last vector, so ``result.state`` continues after it.
         on_step: called before each step with ``(step, live rows)`` (progress).
         on_token: called with ``(row, token)`` after each sampled step (streaming).

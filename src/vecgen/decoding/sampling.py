@@ -47,12 +47,19 @@ def vocab_mask(n_rows: int, n_real: int, allowed: torch.Tensor | None = None, de
     return mask
 
 
-def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor | int | None) -> torch.Tensor:
     """``logits`` ``(B, V)`` as float32 with disallowed tokens set to ``-inf``.
+
+    ``mask``: a bool ``(V,)`` tensor (see :func:`vocab_mask`), or an int ``n``: only the first ``n`` rows
+    are allowed (padding rows at the end, no allowed set); the logits are then the view ``(B, n)``
+    without a copy, and every distribution computed from them has ``n`` columns (token ids unchanged).
 
     Raises:
         NonFiniteError: NaN or +inf in the logits (``-inf`` is a legal "never").
     """
+    if isinstance(mask, int):
+        logits = logits[:, :mask]
+        mask = None
     logits = logits.float()
     # Fast path: one reduction. A row sum is finite exactly when no entry is NaN or ±inf (barring an
     # overflow, which the exact check below then clears), so the per-entry checks run only when needed;
@@ -121,7 +128,7 @@ def _truncate_top_k(probs: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor | 
 def logits_to_probs(
     logits: torch.Tensor,
     cfg: SamplingConfig,
-    mask: torch.Tensor | None = None,
+    mask: torch.Tensor | int | None = None,
     *,
     return_full: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +137,8 @@ def logits_to_probs(
     Args:
         logits: ``(B, V)`` raw logits (any float dtype).
         cfg: the sampling configuration.
-        mask: optional bool ``(V,)`` of allowed tokens (see :func:`vocab_mask`).
+        mask: optional bool ``(V,)`` of allowed tokens (see :func:`vocab_mask`), or an int ``n`` (the first
+            ``n`` rows allowed; the results then have ``n`` columns).
         return_full: also return the untruncated ``softmax(logits / T)`` (``T = 1`` when greedy),
             on which Soft Thinking measures entropy.
 

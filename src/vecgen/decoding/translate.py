@@ -271,7 +271,7 @@ def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
             heads.append(tuple(int(t) for t in first))
             rests.append(list(segments[1:]))
     distinct = list(dict.fromkeys(heads))
-    if distinct == [()]:
+    if distinct == [()] or not lm.backend.inner_padding_exact:  # sliding windows count padded slots
         return prompts, None
     key = (id(lm.backend), tuple(distinct))
     state = None if cache is None else cache.get(key)

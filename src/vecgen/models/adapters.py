@@ -55,6 +55,15 @@ class FamilyAdapter:
     stop_tokens: tuple[str, ...] = ()
     scaled_embeddings: bool = False
 
+    def has_sliding_window(self, config: Any) -> bool:
+        """Whether some attention layers see only a window of recent cache slots (Gemma 3's local layers,
+        Mistral). Their window counts padded slots, so padding *inside* a row (a prompt fed on top of a
+        shorter cached prefix) changes which real tokens they see; left padding does not."""
+        layer_types = getattr(config, "layer_types", None)
+        if layer_types:
+            return "sliding_attention" in layer_types
+        return bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True) is not False
+
     def embed_scale(self, config: Any) -> float:
         """The factor the model's input embedding applies to ``E[i]``: ``sqrt(hidden_size)`` for families
         with scaled embeddings (Gemma), else 1.0."""

@@ -66,7 +66,9 @@ class LoadedModel:
         if self.backend is None:
             from ..backends import TransformersBackend
 
-            self.backend = TransformersBackend(self.model, embed_scale=self.adapter.embed_scale(self.model.config),
+            cfg = self.model.config
+            self.backend = TransformersBackend(self.model, embed_scale=self.adapter.embed_scale(cfg),
+                                               sliding_window=self.adapter.has_sliding_window(cfg),
                                                name=getattr(self.model, "backend_name", "transformers"))
 
     @property

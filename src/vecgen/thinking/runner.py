@@ -72,6 +72,7 @@ class Method(str, Enum):
     direct = "direct"  #: answer at once
     cot = "cot"  #: discrete chain-of-thought
     soft = "soft"  #: think in concept tokens
+    hidden = "hidden"  #: think by feeding back the last hidden state (COCONUT-style, no training)
 
 
 class StopReason(str, Enum):
@@ -88,12 +89,14 @@ class ThinkConfig(BaseModel):
     """One method's settings.
 
     Attributes:
-        method: ``direct``, ``cot`` or ``soft``.
+        method: ``direct``, ``cot``, ``soft`` or ``hidden`` (the ``hidden`` rule's thinking; its trace is
+            the top-1 token of the logits at each step, its sampling only sets Cold Stop's entropy).
         think_sampling: the distribution thinking steps come from (``cot``: the discrete sampler,
             default greedy; ``soft``: the concept-token distribution, default
             :data:`SOFT_THINKING_SAMPLING`; greedy here makes ``soft`` equal to ``cot``).
         answer_sampling: the discrete sampler of the answer phase (default greedy).
-        mixing: the thinking rule (``cot``/``direct`` use ``onehot`` whatever is given here).
+        mixing: the thinking rule of ``soft`` (``cot``/``direct`` use ``onehot`` whatever is given here;
+            ``hidden`` uses the ``hidden`` rule with this config's ``hidden_scale``).
         max_think_tokens: thinking steps before the marker is forced (>= 1).
         max_answer_tokens: answer tokens before the row stops (>= 1).
         cold_stop_tau: Cold Stop τ in nats (>= 0; 0 = off).
@@ -134,8 +137,13 @@ class ThinkConfig(BaseModel):
         return cfg
 
     def thinking_rule(self) -> MixingConfig:
-        """The rule of the thinking phase: ``onehot`` for ``cot``, the configured rule for ``soft``."""
-        return self.mixing if self.method == Method.soft else MixingConfig(rule="onehot")
+        """The rule of the thinking phase: ``onehot`` for ``cot``, the configured rule for ``soft``, the
+        ``hidden`` rule (with the configured ``hidden_scale``) for ``hidden``."""
+        if self.method == Method.soft:
+            return self.mixing
+        if self.method == Method.hidden:
+            return MixingConfig(rule="hidden", hidden_scale=self.mixing.hidden_scale)
+        return MixingConfig(rule="onehot")
 
 
 @dataclass
@@ -254,6 +262,7 @@ def run_thinking(
     cfg: ThinkConfig,
     marker: EndMarker,
     *,
+    allowed: Any = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[ThinkOutput]:
     """Run one method on a batch of prompts (one :class:`ThinkPolicy` per prompt on the decode engine).
@@ -264,6 +273,9 @@ def run_thinking(
             batched with left padding.
         cfg: the method's settings.
         marker: the end-of-thinking marker.
+        allowed: optional allowed-token mask ``(V_rows,)`` bool or id tensor for every phase (thinking
+            mixtures and answer tokens), as in :func:`~vecgen.decoding.generate`; keep the stop tokens
+            and the marker's tokens in it.
         on_step: called before each decode step with ``(step, live rows)`` (progress display).
 
     Returns:
@@ -279,7 +291,7 @@ def run_thinking(
     newline_stop = (marker.token_id is None) if cfg.answer_stops_at_newline is None else cfg.answer_stops_at_newline
     cold = ColdStop(cfg.cold_stop_tau, cfg.cold_stop_steps, len(prompts))
     policies = [ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, i) for i in range(len(prompts))]
-    run(lm, [list(p) for p in prompts], policies, on_step=on_step)
+    run(lm, [list(p) for p in prompts], policies, allowed=allowed, on_step=on_step)
     tok = lm.tokenizer
     outs = [p.out for p in policies]
     for out in outs:
