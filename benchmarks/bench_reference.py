@@ -6,7 +6,7 @@ Usage::
                                           [--rounds 5] [--json out.json]
 
 Time: both paths run in one process, on the same weights (the reference model shares the transformers
-model's tensors), through the same code (``vecgen.decoding.loop.prefill`` / ``extend``; each decode
+model's tensors), through the same code (the backend's ``prefill`` / ``extend``; each decode
 step feeds the embedding of the greedy token). Rounds alternate transformers / reference so machine
 noise hits both alike; the ratio is of medians.
 
@@ -48,17 +48,18 @@ def prompt_ids(lm, n: int) -> list[int]:
 
 @torch.inference_mode()
 def run_once(lm, model, ids: list[int], steps: int) -> tuple[float, float]:
-    """Seconds for the prefill of ``ids`` and for ``steps`` greedy decode steps (fed as embeddings)."""
-    from vecgen.decoding.loop import build_batch, extend, prefill
+    """Seconds for the prefill of ``ids`` and for ``steps`` greedy decode steps (fed as embeddings),
+    through the backend contract (``prefill`` / ``extend`` of the model's backend)."""
+    from vecgen.backends import build_batch
 
-    batch = build_batch(lm, [ids])
+    backend = lm.with_model(model).backend
+    batch = build_batch(backend, [ids])
     t0 = time.perf_counter()
-    state = prefill(model, batch)
+    state = backend.prefill(batch)
     t1 = time.perf_counter()
-    E = lm.embedding
     for _ in range(steps):
         token = state.logits.argmax(-1)  # (1,)
-        state = extend(model, state, E[token])  # (1, d)
+        state = backend.extend(state, backend.input_rows(token))  # (1, d)
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1
 

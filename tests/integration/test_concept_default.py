@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 def test_first_concept_token_of_the_capital_of_france_holds_paris(default_lm):
     cfg = ConceptConfig.create(prompts=["The capital of France is"], n_values=[1], methods=["nearest"],
                                translation_tokens=1)
-    vec = run_concept([default_lm], cfg).records[0]["vectors"][0]
-    assert " Paris" in [t["token"] for t in vec["top"][:3]]
-    assert vec["nearest_cosine"]["token"] == " Paris"
+    vec = run_concept([default_lm], cfg).records[0].vectors[0]
+    assert " Paris" in [t.token for t in vec.top[:3]]
+    assert vec.nearest_cosine.token == " Paris"
 
 
 def test_ids_and_embeddings_give_identical_logits_on_the_default_model(default_lm):

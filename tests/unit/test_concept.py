@@ -50,15 +50,15 @@ def test_first_concept_token_weights_match_the_softmax(tiny_lm):
     with torch.no_grad():
         logits = lm.model(torch.tensor([lm.encode("Hello there")])).logits[0, -1, : lm.n_real_vocab]
     p, ids = torch.topk(torch.softmax(logits, -1), 10)
-    top = rec["vectors"][0]["top"]
-    assert [t["id"] for t in top] == ids.tolist()
-    torch.testing.assert_close(torch.tensor([t["value"] for t in top]), p / p.sum(), rtol=1e-4, atol=1e-6)
+    top = rec.vectors[0].top  # typed records: TokenWeight(id, token, value)
+    assert [t.id for t in top] == ids.tolist()
+    torch.testing.assert_close(torch.tensor([t.value for t in top]), p / p.sum(), rtol=1e-4, atol=1e-6)
 
 
 def test_methods_default_skips_instruction_without_template_but_explicit_is_an_error(tiny_lm):
     lm = tiny_lm("gpt2")
     run = run_concept([lm], ConceptConfig.create(prompts=["Hi"], n_values=[1], translation_tokens=1))
-    assert "instruction" not in run.records[0]["translations"] and "no chat template" in run.notes[0]
+    assert "instruction" not in run.records[0].translations and "no chat template" in run.notes[0]
     with pytest.raises(NoChatTemplateError, match="chat template"):
         run_concept([lm], ConceptConfig.create(prompts=["Hi"], n_values=[1], methods=["instruction"]))
 
@@ -130,5 +130,5 @@ def test_english_only_weights_stay_on_english_tokens(tiny_lm):
                                translation_tokens=3, english_only=True,
                                sampling=SamplingConfig(temperature=1.5))
     rec = run_concept([lm], cfg).records[0]
-    ids = [t["id"] for v in rec["vectors"] for t in v["top"]] + rec["translations"]["direct"]["token_ids"]
+    ids = [t.id for v in rec.vectors for t in v.top] + rec.translations["direct"].token_ids
     assert len(ids) > 10 and all(bool(allowed[i]) for i in ids)

@@ -261,13 +261,7 @@ def run(
     B = len(prompts)
     if len(policies) != B:
         raise ContractError(f"{len(policies)} policies for {B} prompts")
-    # Without an allowed set the mask is "the first n_real rows": the sampler then works on a view of the
-    # real columns instead of writing -inf into the padding rows every step.
-    mask: torch.Tensor | int = (int(lm.n_real_vocab) if allowed is None else
-                                vocab_mask(backend.vocab_rows, lm.n_real_vocab, allowed, device=backend.device))
-    generators: dict[str, torch.Generator] = {}
-    log = _Log(B, int(record_top_k), keep_vectors)
-    target_norm: float | None = None
+    sampler = _Sampler(lm, backend, allowed, _Log(B, int(record_top_k), keep_vectors))
     batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id)
     if past is not None and past.batch_size != B:
         raise ContractError(f"past has {past.batch_size} rows but {B} prompts were given")
@@ -276,102 +270,132 @@ def run(
     live = list(range(B))  # prompt index of each row of ``state``
     step = 0
     while True:
-        # Rows whose policy is done before sampling leave the batch.
+        # 1. Rows whose policy is done before sampling leave the batch.
         keep = [j for j, i in enumerate(live) if plans[i] is not None]
         if not keep:
-            return EngineResult(log.finish(backend.hidden_size), state, live, step)
+            return EngineResult(sampler.log.finish(backend.hidden_size), state, live, step)
         if len(keep) < len(live):
             state = backend.select_rows(state, torch.tensor(keep, dtype=torch.long))
             live = [live[j] for j in keep]
-        b = len(live)
         if on_step is not None:
-            on_step(step, b)
-        vec = torch.empty(b, backend.hidden_size, dtype=backend.dtype, device=backend.device)  # (b, d)
-        forced: list[tuple[int, int]] = []  # (batch row, token id) fed by force this step
-        done: set[int] = set()  # batch rows that leave after this step
-
-        # Sample: one pass of the sampler and mixing rule per distinct mode.
-        groups: dict[Mode, list[int]] = {}
-        for j, i in enumerate(live):
-            plan = plans[i]
-            if isinstance(plan, Mode):
-                groups.setdefault(plan, []).append(j)
-            else:
-                forced.append((j, _token_id(plan, i)))
-        sampled: list[tuple[list[int], Mode, Mixture, torch.Tensor]] = []
-        scalars = []
-        for mode, rows in groups.items():
-            if mode.stream not in generators:
-                generators[mode.stream] = make_generator(mode.sampling.seed, backend.device)
-            idx = None if len(rows) == b else torch.tensor(rows, device=state.logits.device)
-            logits = state.logits if idx is None else state.logits[idx]  # (g, V)
-            try:
-                mixture = get_rule(mode.mixing.rule)(logits, mode.sampling, mode.mixing, mask, generators[mode.stream])
-            except NonFiniteError:
-                bad = int((torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero()[0, 0])
-                i = live[rows[bad]]
-                raise NonFiniteError(f"NaN or inf logits at step {step} for prompt {i}", step=step, row=i) from None
-            hidden = None
-            if mixture.hidden_scale is not None:
-                if state.hidden is None:
-                    raise ContractError(f"backend {backend.name} returned no hidden state although one was asked for")
-                hidden = state.hidden if idx is None else state.hidden[idx.to(state.hidden.device)]  # (g, d)
-                if target_norm is None:
-                    target_norm = mean_input_norm(backend, lm.n_real_vocab)
-            v = mix_embeddings(backend, mixture, hidden=hidden, target_norm=target_norm)  # (g, d)
-            ent = entropy(mixture.full_probs)  # (g,) nats
-            mix_ent = mixture.entropy() + 0.0  # (g,); + 0.0 turns -0.0 into 0.0
-            log.add([live[j] for j in rows], mixture, ent, mix_ent, v)
-            sampled.append((rows, mode, mixture, v))
-            finite = torch.isfinite(v.float().sum(-1))  # (g,)
-            scalars.append(torch.stack([mixture.token.double(), ent.double(), mix_ent.double(), finite.double()], -1))
-
-        # Observe: one transfer to the host for every sampled row, then each row's policy decides.
-        host = torch.cat(scalars).cpu().tolist() if scalars else []
-        k = 0
-        for rows, mode, mixture, v in sampled:
-            for g, j in enumerate(rows):
-                tok, ent_f, mix_f, ok = host[k]
-                k += 1
-                i = live[j]
-                if not ok:
-                    raise NonFiniteError(f"NaN or inf input vector at step {step} for prompt {i}", step=step, row=i)
-                action = Action(policies[i].observe(Observation(step, int(tok), float(ent_f), float(mix_f))))
-                log.phases[i].append(mode.phase)
-                log.fed[i].append(action.value)
-                if action == Action.feed:
-                    vec[j] = v[g]
-                elif action == Action.feed_token:
-                    vec[j] = backend.input_rows(mixture.token[g])
-                elif action == Action.done:
-                    done.add(j)
-                else:  # retry: a forced token, or done
-                    again = policies[i].next_input()
-                    if again is None:
-                        done.add(j)
-                    else:
-                        forced.append((j, _token_id(again, i)))
-
-        # Forced tokens: the model's own input rows for them.
+            on_step(step, len(live))
+        vec = torch.empty(len(live), backend.hidden_size, dtype=backend.dtype, device=backend.device)  # (b, d)
+        # 2. Sample the rows that have a Mode; 3. their policies decide what is fed; forced ids are fed as planned.
+        groups = sampler.sample(state, live, plans, step)
+        forced = [(j, _token_id(plans[i], i)) for j, i in enumerate(live) if not isinstance(plans[i], Mode)]
+        done = _observe(groups, live, policies, backend, vec, forced, sampler.log, step)
         if forced:
             rows_f = torch.tensor([j for j, _ in forced], device=vec.device)
             vec[rows_f] = backend.input_rows(torch.tensor([t for _, t in forced], dtype=torch.long,
-                                                          device=backend.device))
+                                                          device=backend.device))  # (f, d): the model's own rows
             for j, t in forced:
-                log.forced[live[j]].append(t)
-
-        # Feed: finished rows leave the batch, the others get their vector.
+                sampler.log.forced[live[j]].append(t)
+        # 4. Feed: finished rows leave the batch, the others get their vector.
         step += 1
-        keep = [j for j in range(b) if j not in done]
+        keep = [j for j in range(len(live)) if j not in done]
         if not keep:
-            return EngineResult(log.finish(backend.hidden_size), None, [], step)
-        if len(keep) < b:
+            return EngineResult(sampler.log.finish(backend.hidden_size), None, [], step)
+        if len(keep) < len(live):
             idx = torch.tensor(keep, dtype=torch.long)
             state = backend.select_rows(state, idx)
             vec = vec[idx.to(vec.device)]
             live = [live[j] for j in keep]
         plans = {i: policies[i].next_input() for i in live}
         state = backend.extend(state, vec, hidden=_wants_hidden(plans.values()))
+
+
+@dataclass
+class _Group:
+    """The rows of one :class:`Mode` in one step: batch rows, the mixture and its vectors ``(g, d)``."""
+
+    rows: list[int]
+    mode: Mode
+    mixture: Mixture
+    vectors: torch.Tensor
+    host: list[list[float]] = field(default_factory=list)  # per row: token, entropy, mix entropy, finite
+
+
+class _Sampler:
+    """The sampler + mixing-rule half of a step: one pass per distinct mode, records to the log."""
+
+    def __init__(self, lm: Any, backend: Backend, allowed: torch.Tensor | None, log: _Log):
+        self.lm, self.backend, self.log = lm, backend, log
+        # Without an allowed set the mask is "the first n_real rows": the sampler then works on a view of
+        # the real columns instead of writing -inf into the padding rows every step.
+        self.mask: torch.Tensor | int = (int(lm.n_real_vocab) if allowed is None else
+                                         vocab_mask(backend.vocab_rows, lm.n_real_vocab, allowed, device=backend.device))
+        self.generators: dict[str, torch.Generator] = {}
+        self.target_norm: float | None = None
+
+    def sample(self, state: DecodeState, live: list[int], plans: dict[int, Any], step: int) -> list[_Group]:
+        by_mode: dict[Mode, list[int]] = {}
+        for j, i in enumerate(live):
+            if isinstance(plans[i], Mode):
+                by_mode.setdefault(plans[i], []).append(j)
+        groups, scalars = [], []
+        for mode, rows in by_mode.items():
+            if mode.stream not in self.generators:
+                self.generators[mode.stream] = make_generator(mode.sampling.seed, self.backend.device)
+            idx = None if len(rows) == len(live) else torch.tensor(rows, device=state.logits.device)
+            logits = state.logits if idx is None else state.logits[idx]  # (g, V)
+            try:
+                mixture = get_rule(mode.mixing.rule)(logits, mode.sampling, mode.mixing, self.mask,
+                                                     self.generators[mode.stream])
+            except NonFiniteError:
+                i = live[rows[int((torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero()[0, 0])]]
+                raise NonFiniteError(f"NaN or inf logits at step {step} for prompt {i}", step=step, row=i) from None
+            hidden = None
+            if mixture.hidden_scale is not None:
+                if state.hidden is None:
+                    raise ContractError(f"backend {self.backend.name} returned no hidden state although one was asked for")
+                hidden = state.hidden if idx is None else state.hidden[idx.to(state.hidden.device)]  # (g, d)
+                if self.target_norm is None:
+                    self.target_norm = mean_input_norm(self.backend, self.lm.n_real_vocab)
+            v = mix_embeddings(self.backend, mixture, hidden=hidden, target_norm=self.target_norm)  # (g, d)
+            ent = entropy(mixture.full_probs)  # (g,) nats
+            mix_ent = mixture.entropy() + 0.0  # (g,); + 0.0 turns -0.0 into 0.0
+            self.log.add([live[j] for j in rows], mixture, ent, mix_ent, v)
+            finite = torch.isfinite(v.float().sum(-1))  # (g,)
+            scalars.append(torch.stack([mixture.token.double(), ent.double(), mix_ent.double(), finite.double()], -1))
+            groups.append(_Group(rows, mode, mixture, v))
+        if groups:  # the step's one transfer to the host: (token, entropy, mixture entropy, finite) per row
+            host = torch.cat(scalars).cpu().tolist()
+            k = 0
+            for g in groups:
+                g.host, k = host[k : k + len(g.rows)], k + len(g.rows)
+        return groups
+
+
+def _observe(groups: list[_Group], live: list[int], policies: Sequence[RowPolicy], backend: Backend,
+             vec: torch.Tensor, forced: list[tuple[int, int]], log: _Log, step: int) -> set[int]:
+    """Each sampled row's policy decides what is fed (written into ``vec`` / appended to ``forced``);
+    returns the batch rows that are done."""
+    done: set[int] = set()
+    for g in groups:
+        for k, (j, (tok, ent, mix_ent, ok)) in enumerate(zip(g.rows, g.host)):
+            i = live[j]
+            if not ok:
+                raise NonFiniteError(f"NaN or inf input vector at step {step} for prompt {i}", step=step, row=i)
+            returned = policies[i].observe(Observation(step, int(tok), float(ent), float(mix_ent)))
+            try:
+                action = Action(returned)
+            except ValueError:
+                raise ContractError(f"policy of prompt {i} returned {returned!r} from observe; expected an Action") from None
+            log.phases[i].append(g.mode.phase)
+            log.fed[i].append(action.value)
+            if action == Action.feed:
+                vec[j] = g.vectors[k]
+            elif action == Action.feed_token:
+                vec[j] = backend.input_rows(g.mixture.token[k])
+            elif action == Action.done:
+                done.add(j)
+            else:  # retry: a forced token, or done
+                again = policies[i].next_input()
+                if again is None:
+                    done.add(j)
+                else:
+                    forced.append((j, _token_id(again, i)))
+    return done
 
 
 def _wants_hidden(plans: Any) -> bool:
