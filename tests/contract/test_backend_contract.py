@@ -25,6 +25,7 @@ from vecgen.errors import NonFiniteError
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
 from vecgen.thinking.runner import ThinkConfig, run_thinking
+from reference_decoding import hf_greedy, reference_cot
 
 CASES = [("transformers", f) for f in ("qwen2", "qwen3", "llama", "gpt2", "gemma3")] + [
     ("reference", f) for f in ("qwen2", "qwen3")]
@@ -45,13 +46,6 @@ def case(request, tiny_lm):
     from vecgen.reference import from_transformers
 
     return hf.with_model(from_transformers(hf)), hf
-
-
-def hf_generate(hf, ids, n):
-    x = torch.tensor([ids])
-    out = hf.model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=n, min_new_tokens=n,
-                            pad_token_id=hf.tokenizer.pad_token_id)
-    return out[0, len(ids):].tolist()
 
 
 def test_backend_satisfies_the_protocol(case):
@@ -79,7 +73,7 @@ def test_onehot_greedy_equals_transformers_generate(case):
     lm, hf = case
     ids = lm.encode("The capital of France is")
     ours = generate(lm, [ids], sampling=GREEDY, max_new_tokens=12, stop_ids=[])
-    assert ours.token_ids(0) == hf_generate(hf, ids, 12)
+    assert ours.token_ids(0) == hf_greedy(hf, ids, 12)
 
 
 def test_batched_equals_one_at_a_time(case):
@@ -191,33 +185,13 @@ def test_soft_mixtures_and_logits_agree_across_backends(tiny_lm, family):
             torch.testing.assert_close(a.rows[i].mix_weights, b.rows[i].mix_weights, **TOL)
 
 
-def reference_cot(hf, ids, marker, max_think, max_answer):
-    """Greedy cot of one row built on transformers' generate."""
-    stops = set(hf.stop_token_ids())
-    trace, forced, reason = [], list(marker.ids), "max_tokens"
-    for y in hf_generate(hf, ids, max_think):
-        if y in stops:
-            reason = "eos"
-            break
-        trace.append(y)
-        if marker.found(trace):
-            reason, forced = "marker", []
-            break
-    answer = hf_generate(hf, ids + trace + forced, max_answer)
-    for k, y in enumerate(answer):
-        if y in stops:
-            answer = answer[: k + 1]
-            break
-    return trace, forced, answer, reason
-
-
 def test_thinking_phase_switches(case):
     """Batched cot: rows end thinking at different steps (marker or budget), get the forced marker and
     answer; every row equals transformers' greedy generate on that row alone."""
     lm, hf = case
     style = prompt_style(lm)
     prompts = [lm.encode(build_prompt(lm, q, style, direct=False)) for q in ["What is 2 + 3?", "Halve 10.", "Hi"]]
-    trace0 = hf_generate(hf, prompts[0], 6)
+    trace0 = hf_greedy(hf, prompts[0], 6)
     marker = EndMarker(lm.tokenizer, lm.tokenizer.decode(trace0[3:5]))  # found on row 0's trace (and maybe others)
     cfg = ThinkConfig.create(method="cot", max_think_tokens=7, max_answer_tokens=4, cold_stop_tau=0.0)
     outs = run_thinking(lm, prompts, cfg, marker)

@@ -12,6 +12,7 @@ from vecgen.thinking.coldstop import ColdStop
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
 from vecgen.thinking.runner import SOFT_THINKING_SAMPLING, StopReason, ThinkConfig, run_thinking
+from reference_decoding import hf_greedy, reference_cot
 
 GREEDY = SamplingConfig()
 QUESTIONS = ["What is 2 + 3?", "Tom has 3 apples and buys 4 more. How many apples does he have?", "Halve 10."]
@@ -20,35 +21,6 @@ QUESTIONS = ["What is 2 + 3?", "Tom has 3 apples and buys 4 more. How many apple
 def prompts_for(lm, direct=False, marker=None):
     style = prompt_style(lm, marker)
     return [lm.encode(build_prompt(lm, q, style, direct=direct)) for q in QUESTIONS]
-
-
-def hf_greedy(lm, ids, n):
-    """transformers' own greedy continuation (n tokens, no early stop)."""
-    x = torch.tensor([ids])
-    out = lm.model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=n, min_new_tokens=n,
-                            pad_token_id=lm.tokenizer.pad_token_id)
-    return out[0, len(ids):].tolist()
-
-
-def reference_cot(lm, ids, marker, max_think, max_answer):
-    """Unbatched reference of the greedy cot runner built on transformers.generate."""
-    stops = set(lm.stop_token_ids())
-    cont = hf_greedy(lm, ids, max_think)
-    trace, forced, reason = [], list(marker.ids), "max_tokens"
-    for y in cont:
-        if y in stops:
-            reason = "eos"
-            break
-        trace.append(y)
-        if marker.found(trace):
-            reason, forced = "marker", []
-            break
-    answer = hf_greedy(lm, ids + trace + forced, max_answer)
-    for k, y in enumerate(answer):
-        if y in stops:
-            answer = answer[: k + 1]
-            break
-    return trace, forced, answer, reason
 
 
 @pytest.mark.parametrize("family", ["qwen2", "llama"])

@@ -20,7 +20,7 @@ query vectors instead of ``O(V · M)``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -162,7 +162,6 @@ class VectorMetrics:
     relative_manifold_distance: float
     norm: float
     relative_norm: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def token_text(tokenizer: Any, token_id: int) -> str:
