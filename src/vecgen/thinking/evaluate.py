@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..benchmarks_data import Task
@@ -22,7 +23,7 @@ from ..io import atomic_write_json, to_jsonable
 from .answers import check_answer
 from .prompts import PromptStyle, build_prompt
 from .runner import Method, ThinkConfig, ThinkOutput, run_thinking
-from .stats import paired_comparison, wilson_interval
+from .stats import PairedComparison, paired_comparison, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -32,38 +33,57 @@ BatchCallback = Callable[[str, int], None]
 StepCallback = Callable[[str, int, int], None]
 
 
-def make_record(task: Task, method: str, out: ThinkOutput, seconds: float, batch_seconds: float, batch_size: int) -> dict[str, Any]:
-    """The JSONL record of one item.
+@dataclass
+class ThinkRecord:
+    """One item answered by one method: a line of ``records.jsonl`` (field names are the JSON keys).
 
-    Fields: ``method``, ``id``, ``question``, ``reference`` (final answer), ``trace`` (decoded top-1
-    thinking trace), ``forced`` (decoded forced marker tokens), ``answer`` (answer-phase text),
-    ``pred`` (extracted answer or null), ``correct``, ``stop_reason``, ``think_tokens``,
-    ``answer_tokens``, ``tokens`` (their sum), ``mean_entropy`` / ``mean_mix_entropy`` (nats, over
-    thinking steps; null without thinking), ``seconds`` (this item's share of its batch's wall
-    time), ``batch_seconds``, ``batch_size``.
+    Attributes:
+        method, id, question, reference: the method's name, the item and its final answer.
+        trace: the decoded top-1 thinking trace. forced: the decoded forced marker tokens.
+        answer: the answer-phase text. pred: the extracted answer (None: no answer found). correct: pred == reference.
+        stop_reason: why thinking ended (:class:`~vecgen.thinking.runner.StopReason` value).
+        think_tokens, answer_tokens, tokens: thinking steps, answer tokens, their sum.
+        mean_entropy, mean_mix_entropy: nats, over thinking steps (None without thinking).
+        seconds: this item's share of its batch's wall time. batch_seconds, batch_size: the batch's.
     """
+
+    method: str
+    id: str
+    question: str
+    reference: str
+    trace: str
+    forced: str
+    answer: str
+    pred: str | None
+    correct: bool
+    stop_reason: str
+    think_tokens: int
+    answer_tokens: int
+    tokens: int
+    mean_entropy: float | None
+    mean_mix_entropy: float | None
+    seconds: float
+    batch_seconds: float
+    batch_size: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ThinkRecord":
+        """A record read back from ``records.jsonl`` (resume)."""
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
+def make_record(task: Task, method: str, out: ThinkOutput, seconds: float, batch_seconds: float,
+                batch_size: int) -> ThinkRecord:
+    """The record of one item: ``out`` checked against ``task``'s answer (math-verify)."""
     verdict = check_answer(out.answer, task.answer)
     mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
-    return {
-        "method": method,
-        "id": task.id,
-        "question": task.question,
-        "reference": task.answer,
-        "trace": out.trace,
-        "forced": out.forced,
-        "answer": out.answer,
-        "pred": verdict.pred,
-        "correct": verdict.correct,
-        "stop_reason": out.stop_reason,
-        "think_tokens": out.think_tokens,
-        "answer_tokens": out.answer_tokens,
-        "tokens": out.generated_tokens,
-        "mean_entropy": mean(out.entropies),
-        "mean_mix_entropy": mean(out.mix_entropies),
-        "seconds": seconds,
-        "batch_seconds": batch_seconds,
-        "batch_size": batch_size,
-    }
+    return ThinkRecord(
+        method=method, id=task.id, question=task.question, reference=task.answer, trace=out.trace,
+        forced=out.forced, answer=out.answer, pred=verdict.pred, correct=verdict.correct,
+        stop_reason=out.stop_reason, think_tokens=out.think_tokens, answer_tokens=out.answer_tokens,
+        tokens=out.generated_tokens, mean_entropy=mean(out.entropies), mean_mix_entropy=mean(out.mix_entropies),
+        seconds=seconds, batch_seconds=batch_seconds, batch_size=batch_size,
+    )
 
 
 def check_settings(writer: Any, settings: dict[str, Any]) -> None:
@@ -98,7 +118,7 @@ def evaluate(
     batch_size: int = 8,
     on_batch: BatchCallback | None = None,
     on_step: StepCallback | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ThinkRecord]:
     """Run every method on ``tasks`` in batches, appending a record per item as batches complete.
 
     Items are taken in order, ``batch_size`` at a time; each chunk of items runs through every
@@ -152,68 +172,92 @@ def evaluate(
                 on_batch(name, len(todo))
     wanted = {t.id for t in tasks}
     order = {t.id: i for i, t in enumerate(tasks)}
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in writer.read_records():
-        if r.get("method") in configs and r.get("id") in wanted:
-            latest[(r["method"], r["id"])] = r
-    return sorted(latest.values(), key=lambda r: (list(configs).index(r["method"]), order[r["id"]]))
+    latest: dict[tuple[str, str], ThinkRecord] = {}
+    for d in writer.read_records():
+        if d.get("method") in configs and d.get("id") in wanted:
+            latest[(d["method"], d["id"])] = ThinkRecord.from_json(d)
+    return sorted(latest.values(), key=lambda r: (list(configs).index(r.method), order[r.id]))
 
 
-def summarize(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per-method summary of records.
+@dataclass
+class MethodSummary:
+    """One method's results over the items (``results.json["results"][method]``).
 
-    Returns:
-        method → ``n``, ``correct``, ``accuracy``, ``ci95`` (Wilson, fractions), ``no_answer``
-        (outputs without an extractable answer), ``mean_think_tokens``, ``mean_answer_tokens``,
-        ``wall_seconds`` (sum over batches), ``items_per_second``, ``tokens_per_second``
-        (thinking + answer steps per wall second), ``stop_reasons`` (counts),
-        ``mean_entropy`` (nats, thinking steps).
+    Attributes:
+        n, correct: items and correct answers. accuracy: ``correct / n`` (None without items).
+        ci95: Wilson 95% score interval of the accuracy, as fractions ``[lo, hi]``.
+        no_answer: outputs without an extractable answer.
+        mean_think_tokens, mean_answer_tokens: per item. wall_seconds: the sum over batches.
+        items_per_second, tokens_per_second: per wall second (thinking + answer steps for tokens).
+        stop_reasons: counts. mean_entropy: nats, over thinking steps (None without thinking).
     """
-    out: dict[str, dict[str, Any]] = {}
+
+    n: int
+    correct: int
+    accuracy: float | None
+    ci95: list[float]
+    no_answer: int
+    mean_think_tokens: float | None
+    mean_answer_tokens: float | None
+    wall_seconds: float
+    items_per_second: float | None
+    tokens_per_second: float | None
+    stop_reasons: dict[str, int]
+    mean_entropy: float | None
+
+
+@dataclass(frozen=True)
+class MethodPair(PairedComparison):
+    """Methods ``a`` and ``b`` on the items both answered (the fields of
+    :class:`~vecgen.thinking.stats.PairedComparison`: ``n``, ``both``, ``only_a``, ``only_b``, ``neither``,
+    ``p_value`` of the exact McNemar test)."""
+
+    a: str = ""
+    b: str = ""
+
+
+def summarize(records: Sequence[ThinkRecord], methods: Sequence[str]) -> dict[str, MethodSummary]:
+    """Per-method :class:`MethodSummary` of ``records``, in ``methods`` order."""
+    out: dict[str, MethodSummary] = {}
     for m in methods:
-        rs = [r for r in records if r["method"] == m]
+        rs = [r for r in records if r.method == m]
         n = len(rs)
-        k = sum(bool(r["correct"]) for r in rs)
-        wall = sum(float(r["seconds"]) for r in rs)
-        tokens = sum(int(r["tokens"]) for r in rs)
-        ents = [r["mean_entropy"] for r in rs if r.get("mean_entropy") is not None]
+        k = sum(bool(r.correct) for r in rs)
+        wall = sum(float(r.seconds) for r in rs)
+        tokens = sum(int(r.tokens) for r in rs)
+        ents = [r.mean_entropy for r in rs if r.mean_entropy is not None]
         lo, hi = wilson_interval(k, n)
-        out[m] = {
-            "n": n,
-            "correct": k,
-            "accuracy": k / n if n else None,
-            "ci95": [lo, hi],
-            "no_answer": sum(r["pred"] is None for r in rs),
-            "mean_think_tokens": sum(r["think_tokens"] for r in rs) / n if n else None,
-            "mean_answer_tokens": sum(r["answer_tokens"] for r in rs) / n if n else None,
-            "wall_seconds": wall,
-            "items_per_second": n / wall if wall > 0 else None,
-            "tokens_per_second": tokens / wall if wall > 0 else None,
-            "stop_reasons": dict(Counter(r["stop_reason"] for r in rs)),
-            "mean_entropy": sum(ents) / len(ents) if ents else None,
-        }
+        out[m] = MethodSummary(
+            n=n,
+            correct=k,
+            accuracy=k / n if n else None,
+            ci95=[lo, hi],
+            no_answer=sum(r.pred is None for r in rs),
+            mean_think_tokens=sum(r.think_tokens for r in rs) / n if n else None,
+            mean_answer_tokens=sum(r.answer_tokens for r in rs) / n if n else None,
+            wall_seconds=wall,
+            items_per_second=n / wall if wall > 0 else None,
+            tokens_per_second=tokens / wall if wall > 0 else None,
+            stop_reasons=dict(Counter(r.stop_reason for r in rs)),
+            mean_entropy=sum(ents) / len(ents) if ents else None,
+        )
     return out
 
 
-def compare_methods(records: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
-    """Paired comparison of every pair of methods on the items both answered.
-
-    Returns:
-        One dict per pair ``(a, b)`` (in ``methods`` order): ``a``, ``b`` and the fields of
-        :class:`~vecgen.thinking.stats.PairedComparison` (``n``, ``both``, ``only_a``, ``only_b``,
-        ``neither``, ``p_value`` of the exact McNemar test).
-    """
-    by = {m: {r["id"]: bool(r["correct"]) for r in records if r["method"] == m} for m in methods}
+def compare_methods(records: Sequence[ThinkRecord], methods: Sequence[str]) -> list[MethodPair]:
+    """Paired comparison (:class:`MethodPair`) of every pair of methods on the items both answered, in
+    ``methods`` order."""
+    by = {m: {r.id: bool(r.correct) for r in records if r.method == m} for m in methods}
     out = []
     for i, a in enumerate(methods):
         for b in methods[i + 1 :]:
             ids = [k for k in by[a] if k in by[b]]
             cmp = paired_comparison([by[a][k] for k in ids], [by[b][k] for k in ids])
-            out.append({"a": a, "b": b, **cmp.as_dict()})
+            out.append(MethodPair(**vars(cmp), a=a, b=b))
     return out
 
 
-def comparison_table(pairs: Sequence[dict[str, Any]]) -> str:
+def comparison_table(pairs: Sequence[MethodPair]) -> str:
     """The Markdown table of :func:`compare_methods`."""
     lines = [
         "| A vs B | items | both right | only A right | only B right | both wrong | McNemar exact p |",
@@ -221,8 +265,7 @@ def comparison_table(pairs: Sequence[dict[str, Any]]) -> str:
     ]
     for c in pairs:
         lines.append(
-            f"| {c['a']} vs {c['b']} | {c['n']} | {c['both']} | {c['only_a']} | {c['only_b']} | {c['neither']} | "
-            f"{c['p_value']:.3g} |"
+            f"| {c.a} vs {c.b} | {c.n} | {c.both} | {c.only_a} | {c.only_b} | {c.neither} | {c.p_value:.3g} |"
         )
     return "\n".join(lines)
 
@@ -231,32 +274,32 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
-def summary_table(summary: dict[str, dict[str, Any]]) -> str:
+def summary_table(summary: dict[str, MethodSummary]) -> str:
     """The Markdown table of a summary (accuracy %, 95% Wilson interval, tokens, wall time)."""
     lines = [
         "| method | n | accuracy % | 95% CI (Wilson) | no answer | mean thinking tokens | mean answer tokens | wall s | items/s | stop reasons |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for m, s in summary.items():
-        lo, hi = s["ci95"]
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["stop_reasons"].items()))
+        lo, hi = s.ci95
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.stop_reasons.items()))
         fmt = lambda x, f: "–" if x is None else format(x, f)  # noqa: E731
         lines.append(
-            f"| {m} | {s['n']} | {_pct(s['accuracy'])} | {_pct(lo)}–{_pct(hi)} | {s['no_answer']} | "
-            f"{fmt(s['mean_think_tokens'], '.1f')} | {fmt(s['mean_answer_tokens'], '.1f')} | "
-            f"{s['wall_seconds']:.0f} | {fmt(s['items_per_second'], '.3f')} | {reasons} |"
+            f"| {m} | {s.n} | {_pct(s.accuracy)} | {_pct(lo)}–{_pct(hi)} | {s.no_answer} | "
+            f"{fmt(s.mean_think_tokens, '.1f')} | {fmt(s.mean_answer_tokens, '.1f')} | "
+            f"{s.wall_seconds:.0f} | {fmt(s.items_per_second, '.3f')} | {reasons} |"
         )
     return "\n".join(lines)
 
 
 def render_report(
-    summary: dict[str, dict[str, Any]],
-    records: Sequence[dict[str, Any]],
+    summary: dict[str, MethodSummary],
+    records: Sequence[ThinkRecord],
     *,
     title: str,
     settings: dict[str, Any],
     command: str | None = None,
-    paired: Sequence[dict[str, Any]] = (),
+    paired: Sequence[MethodPair] = (),
     example_chars: int = 700,
 ) -> str:
     """The Markdown report: settings, the summary table, the plot, the paired comparison
@@ -267,7 +310,7 @@ def render_report(
     parts += [summary_table(summary), "", "![accuracy and tokens](think.png)", ""]
     parts += ["Accuracy is the share of items whose extracted answer equals the reference (math-verify); "
               "the interval is Wilson's 95% score interval. Thinking tokens are fed thinking steps "
-              "(tokens for cot, concept tokens for soft); wall time is the sum of batch times.", ""]
+              "(tokens for cot, concept tokens for soft, fed hidden states for hidden); wall time is the sum of batch times.", ""]
     if paired:
         parts += ["## Paired comparison", "",
                   "The methods answered the same items; only items where exactly one of two methods is right "
@@ -276,14 +319,14 @@ def render_report(
     parts += ["## Settings", "", "```json", json.dumps(to_jsonable(settings), indent=2), "```", ""]
     parts += ["## Examples (first item of each method; the trace is the top-1 token of each thinking step)", ""]
     for m in summary:
-        rs = [r for r in records if r["method"] == m]
+        rs = [r for r in records if r.method == m]
         if not rs:
             continue
         r = rs[0]
-        trace = r["trace"] if len(r["trace"]) <= example_chars else r["trace"][:example_chars] + " …"
+        trace = r.trace if len(r.trace) <= example_chars else r.trace[:example_chars] + " …"
         parts += [
-            f"### {m} — {r['id']} ({'correct' if r['correct'] else 'wrong'}: pred {r['pred']!r}, reference {r['reference']!r}, "
-            f"stop {r['stop_reason']}, {r['think_tokens']} thinking tokens)",
+            f"### {m} — {r.id} ({'correct' if r.correct else 'wrong'}: pred {r.pred!r}, reference {r.reference!r}, "
+            f"stop {r.stop_reason}, {r.think_tokens} thinking tokens)",
             "",
             "Trace:",
             "",
@@ -291,13 +334,13 @@ def render_report(
             trace or "(no thinking)",
             "```",
             "",
-            f"Answer: `{r['answer'].strip()}`",
+            f"Answer: `{r.answer.strip()}`",
             "",
         ]
     return "\n".join(parts)
 
 
-def plot_summary(summary: dict[str, dict[str, Any]]):
+def plot_summary(summary: dict[str, MethodSummary]):
     """Two panels: accuracy with 95% Wilson intervals, and mean thinking + answer tokens per method."""
     from ..reports.plots import new_figure
 
@@ -305,16 +348,16 @@ def plot_summary(summary: dict[str, dict[str, Any]]):
     ax_acc, ax_tok = axes[0]
     names = list(summary)
     x = list(range(len(names)))
-    acc = [100 * (summary[m]["accuracy"] or 0.0) for m in names]
-    lo = [a - 100 * summary[m]["ci95"][0] for a, m in zip(acc, names)]
-    hi = [100 * summary[m]["ci95"][1] - a for a, m in zip(acc, names)]
+    acc = [100 * (summary[m].accuracy or 0.0) for m in names]
+    lo = [a - 100 * summary[m].ci95[0] for a, m in zip(acc, names)]
+    hi = [100 * summary[m].ci95[1] - a for a, m in zip(acc, names)]
     ax_acc.bar(x, acc, yerr=[lo, hi], capsize=6, color="#4c72b0")
     ax_acc.set_xticks(x, names)
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(0, 100)
     ax_acc.set_title("accuracy, 95% Wilson interval")
-    think = [summary[m]["mean_think_tokens"] or 0.0 for m in names]
-    ans = [summary[m]["mean_answer_tokens"] or 0.0 for m in names]
+    think = [summary[m].mean_think_tokens or 0.0 for m in names]
+    ans = [summary[m].mean_answer_tokens or 0.0 for m in names]
     ax_tok.bar(x, think, label="thinking", color="#dd8452")
     ax_tok.bar(x, ans, bottom=think, label="answer", color="#55a868")
     ax_tok.set_xticks(x, names)
