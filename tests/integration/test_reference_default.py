@@ -32,3 +32,21 @@ def test_greedy_generation_through_the_reference_model_matches(default_lm):
     theirs = generate(default_lm, [ids], sampling=sampling, stop_ids=[])
     assert ours.token_ids(0) == theirs.token_ids(0)
     assert ours.text(0, default_lm.tokenizer).startswith(" Paris")
+
+
+def test_batched_thinking_on_the_reference_model_equals_transformers(default_lm):
+    """The issue-11 reproduction: batched cot on the reference model, rows finishing at different steps
+    (the reference KV cache narrows its batch), gives transformers' tokens row by row."""
+    from vecgen.thinking import ThinkConfig, build_prompt, prompt_style, run_thinking
+
+    ref_lm = default_lm.with_model(from_transformers(default_lm))
+    style = prompt_style(ref_lm)
+    ids = [ref_lm.encode(build_prompt(ref_lm, q, style, direct=False)) for q in
+           ["What is 2+2?", "Tom has 3 apples, buys 4, gives away 2 and buys 10. How many?"]]
+    cfg = ThinkConfig.create(method="cot", max_think_tokens=40)
+    ours = run_thinking(ref_lm, ids, cfg, style.end_marker(ref_lm.tokenizer))
+    theirs = run_thinking(default_lm, ids, cfg, style.end_marker(default_lm.tokenizer))
+    for a, b in zip(ours, theirs):
+        assert (a.trace_ids, a.forced_ids, a.answer_ids, a.stop_reason) == (b.trace_ids, b.forced_ids, b.answer_ids,
+                                                                          b.stop_reason)
+    assert ours[0].think_tokens != ours[1].think_tokens  # the rows did finish thinking at different steps

@@ -108,3 +108,15 @@ def test_records_are_copied_once_and_typed(tiny_lm):
         assert row.mix_ids.shape == (n, 4) and row.mix_weights.shape == (n, 4) and row.vectors.shape == (n, lm.hidden_size)
         assert row.entropy.shape == (n,) and row.mix_entropy.shape == (n,)
         torch.testing.assert_close(row.mix_weights.sum(-1), torch.ones(n))  # greedy soft: one-hot weights
+
+
+def test_feed_last_returns_the_state_after_the_last_vector(tiny_lm):
+    """With ``feed_last`` every row's last vector is fed too; the returned state's logits are those of the
+    next step, for every row (rows leave the batch only when they are done)."""
+    lm = tiny_lm("qwen2")
+    prompts = [lm.encode("Hello there"), lm.encode("Once upon a time")]
+    res = generate(lm, prompts, sampling=GREEDY, max_new_tokens=3, stop_ids=[], feed_last=True)
+    longer = generate(lm, prompts, sampling=GREEDY, max_new_tokens=4, stop_ids=[])
+    assert res.state is not None and res.state.batch_size == 2
+    assert res.state.logits.argmax(-1).tolist() == [longer.token_ids(i)[3] for i in range(2)]
+    assert generate(lm, prompts, sampling=GREEDY, max_new_tokens=3, stop_ids=[]).state is None
