@@ -171,7 +171,11 @@ class _Log:
         self.rows.append(torch.tensor(rows, dtype=torch.long))
         c["tokens"].append(mixture.token)
         if k:
-            top_p, top_i = torch.topk(mixture.probs, min(k, mixture.probs.shape[-1]), dim=-1)  # (g, k)
+            if mixture.probs is None:  # greedy one-hot: the point mass at the token
+                top_i = torch.cat([mixture.token[:, None], mixture.token.new_zeros(g, k - 1)], dim=-1)  # (g, k)
+                top_p = torch.cat([torch.ones(g, 1), torch.zeros(g, k - 1)], dim=-1).to(mixture.full_probs.device)
+            else:
+                top_p, top_i = torch.topk(mixture.probs, min(k, mixture.probs.shape[-1]), dim=-1)  # (g, k)
             mix_i, mix_w = mixture.top(k)  # (g, ≤k)
             if mix_i.shape[-1] < k:  # pad: id 0, weight 0
                 pad = k - mix_i.shape[-1]

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import SamplingConfig, format_validation_error
 from ..errors import ConfigError
-from .sampling import entropy, logits_to_probs, sample
+from .sampling import entropy, logits_to_probs, mask_logits, sample
 
 
 class Noise(str, Enum):
@@ -113,7 +113,8 @@ class Mixture:
         indices: ``(B, K)`` long token ids for sparse mixtures; None for dense (all rows).
         token: ``(B,)`` long, the discrete token the step stands for (the sampled token for
             ``onehot``/``moi``, the top-1 token otherwise).
-        probs: ``(B, V)`` the sampler's (truncated) distribution the mixture came from.
+        probs: ``(B, V)`` the sampler's (truncated) distribution the mixture came from; None for greedy
+            ``onehot`` (the point mass at ``token``).
         full_probs: ``(B, V)`` untruncated ``softmax(logits / T)``, whose entropy Cold Stop uses.
         hidden_scale: set by the ``hidden`` rule: the vector is the last hidden state (scaled this way),
             not a mixture of embeddings; ``weights``/``indices`` then record the top-1 token.
@@ -122,7 +123,7 @@ class Mixture:
     weights: torch.Tensor
     indices: torch.Tensor | None
     token: torch.Tensor
-    probs: torch.Tensor
+    probs: torch.Tensor | None
     full_probs: torch.Tensor
     hidden_scale: HiddenScale | None = None
 
@@ -206,12 +207,6 @@ def mix_embeddings(source: Any, mixture: Mixture, *, hidden: torch.Tensor | None
     return torch.einsum("bk,bkd->bd", mixture.weights.float(), rows).to(src.dtype)  # (B, d)
 
 
-def _sparse(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` largest entries of ``probs`` ``(B, V)``, renormalised: ``(weights, indices)`` ``(B, k)``."""
-    w, idx = torch.topk(probs, k, dim=-1)
-    return w / w.sum(-1, keepdim=True), idx
-
-
 def _support_size(probs: torch.Tensor) -> int:
     return int((probs > 0).sum(-1).max())
 
@@ -256,9 +251,15 @@ def _draw(probs: torch.Tensor, sampling: SamplingConfig, generator: torch.Genera
 
 @register_mixing_rule("onehot")
 def onehot_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
-    """Ordinary decoding: sample ``y`` and feed ``E[y]``."""
+    """Ordinary decoding: sample ``y`` and feed ``E[y]``. Greedy: ``y = argmax``, and ``probs`` stays None
+    (the point mass at ``y``; no ``(B, V)`` one-hot is built)."""
+    if sampling.greedy:
+        z = mask_logits(logits, mask)  # (B, V)
+        y = z.argmax(-1)  # (B,): on the logits, as transformers' greedy search (ties in float32 probabilities are not ties here)
+        full = torch.softmax(z, dim=-1)  # (B, V): T = 1, for the entropy
+        return Mixture(torch.ones_like(y, dtype=torch.float32)[:, None], y[:, None], y, None, full)
     probs, full = logits_to_probs(logits, sampling, mask, return_full=True)
-    y = _draw(probs, sampling, generator)
+    y = sample(probs, generator)
     return Mixture(torch.ones_like(y, dtype=torch.float32)[:, None], y[:, None], y, probs, full)
 
 
@@ -266,8 +267,10 @@ def onehot_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
 def soft_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     """Soft Thinking: truncated, renormalised probabilities restricted to the ``max_topk`` largest."""
     probs, full = logits_to_probs(logits, sampling, mask, return_full=True)
-    k = min(mixing.max_topk, _support_size(probs))
-    w, idx = _sparse(probs, k)
+    w, idx = torch.topk(probs, min(mixing.max_topk, probs.shape[-1]), dim=-1)  # (B, max_topk), descending
+    k = int((w > 0).sum(-1).max())  # the support, when smaller than max_topk: no (B, V)-sized pass for it
+    w, idx = w[:, :k], idx[:, :k]
+    w = w / w.sum(-1, keepdim=True)
     if mixing.noise == Noise.gumbel:
         u = torch.rand(w.shape, generator=generator, device=w.device).clamp(1e-10, 1 - 1e-10)
         g = -torch.log(-torch.log(u))

@@ -51,14 +51,16 @@ def mask_logits(logits: torch.Tensor, mask: torch.Tensor | int | None) -> torch.
     """``logits`` ``(B, V)`` as float32 with disallowed tokens set to ``-inf``.
 
     ``mask``: a bool ``(V,)`` tensor (see :func:`vocab_mask`), or an int ``n``: only the first ``n`` rows
-    are allowed (padding rows at the end, no allowed set); the logits are then the view ``(B, n)``
-    without a copy, and every distribution computed from them has ``n`` columns (token ids unchanged).
+    are allowed (padding rows at the end, no allowed set); the logits are then the first ``n`` columns
+    (no ``-inf`` writes), and every distribution computed from them has ``n`` columns (token ids unchanged).
 
     Raises:
         NonFiniteError: NaN or +inf in the logits (``-inf`` is a legal "never").
     """
     if isinstance(mask, int):
-        logits = logits[:, :mask]
+        logits = logits[:, :mask]  # (B, n): a view; one copy for B > 1, else every op below would copy it
+        if not logits.is_contiguous():
+            logits = logits.contiguous()
         mask = None
     logits = logits.float()
     # Fast path: one reduction. A row sum is finite exactly when no entry is NaN or ±inf (barring an
