@@ -77,7 +77,12 @@ def test_side_by_side_two_models(monkeypatch, capsys, tmp_path, tiny_model_dir):
     assert "side by side" in out
     results = json.loads((tmp_path / "s" / "results.json").read_text())
     assert [m["family"] for m in results["model"]] == ["qwen2", "gpt2"]
-    assert "## Side by side" in (tmp_path / "s" / "report.md").read_text()
+    report = (tmp_path / "s" / "report.md").read_text()
+    assert "## Side by side" in report
+    table = report.split("## Side by side")[1]
+    for method in ("vector 1 top", "nearest", "direct"):  # one row per (prompt, N, method), one cell per model
+        row = next(line for line in table.splitlines() if line.startswith(f"| Hi | 1 | {method} |"))
+        assert row.count("|") == 6 and "—" not in row
 
 
 def test_diagnose_embeds_cli(monkeypatch, capsys, tmp_path, tiny_model_dir):

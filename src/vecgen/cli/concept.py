@@ -185,23 +185,15 @@ def _print_side_by_side(console, run) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..concept import translation_display
+    from ..concept.report import side_by_side, translation_display
 
-    names = list(dict.fromkeys(r.model for r in run.records))
-    index = {(r.model, r.prompt, r.n): r for r in run.records}
+    names, rows = side_by_side(run)
     table = Table(title="side by side", show_lines=False)
     for col in ("prompt", "N", "method", *names):
         table.add_column(escape(col))
-    for p in dict.fromkeys(r.prompt for r in run.records):
-        for n in sorted({r.n for r in run.records}):
-            methods = dict.fromkeys(m for r in run.records for m in r.translations)
-            for meth in methods:
-                cells = []
-                for m in names:
-                    r = index.get((m, p, n))
-                    t = r.translations.get(meth) if r else None
-                    cells.append(escape(translation_display(t, 40)) if t else "—")
-                table.add_row(escape(p), str(n), meth, *cells)
+    for p, n, meth, cells in rows:
+        if meth != "vector 1 top":
+            table.add_row(escape(p), str(n), meth, *[escape(translation_display(t, 40)) if t else "—" for t in cells])
     console.print(table)
 
 

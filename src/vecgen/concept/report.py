@@ -107,31 +107,34 @@ def concept_report(run: ConceptRun, config: ConceptConfig, *, figure: str | None
     return "\n".join(lines)
 
 
-def comparison_markdown(run: ConceptRun) -> list[str]:
-    """Side-by-side table: one row per (prompt, N, method), one column per model."""
+def side_by_side(run: ConceptRun) -> tuple[list[str], list[tuple[str, int, str, list[Any]]]]:
+    """The grid of a several-model run: ``(models, rows)``; one row per (prompt, N, method) in run order,
+    ``(prompt, N, method, cells)`` with one cell per model: its :class:`ConceptRecord` for the pseudo-method
+    ``"vector 1 top"``, else its :class:`~vecgen.decoding.translate.Translation`, or None where it has none."""
     models = list(dict.fromkeys(r.model for r in run.records))
     index = {(r.model, r.prompt, r.n): r for r in run.records}
+    methods = list(dict.fromkeys(m for r in run.records for m in r.translations))
+    rows = []
+    for p in dict.fromkeys(r.prompt for r in run.records):
+        for n in sorted({r.n for r in run.records}):
+            recs = [index.get((m, p, n)) for m in models]
+            rows.append((p, n, "vector 1 top", recs))
+            rows += [(p, n, meth, [r.translations.get(meth) if r else None for r in recs]) for meth in methods]
+    return models, rows
+
+
+def comparison_markdown(run: ConceptRun) -> list[str]:
+    """Side-by-side table: one row per (prompt, N, method), one column per model."""
+    models, rows = side_by_side(run)
     lines = ["## Side by side", "", "| prompt | N | method | " + " | ".join(models) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in models) + " |"]
-    prompts = list(dict.fromkeys(r.prompt for r in run.records))
-    ns = sorted({r.n for r in run.records})
-    methods = list(dict.fromkeys(m for r in run.records for m in r.translations))
-    for p in prompts:
-        for n in ns:
-            row0 = f"| {_md(p)} | {n} | vector 1 top | "
-            cells = []
-            for m in models:
-                r = index.get((m, p, n))
-                cells.append(", ".join(f"`{_md(repr(t.token))}` {t.value:.2f}" for t in r.vectors[0].top[:3])
-                             if r else "—")
-            lines.append(row0 + " | ".join(cells) + " |")
-            for meth in methods:
-                cells = []
-                for m in models:
-                    r = index.get((m, p, n))
-                    t = r.translations.get(meth) if r else None
-                    cells.append(_md(translation_display(t, 60)) if t else "—")
-                lines.append(f"| {_md(p)} | {n} | {meth} | " + " | ".join(cells) + " |")
+    for p, n, meth, cells in rows:
+        if meth == "vector 1 top":
+            shown = [", ".join(f"`{_md(repr(t.token))}` {t.value:.2f}" for t in r.vectors[0].top[:3]) if r else "—"
+                     for r in cells]
+        else:
+            shown = [_md(translation_display(t, 60)) if t else "—" for t in cells]
+        lines.append(f"| {_md(p)} | {n} | {meth} | " + " | ".join(shown) + " |")
     lines.append("")
     return lines
 
@@ -222,6 +225,7 @@ def write_outputs(run: ConceptRun, config: ConceptConfig, writer: Any, *, status
 
 __all__ = [
     "comparison_markdown",
+    "side_by_side",
     "concept_figure",
     "concept_report",
     "format_prompt_records",
