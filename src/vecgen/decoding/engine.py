@@ -192,17 +192,14 @@ class _Log:
 
     def finish(self, d: int) -> list[RowRecord]:
         k = self.top_k
-        if not self.rows:
-            empty = RowRecord([], torch.zeros(0, dtype=torch.long), torch.zeros(0, k, dtype=torch.long),
-                              torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k),
-                              torch.zeros(0), torch.zeros(0), [], torch.zeros(0, d) if self.keep_vectors else None)
-            return [RowRecord(**{**empty.__dict__, "phases": self.phases[i], "fed": self.fed[i],
-                                 "forced": self.forced[i]}) for i in range(self.n_rows)]
-        rows = torch.cat(self.rows)  # (N,) prompt index of every sampled row-step, in step order
-        cat = {name: torch.cat(v).cpu() for name, v in self.cols.items() if v}  # the one copy to the CPU
-        order = torch.argsort(rows, stable=True)  # group by row, steps in order
-        counts = torch.bincount(rows, minlength=self.n_rows).tolist()
-        split = {name: torch.split(t[order], counts) for name, t in cat.items()}
+        split: dict[str, tuple[torch.Tensor, ...]] = {}
+        counts = [0] * self.n_rows
+        if self.rows:
+            rows = torch.cat(self.rows)  # (N,) prompt index of every sampled row-step, in step order
+            cat = {name: torch.cat(v).cpu() for name, v in self.cols.items() if v}  # the one copy to the CPU
+            order = torch.argsort(rows, stable=True)  # group by row, steps in order
+            counts = torch.bincount(rows, minlength=self.n_rows).tolist()
+            split = {name: torch.split(t[order], counts) for name, t in cat.items()}
         out = []
         for i in range(self.n_rows):
             def part(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -218,7 +215,7 @@ class _Log:
                 entropy=part("entropy", (), torch.float32),
                 mix_entropy=part("mix_entropy", (), torch.float32),
                 fed=self.fed[i],
-                vectors=split["vectors"][i] if "vectors" in split else None,
+                vectors=part("vectors", (d,), torch.float32) if self.keep_vectors else None,
                 forced=self.forced[i],
             ))
         return out

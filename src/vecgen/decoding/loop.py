@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from ..backends.contract import Batch, DecodeState, Prompt, Segment, build_batch
-from ..backends.transformers import accepts_logits_to_keep
 from ..config import SamplingConfig
 from ..errors import ConfigError
 from .engine import Action, Mode, Observation, RowRecord, StepHook, run
@@ -214,7 +213,6 @@ __all__ = [
     "Prompt",
     "Segment",
     "StepRecord",
-    "accepts_logits_to_keep",
     "build_batch",
     "generate",
 ]

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..config import SamplingConfig, format_validation_error
 from ..decoding import build_batch, generate
-from ..decoding.loop import accepts_logits_to_keep
+from ..backends import accepts_logits_to_keep
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .arena import FAMILIES, TaskItem, check_answer, heldout_set, training_item, training_schedule
