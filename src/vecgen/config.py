@@ -75,7 +75,7 @@ class SamplingConfig(BaseModel):
         seed: seed of the sampling generator (reproducible runs).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -125,19 +125,51 @@ class SamplingConfig(BaseModel):
             raise ConfigError(format_validation_error(exc, "sampling config")) from None
 
 
+def changed_settings(old: Any, new: Any, *, limit: int = 6) -> list[str]:
+    """The leaves that differ between two nested settings mappings, as ``path: old → new`` lines.
+
+    Nested mappings are compared key by key (``methods.soft.max_think_tokens: 320 → 32``), so a message
+    about a refused resume names what changed, not the whole settings block. At most ``limit`` lines;
+    a last line says how many more differ.
+    """
+    diffs: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key, "<unset>"), b.get(key, "<unset>"), f"{path}.{key}" if path else str(key))
+        elif a != b:
+            diffs.append(f"{path or 'value'}: {_short(a)} → {_short(b)}")
+
+    walk(old, new, "")
+    if len(diffs) > limit:
+        diffs = diffs[:limit] + [f"and {len(diffs) - limit} more"]
+    return diffs
+
+
+def _short(value: Any) -> str:
+    text = "unset" if value == "<unset>" else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def load_yaml_section(path: str | Path, section: str) -> dict[str, Any]:
     """Read a YAML mapping from ``path``; return ``data[section]`` if present, else the whole mapping.
 
     Raises:
-        ConfigError: the file is missing, is not valid YAML, or is not a mapping.
+        ConfigError: the file is missing, unreadable, not UTF-8, not valid YAML (line and column named), or not
+            a mapping.
     """
+    from .io import read_user_text
+
     path = Path(path)
+    text = read_user_text(path, "config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {' '.join(str(problem).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

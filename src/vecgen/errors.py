@@ -25,6 +25,14 @@ class WeightsUnavailableError(VecgenError, FileNotFoundError):
     """The weights of a known model are not on this machine and cannot be fetched."""
 
 
+class BadWeightsError(VecgenError, ValueError):
+    """A weight file or model folder that cannot be loaded (not GGUF, truncated, corrupt, pickle-only)."""
+
+
+class ContextLengthError(VecgenError, ValueError):
+    """A prompt plus the tokens to generate does not fit the model's context window."""
+
+
 class IntegrityError(VecgenError):
     """A packaged weight file has the wrong size or sha256."""
 

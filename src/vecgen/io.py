@@ -32,6 +32,41 @@ def _umask() -> int:
     return mask
 
 
+#: Largest text file a user may pass (task files, configs, texts): beyond this it is surely not one.
+MAX_TEXT_BYTES = 512 * 1024 * 1024
+
+
+def read_user_text(path: str | Path, what: str) -> str:
+    """Read a UTF-8 text file a user named (``--config``, ``--benchmark``, ``--texts``...).
+
+    Args:
+        path: the file.
+        what: what it is, for messages ("config file", "task file").
+
+    Raises:
+        ConfigError: missing, a folder, unreadable (permissions, I/O), larger than :data:`MAX_TEXT_BYTES`,
+            or not UTF-8 (with the byte offset); one line naming the file.
+    """
+    from .errors import ConfigError
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; pass a file")
+    try:
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            raise ConfigError(f"{what} {path} is larger than {MAX_TEXT_BYTES >> 20} MiB; is it the right file?")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); is it the right "
+                          "file?") from None
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename).
 

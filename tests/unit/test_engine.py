@@ -28,6 +28,9 @@ class Script:
         self.tokens.append(obs.token)
         return Action.feed if len(self.tokens) < self.n else Action.done
 
+    def max_inputs(self):
+        return len(self.forced) + self.n
+
 
 def test_forced_tokens_then_sampling_equal_the_longer_prompt(tiny_lm):
     """Forced ids are fed through the model's own input rows, one per step: forcing [a, b] and then
@@ -80,12 +83,13 @@ def test_policy_contract_violations_are_contract_errors(tiny_lm, bad):
 def test_contract_errors_exit_1_with_a_message_that_says_it_is_a_bug(monkeypatch, capsys):
     import vecgen.cli as cli
 
-    def broken():
-        raise ContractError("backend returned 2 rows for 3")
+    class Broken:
+        def main(self, **kwargs):
+            raise ContractError("backend returned 2 rows for 3")
 
-    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.setattr(cli, "command", Broken)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main()
+        cli.main([])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "internal error" in err and "a bug" in err and "backend returned 2 rows" in err and "Traceback" not in err

@@ -231,7 +231,7 @@ def test_resume_keeps_the_configuration_and_may_extend(tiny_model_dir):
     ckpt = {"config": _config(tiny_model_dir("qwen2")).model_dump(mode="json"), "episode": 3}
     assert resume_config(ckpt, episodes=9).episodes == 9
     assert resume_config(ckpt).lr == 1e-2
-    with pytest.raises(ConfigError, match="lr=0.5 differs"):
+    with pytest.raises(ConfigError, match="other settings \\(lr: 0.01 → 0.5\\)"):
         resume_config(ckpt, lr=0.5)
     ckpt = {"config": _config(tiny_model_dir("qwen2"), eval_interval=1).model_dump(mode="json"), "episode": 3}
     with pytest.raises(ConfigError, match="fewer than the 3 already done"):

@@ -284,8 +284,13 @@ def test_read_texts(tmp_path):
     bad.write_text('{"answer": "x"}\n')
     with pytest.raises(ConfigError, match="no 'text'"):
         read_texts(bad)
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="--texts file not found"):
         read_texts(tmp_path / "missing.txt")
+    with pytest.raises(ConfigError, match="is a folder"):
+        read_texts(tmp_path)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text .* at byte 3"):
+        read_texts(tmp_path / "latin1.txt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +343,7 @@ def test_vocab_english_writes_the_set_and_report(tmp_path, monkeypatch, capsys):
         (["--tokenizer", "/nonexistent/tok"], "no such tokenizer file or folder"),
         (["--tokenizer", "EMPTY"], "holds no tokenizer files"),
         (["--tokenizer", "gpt2", "--policy", "latin"], "unknown vocabulary policy"),
-        (["--tokenizer", "gpt2", "--texts", "/nonexistent/texts.txt"], "cannot read texts"),
+        (["--tokenizer", "gpt2", "--texts", "/nonexistent/texts.txt"], "--texts file not found"),
     ],
 )
 def test_vocab_bad_input_is_one_clear_line(args, fragment, tmp_path, monkeypatch, capsys):

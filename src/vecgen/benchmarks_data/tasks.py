@@ -113,6 +113,19 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> Task:
     return Task(id=str(tid), question=question, answer=answer, solution=solution, meta=data)
 
 
+def check_scorable(task: Task, where: str) -> None:
+    """Refuse a task whose answer the checker can never match (scored wrong whatever the model says).
+
+    Raises:
+        ConfigError: naming ``where`` (file and line), the answer and why.
+    """
+    from ..thinking.answers import unscorable_reason
+
+    why = unscorable_reason(task.answer)
+    if why is not None:
+        raise ConfigError(f"{where}: answer {task.answer!r} can never be scored correct: {why}")
+
+
 def tasks_from_records(records: Iterable[Any], *, source: str, id_prefix: str) -> list[Task]:
     """Validate records (e.g. rows of a ``datasets`` split) into tasks with unique ids.
 
@@ -127,6 +140,7 @@ def tasks_from_records(records: Iterable[Any], *, source: str, id_prefix: str) -
     tasks, seen = [], set()
     for i, rec in enumerate(records):
         task = task_from_record(rec, default_id=f"{id_prefix}-{i:04d}", where=f"{source} record {i}")
+        check_scorable(task, f"{source} record {i}")
         if task.id in seen:
             raise ConfigError(f"{source} record {i}: duplicate id {task.id!r}")
         seen.add(task.id)
@@ -150,16 +164,13 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
         ConfigError: missing file, invalid JSON, a bad record, a duplicate id, or no tasks; the
             message names the file and line number.
     """
+    from ..io import read_user_text
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"task file not found: {path}")
     prefix = id_prefix or path.stem
     tasks: list[Task] = []
     seen: dict[str, int] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_user_text(path, "task file")
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -170,6 +181,7 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
             raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
         default_id = f"{prefix}-{len(tasks):04d}" if index_ids else f"{prefix}-{lineno}"
         task = task_from_record(record, default_id=default_id, where=where)
+        check_scorable(task, where)
         if task.id in seen:
             raise ConfigError(f"{where}: duplicate id {task.id!r} (first on line {seen[task.id]})")
         seen[task.id] = lineno

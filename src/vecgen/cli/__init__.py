@@ -76,16 +76,94 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def _finite(previous):
+    """A parameter callback refusing NaN and ±inf (then running the option's own callback, if any)."""
+
+    def check(ctx, param, value):
+        import math
+
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise typer.BadParameter(f"{v} is not a finite number; give a finite value", ctx=ctx, param=param)
+        return previous(ctx, param, value) if previous is not None else value
+
+    return check
+
+
+def _takes_float(annotation) -> bool:
+    import typing
+
+    return annotation is float or any(_takes_float(a) for a in typing.get_args(annotation))
+
+
+def command():
+    """The click command tree of :data:`app`, with every float option and argument checked for finiteness
+    (NaN and ±inf are refused while parsing, naming the option, before anything is loaded)."""
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            descriptor = getattr(param, "type_descriptor", None)
+            if descriptor is not None and _takes_float(descriptor.annotation):
+                param.callback = _finite(param.callback)
+    return root
+
+
+def _error(message: str) -> None:
+    _stderr_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _interrupted() -> None:
+    from ..reports import interrupted_runs
+
+    runs = interrupted_runs()
+    if not runs:
+        _stderr_console().print("[yellow]interrupted[/]: nothing was being written; nothing to resume",
+                                highlight=False, soft_wrap=True)
+        return
+    for run in runs:
+        if not run.dir.is_dir():
+            kept = f"interrupted before anything was written (no run folder kept for {run.name})"
+        else:
+            kept = f"kept {run.dir} ({run.records_summary()})"
+            kept += f"; {run.resume_hint}" if run.resume_hint else "; this command does not resume"
+        _stderr_console().print(f"[yellow]interrupted[/]: {escape(kept)}", highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the command line ``argv`` (default ``sys.argv[1:]``) and exit.
+
+    Exit status: 0 success; 2 bad input (:class:`~vecgen.errors.VecgenError` or a usage error: one line on
+    stderr, no traceback); 1 a bug (one line, with a traceback unless it is a broken contract) or a
+    command's own failure verdict (``verify``, ``diagnose embeds``); 130 Ctrl-C (one line saying what was
+    kept and how to resume)."""
+    from typer._click import exceptions as click_exc
+
+    code = 0
+    failure: type[BaseException] | None = None  # only KeyboardInterrupt matters below
     try:
-        app()
-    except VecgenError as exc:
-        _stderr_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        result = command().main(args=argv, prog_name="vecgen", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+        if code == 130:
+            failure = KeyboardInterrupt
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message())
+        code = 2
+    except click_exc.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "vecgen"
+        message = " ".join(exc.format_message().split())
+        _error(f"{message} (see `{where} --help`)")
+        code, failure = 2, type(exc)
+    except typer.Abort:
+        code, failure = 130, KeyboardInterrupt
     except KeyboardInterrupt:
-        _stderr_console().print("[yellow]interrupted[/]")
-        sys.exit(130)
+        code, failure = 130, KeyboardInterrupt
+    except VecgenError as exc:
+        _error(str(exc))
+        code, failure = 2, type(exc)
     except Exception as exc:  # noqa: BLE001 - a bug: say so, exit 1
         from ..backends.contract import ContractError
 
@@ -95,4 +173,7 @@ def main() -> None:
             traceback.print_exc()
         _stderr_console().print(f"[bold red]internal error (a bug in vecgen, not in your input; please report it):[/] "
                                 f"{escape(f'{type(exc).__name__}: {exc}')}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        code, failure = 1, type(exc)
+    if failure is KeyboardInterrupt:
+        _interrupted()
+    sys.exit(code)

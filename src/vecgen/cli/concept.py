@@ -67,6 +67,7 @@ def parse_ints(value: Optional[str], what: str) -> Optional[list[int]]:
 
 
 def concept(
+    ctx: typer.Context,
     prompt: Annotated[
         Optional[list[str]],
         typer.Option("--prompt", "-p", help="Prompt to continue (repeat for several). Default: the seeds' three prompts "
@@ -126,7 +127,7 @@ def concept(
     )
     from ..decoding.mixing import MixingConfig
     from ..errors import NonFiniteError
-    from ..models import load_model
+    from ..models import check_model_specs, load_model
     from ..reports import RunWriter
 
     sampling = build_sampling(preset, config, defaults=CONCEPT_SAMPLING_DEFAULTS, temperature=temperature,
@@ -143,8 +144,9 @@ def concept(
 
         for spec in specs:
             check_methods(_TokenizerOnly(spec, load_tokenizer(spec)), ["instruction"])
-    writer = RunWriter("concept", name=run_name, root=out_dir,
-                       config={"concept": cfg, "models": specs, "device": device, "dtype": dtype})
+    check_model_specs(specs)
+    writer = ctx.with_resource(RunWriter("concept", name=run_name, root=out_dir, resumable=False,
+                                         config={"concept": cfg, "models": specs, "device": device, "dtype": dtype}))
     console = Console()
     console.print(f"vecgen concept → {escape(str(writer.dir))}", highlight=False)
     run = ConceptRun([], [], [], {}, {})

@@ -20,6 +20,7 @@ diagnose_app = typer.Typer(help="Diagnostics of how models treat their inputs.",
 
 @diagnose_app.command("embeds")
 def embeds(
+    ctx: typer.Context,
     model: ModelOpt = "default",
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Plain prompt.")] = "The capital of France is",
     chat_prompt: Annotated[str, typer.Option("--chat-prompt", help="User message of the chat-template rows.")] = (
@@ -43,14 +44,15 @@ def embeds(
     from rich.table import Table
 
     from ..diagnose import check_settings, diagnose_embeds, diagnose_report, to_records
-    from ..models import load_model
+    from ..models import check_model_specs, load_model
     from ..reports import RunWriter
 
     settings = dict(prompt=prompt, chat_prompt=chat_prompt, n_vectors=n_vectors, mix_noise=mix_noise,
                     max_new_tokens=max_new_tokens, seed=seed)
     check_settings(**settings)  # before loading weights or making the run folder
-    writer = RunWriter("diagnose-embeds", name=run_name, root=out_dir,
-                       config={**settings, "model": model, "device": device, "dtype": dtype})
+    check_model_specs([model])
+    writer = ctx.with_resource(RunWriter("diagnose-embeds", name=run_name, root=out_dir, resumable=False,
+                                         config={**settings, "model": model, "device": device, "dtype": dtype}))
     console = Console()
     lm = load_model(model, device=device, dtype=dtype)
     with console.status("feeding ids, embeddings, noise and concept vectors"):

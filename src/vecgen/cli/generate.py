@@ -40,8 +40,12 @@ def generate(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     english_only: EnglishOnlyOpt = False,
+    truncate_prompt: Annotated[bool, typer.Option(
+        "--truncate-prompt", help="When the prompt plus --max-new-tokens exceeds the model's context, keep the "
+        "prompt's last tokens (with a warning) instead of refusing.")] = False,
 ) -> None:
     """Print the model's continuation of PROMPT, streamed token by token (greedy unless told otherwise)."""
+    import logging
     import sys
 
     from ..decoding import generate as run_generate
@@ -58,11 +62,21 @@ def generate(
     lm = load_model(model, device=device, dtype=dtype)
     text = format_prompt(lm.tokenizer, prompt, chat=chat, system=system)
     ids = lm.encode(text)
+    if truncate_prompt:
+        from ..decoding.engine import truncate_to_context
+
+        ids, dropped = truncate_to_context(lm, ids, sampling.max_new_tokens - 1)
+        if dropped:
+            logging.getLogger("vecgen").warning("dropped the first %d prompt tokens to fit the model's context "
+                                                "(--truncate-prompt)", dropped)
+            prompt = lm.tokenizer.decode(ids)
     tokens: list[int] = []
     printed = ""
 
     def stream(row: int, token: int) -> None:
         nonlocal printed
+        if not tokens and not chat:
+            sys.stdout.write(prompt)  # once decoding has started (bad requests fail before any output)
         tokens.append(token)
         decoded = lm.tokenizer.decode(tokens, skip_special_tokens=True)
         if not decoded.endswith("\ufffd"):  # wait for the rest of a multi-byte character
@@ -70,8 +84,6 @@ def generate(
             sys.stdout.flush()
             printed = decoded
 
-    if not chat:
-        sys.stdout.write(prompt)
     run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_token=stream, record_top_k=0,
                  allowed=english_only_mask(lm, english_only))
     sys.stdout.write("\n")

@@ -26,6 +26,7 @@ CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="A check
 
 
 def train(
+    ctx: typer.Context,
     episodes: Annotated[Optional[int], typer.Option("--episodes", help="Training episodes (>= 1). \\[default: 80]")] = None,
     eval_interval: Annotated[Optional[int], typer.Option(
         "--eval-interval", help="Evaluate on the held-out set and checkpoint every N episodes (<= episodes). "
@@ -66,7 +67,7 @@ def train(
     from rich.console import Console
 
     from ..errors import ConfigError
-    from ..models import load_model
+    from ..models import check_model_specs, load_model
     from ..reports import RunWriter
     from ..softprompt import TrainConfig, load_checkpoint, resume_config
     from ..softprompt import train as run_train
@@ -85,7 +86,10 @@ def train(
         if run_name and (out_dir / run_name / "checkpoint.pt").exists():
             raise ConfigError(f"{out_dir / run_name} already holds a run (checkpoint.pt); resume it with --resume "
                               "or choose another --run-name")
-    writer = RunWriter("softprompt", name=run_name, root=out_dir, config=config)
+    check_model_specs([config.model])
+    writer = ctx.with_resource(RunWriter("softprompt", name=run_name, root=out_dir, config=config,
+                                         resumable=resume,
+                                         resume_hint="resume with: vecgen softprompt train --resume --run-name {name}"))
     lm = load_model(config.model, device=device, dtype=dtype)
     summary = run_train(lm, config, writer, resume=resume)
     console = Console()
@@ -96,16 +100,33 @@ def train(
     console.print(f"wrote {writer.dir}/ (results.json, learning_curves.png, report.md, checkpoint.pt)", highlight=False)
 
 
+def _checkpoint_model(ckpt: dict, model: str | None) -> str:
+    """The model to load for a checkpoint: ``--model``, else the one it names (checked before loading)."""
+    from ..errors import ConfigError, ModelNotFoundError
+    from ..models import check_model_specs
+
+    spec = model or str(ckpt["model"]["name"])
+    try:
+        check_model_specs([spec])
+    except ModelNotFoundError as exc:
+        if model is None:
+            raise ConfigError(f"the checkpoint's model {spec!r} is not found from here ({exc}); pass --model with "
+                              "its registry name, folder or .gguf file") from None
+        raise
+    return spec
+
+
 def _load(checkpoint: Path, model: str | None, device: str, dtype: str):
     from ..models import load_model
     from ..softprompt import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    lm = load_model(model or ckpt["model"]["name"], device=device, dtype=dtype)
+    lm = load_model(_checkpoint_model(ckpt, model), device=device, dtype=dtype)
     return ckpt, lm
 
 
 def eval_cmd(
+    ctx: typer.Context,
     checkpoint: CheckpointOpt,
     eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Held-out items (default: the run's).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Arena seed (default: the run's; another seed = "
@@ -123,14 +144,17 @@ def eval_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from ..models import load_model
     from ..reports import RunWriter
-    from ..softprompt import evaluate_checkpoint
+    from ..softprompt import evaluate_checkpoint, load_checkpoint
 
-    ckpt, lm = _load(checkpoint, model, device, dtype)
+    ckpt = load_checkpoint(checkpoint)
+    spec = _checkpoint_model(ckpt, model)
+    writer = ctx.with_resource(RunWriter("softprompt-eval", name=run_name, root=out_dir, resumable=False))
+    lm = load_model(spec, device=device, dtype=dtype)
     out = evaluate_checkpoint(lm, ckpt, eval_size=eval_size, seed=seed, difficulty=difficulty,
                               max_new_tokens=max_new_tokens)
-    writer = RunWriter("softprompt-eval", name=run_name, root=out_dir,
-                       config={**out["config"], "checkpoint": str(checkpoint)})
+    writer.config = {**out["config"], "checkpoint": str(checkpoint)}
     for label, rows in out.pop("rows").items():
         for row in rows:
             writer.append_record({"soft_prompt": label == "soft_prompt", **row}, "eval_records.jsonl")

@@ -50,6 +50,7 @@ def parse_methods(text: str) -> list[str]:
 
 
 def think(
+    ctx: typer.Context,
     benchmark: Annotated[
         str, typer.Option("--benchmark", "-b", help="A named benchmark: gsm8k (GSM8K test split) or arena (the soft-prompt arena's numeric tasks); or a task file (.jsonl; question/answer/id per line).")
     ] = "gsm8k",
@@ -113,7 +114,7 @@ def think(
     from ..config import SamplingConfig
     from ..decoding.mixing import MixingConfig
     from ..errors import ConfigError
-    from ..models import load_model
+    from ..models import check_model_specs, load_model
     from ..reports import RunWriter
     from ..thinking import runner as R
     from ..thinking.evaluate import (
@@ -146,7 +147,9 @@ def think(
                                 mixing=mixing, **limits)
         for m in names
     }
-    writer = RunWriter("think", name=run_name, root=out_dir)
+    check_model_specs([model])
+    writer = ctx.with_resource(RunWriter("think", name=run_name, root=out_dir, resumable=True,
+                                         resume_hint="rerun the same command with --run-name {name} to resume"))
     lm = load_model(model, device=device, dtype=dtype)
     style = prompt_style(lm, marker)
     settings = {

@@ -17,6 +17,7 @@ from .common import (
 
 
 def verify(
+    ctx: typer.Context,
     model: ModelOpt = "default",
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text fed to both paths (plain, no chat template unless --chat).")] = "Hello",
     chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template (one user turn).")] = False,
@@ -34,7 +35,7 @@ def verify(
     from rich.table import Table
 
     from ..errors import ConfigError
-    from ..models import format_prompt, load_model
+    from ..models import check_model_specs, format_prompt, load_model
     from ..reference import from_transformers
     from ..reference.compare import compare, format_float
     from ..reports import RunWriter
@@ -43,10 +44,11 @@ def verify(
         raise ConfigError(f"--show {show!r}: choose all, layers or failures")
     if not prompt.strip():
         raise ConfigError('empty prompt: give some text, e.g. --prompt "Hello"')
+    check_model_specs([model])
+    config = {"model": model, "prompt": prompt, "chat": chat, "dtype": dtype, "device": device}
+    writer = ctx.with_resource(RunWriter("verify", name=run_name, root=out_dir, config=config, resumable=False))
     lm = load_model(model, device=device, dtype=dtype)
     ref = from_transformers(lm)  # raises UnsupportedModelError before any work for other families
-    config = {"model": model, "prompt": prompt, "chat": chat, "dtype": dtype, "device": device}
-    writer = RunWriter("verify", name=run_name, root=out_dir, config=config)
     ids = lm.encode(format_prompt(lm.tokenizer, prompt, chat=chat))
     result = compare(lm, ids, reference=ref)
 

@@ -17,6 +17,7 @@ vocab_app = typer.Typer(
 
 
 def english(
+    ctx: typer.Context,
     tokenizer: Annotated[str, typer.Option(
         "--tokenizer", "-t", help="qwen3 (official Qwen3 tokenizer, offline), default (the default model's, "
         "Qwen2.5, with its padding rows), gpt2, a registry model name, a folder with tokenizer files, a "
@@ -48,12 +49,12 @@ def english(
     extra = read_texts(texts, limit=max_texts) if texts is not None else None
     config = {"tokenizer": tokenizer, "policy": chosen.value, "texts": str(texts) if texts else None,
               "max_texts": max_texts, "common_words": common_words}
+    writer = ctx.with_resource(RunWriter("vocab", name=run_name, root=out_dir, config=config, resumable=False))
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task(f"loading tokenizer {tokenizer}", total=None)
         tok = load_tokenizer(tokenizer)
-        writer = RunWriter("vocab", name=run_name, root=out_dir, config=config)
         cls, results = analyze(tok, texts=extra, texts_source=str(texts) if texts else None, n_common=common_words,
                                progress=lambda msg: progress.update(task, description=msg))
         results["tokenizer_spec"] = tokenizer

@@ -73,7 +73,7 @@ class ConceptConfig(BaseModel):
         record_top_k: mixture weights recorded per vector.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS))
     n_values: list[int] = Field(default_factory=lambda: list(DEFAULT_N))

@@ -95,6 +95,11 @@ class RowPolicy(Protocol):
         """After a sampled step of this row: what to feed (:class:`Action`)."""
         ...
 
+    def max_inputs(self) -> int:
+        """An upper bound on the inputs (vectors and forced tokens) this row feeds after its prompt; the
+        engine checks prompt + this bound against the model's context before the first step."""
+        ...
+
 
 @dataclass
 class RowRecord:
@@ -222,6 +227,61 @@ class _Log:
 
 
 @torch.inference_mode()
+def check_context(lm: Any, lengths: Sequence[int], budgets: Sequence[int], cached: Sequence[int] | None = None,
+                  *, names: Sequence[str] | None = None) -> None:
+    """Refuse requests that would run past the model's context: for every row, the positions already
+    cached, its prompt length and its budget (the most inputs it feeds after the prompt:
+    :meth:`RowPolicy.max_inputs`) must fit :meth:`~vecgen.models.FamilyAdapter.context_length`.
+    :func:`run` calls it before any step, so a long request fails at once instead of mid-stream (learned
+    positions) or silently (RoPE past its trained length); commands call it on all their items first.
+
+    Args:
+        lm: the model. lengths, budgets, cached: per row, in tokens/positions. names: row labels for the
+            message (default ``prompt i``).
+
+    Raises:
+        ContextLengthError: the first row that does not fit (its length, the limit and how to shorten).
+    """
+    from ..errors import ContextLengthError
+
+    limit = lm.adapter.context_length(lm.model.config)
+    if limit is None:
+        return
+    cached = list(cached) if cached is not None else [0] * len(lengths)
+    for i, (n, c, more) in enumerate(zip(lengths, cached, budgets)):
+        n, c, more = int(n), int(c), int(more)
+        if c + n + more > limit:
+            label = names[i] if names is not None else f"prompt {i}"
+            where = f"{c} cached + {n}" if c else f"{n}"
+            raise ContextLengthError(
+                f"{label} needs {c + n + more} positions ({where} prompt + up to {more} generated), but "
+                f"{lm.name} has a context of {limit} (max_position_embeddings); shorten the prompt or lower "
+                "the number of tokens to generate (--max-new-tokens, thinking/answer budgets, translation "
+                "tokens), or use a model with a longer context")
+
+
+def truncate_to_context(lm: Any, ids: Sequence[int], budget: int) -> tuple[list[int], int]:
+    """Keep the last tokens of ``ids`` so that they plus ``budget`` more fit the model's context (the
+    opt-in alternative to :func:`check_context`'s refusal, e.g. ``vecgen generate --truncate-prompt``).
+
+    Returns:
+        ``(ids kept, number dropped from the start)``.
+
+    Raises:
+        ContextLengthError: ``budget`` alone leaves no room for a prompt token.
+    """
+    from ..errors import ContextLengthError
+
+    limit = lm.adapter.context_length(lm.model.config)
+    if limit is None or len(ids) + budget <= limit:
+        return list(ids), 0
+    room = limit - budget
+    if room < 1:
+        raise ContextLengthError(f"{budget} generated tokens leave no room for a prompt in {lm.name}'s context of "
+                                 f"{limit}; lower the number of tokens to generate")
+    return list(ids[-room:]), len(ids) - room
+
+
 def run(
     lm: Any,
     prompts: Sequence[Prompt],
@@ -255,6 +315,7 @@ def run(
 
     Raises:
         ConfigError: bad prompts, an unknown rule, an empty allowed set.
+        ContextLengthError: a prompt plus its policy's budget does not fit the model's context.
         NonFiniteError: NaN/inf logits or vectors (``step`` and ``row`` = prompt index).
         ContractError: a policy or backend broke its contract (a bug).
     """
@@ -266,6 +327,8 @@ def run(
     batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id)
     if past is not None and past.batch_size != B:
         raise ContractError(f"past has {past.batch_size} rows but {B} prompts were given")
+    check_context(lm, batch.attention_mask.sum(dim=1).tolist(), [p.max_inputs() for p in policies],
+                  past.next_position.tolist() if past is not None else None)
     plans: dict[int, Mode | int | None] = {i: p.next_input() for i, p in enumerate(policies)}
     state = backend.prefill(batch, past, hidden=_wants_hidden(plans.values()))
     live = list(range(B))  # prompt index of each row of ``state``

@@ -107,6 +107,9 @@ class GeneratePolicy:
     def next_input(self) -> Mode | None:
         return None if self.finished or len(self.tokens) >= self.max_new_tokens else self.mode
 
+    def max_inputs(self) -> int:
+        return self.max_new_tokens if self.feed_last else self.max_new_tokens - 1
+
     def observe(self, obs: Observation) -> Action:
         self.tokens.append(obs.token)
         if self.on_token is not None:

@@ -78,7 +78,7 @@ class MixingConfig(BaseModel):
         hidden_scale: ``hidden`` rule only: ``embed`` (rescale to the mean input-embedding norm) or ``none``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rule: str = "soft"
     max_topk: int = Field(10, ge=1)

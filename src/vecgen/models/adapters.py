@@ -64,6 +64,17 @@ class FamilyAdapter:
             return "sliding_attention" in layer_types
         return bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True) is not False
 
+    def context_length(self, config: Any) -> int | None:
+        """The longest sequence (prompt + generated, in positions) the model was built or trained for:
+        ``max_position_embeddings`` (RoPE families: the trained length; running past it is silently
+        degraded) or GPT-2's ``n_positions`` (the size of the learned position table: past it, the lookup
+        fails). None when the config names neither."""
+        for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     def embed_scale(self, config: Any) -> float:
         """The factor the model's input embedding applies to ``E[i]``: ``sqrt(hidden_size)`` for families
         with scaled embeddings (Gemma), else 1.0."""

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..devices import resolve_device, resolve_dtype
-from ..errors import ModelNotFoundError, WeightsUnavailableError
+from ..errors import BadWeightsError, ModelNotFoundError, WeightsUnavailableError
 from .adapters import FamilyAdapter, adapter_for, count_real_vocab
 from .packaged import ensure_gguf_file, ensure_packaged_model
 from .registry import DEFAULT_MODEL, find_entry, get_entry, known_names
@@ -143,16 +143,74 @@ def _hub_kwargs() -> dict[str, Any]:
     return {"local_files_only": True} if _offline() else {}
 
 
+def check_model_spec(spec: str) -> str:
+    """Check what ``spec`` names without loading or converting anything; return its source kind.
+
+    Registry names are looked up; local paths are checked as files (:mod:`vecgen.models.files`: GGUF
+    header and tensor table, ``config.json``, safetensors headers; pickle weights refused); anything
+    else must look like a hub id (``owner/name``). Commands call this for every model before loading
+    the first, so a bad second model is reported before minutes of work on the first.
+
+    Returns:
+        ``"packaged"`` or ``"hub"`` (registry names, by where their weights come from), ``"gguf"``,
+        ``"local"`` or ``"hub"``.
+
+    Raises:
+        ModelNotFoundError: neither a registry name, an existing path, nor a hub id.
+        BadWeightsError: a local file or folder that cannot be loaded.
+    """
+    from .files import check_gguf_file, check_model_folder
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelNotFoundError("empty model name; pass a registry name (vecgen models), a folder, a .gguf file or "
+                                 "a hub id")
+    entry = find_entry(spec)
+    if entry is not None:
+        return "packaged" if entry.packaged is not None and (entry.packaged.installed() or entry.hub_id is None) \
+            else "hub"
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        check_gguf_file(path)
+        return "gguf"
+    if path.is_dir():
+        check_model_folder(path)
+        return "local"
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is neither a model folder nor a .gguf file")
+    if _looks_like_hub_id(spec):
+        return "hub"
+    get_entry(spec)  # raises ModelNotFoundError listing known names
+    raise AssertionError("unreachable")
+
+
+def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str | None = None) -> None:
+    """:func:`check_model_spec` for every spec (and the device and dtype names), before any model is loaded.
+
+    Raises:
+        ModelNotFoundError, BadWeightsError: as :func:`check_model_spec`, for the first bad spec.
+        ConfigError: a bad device or dtype.
+    """
+    for spec in specs:
+        check_model_spec(spec)
+    if device is not None:
+        dev = resolve_device(device)
+        if dtype is not None:
+            resolve_dtype(dtype, dev)
+
+
 def resolve_source(spec: str, *, show_progress: bool = True) -> tuple[str, str, Path | None, bool]:
-    """Where ``spec`` points: ``(source, load_from, path, built_now)``.
+    """Where ``spec`` points: ``(source, load_from, path, built_now)``; builds the cache of packaged and GGUF
+    weights on first use.
 
     Raises:
         ModelNotFoundError: ``spec`` is neither a registry name, an existing path, nor a hub id.
+        BadWeightsError: a local file or folder that cannot be loaded.
         WeightsUnavailableError: a registry model without installed weights.
     """
+    source = check_model_spec(spec)
     entry = find_entry(spec)
     if entry is not None:
-        if entry.packaged is not None and (entry.packaged.installed() or entry.hub_id is None):
+        if source == "packaged":
             folder, built = ensure_packaged_model(entry, show_progress=show_progress)
             return "packaged", str(folder), folder, built
         if entry.hub_id is None:  # pragma: no cover - every entry has one or the other
@@ -161,19 +219,12 @@ def resolve_source(spec: str, *, show_progress: bool = True) -> tuple[str, str, 
             log.info("%s: packaged weights not installed (%s); trying the hub", entry.name, entry.packaged.install_hint)
         return "hub", entry.hub_id, None, False
     path = Path(spec).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
+    if source == "gguf":
         folder, built = ensure_gguf_file(path)
         return "gguf", str(folder), folder, built
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is a folder but has no config.json; expected a Hugging Face model folder")
+    if source == "local":
         return "local", str(path), path, False
-    if path.exists():
-        raise ModelNotFoundError(f"{path} is neither a model folder nor a .gguf file")
-    if _looks_like_hub_id(spec):
-        return "hub", spec, None, False
-    get_entry(spec)  # raises ModelNotFoundError listing known names
-    raise AssertionError("unreachable")
+    return "hub", spec, None, False
 
 
 def _hub_error(hub_id: str, exc: Exception) -> WeightsUnavailableError:
@@ -280,11 +331,25 @@ def load_model(
     hub = _hub_kwargs() if source == "hub" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(load_from, **hub)
-        model = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt, **hub)
-    except OSError as exc:
-        if source == "hub":
+        # safetensors only: pickle weights are never unpickled (see vecgen.models.files)
+        model, info = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt, use_safetensors=True,
+                                                           output_loading_info=True, **hub)
+    except Exception as exc:  # noqa: BLE001 - a reader failure on these files is a bad input, not a bug
+        if source == "hub" and isinstance(exc, (OSError, ValueError)):
             raise _hub_error(load_from, exc) from None
-        raise WeightsUnavailableError(f"cannot load a model from {load_from}: {exc}") from None
+        if source == "hub":
+            raise
+        raise BadWeightsError(f"cannot load a model from {path}: {type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from None
+    missing = [k for k in info.get("missing_keys", ()) if k]
+    if missing:
+        raise BadWeightsError(f"the weights in {path or load_from} lack {len(missing)} tensor(s) the config needs "
+                              f"(e.g. {sorted(missing)[0]}); the files do not match config.json")
+    mismatched = info.get("mismatched_keys") or []
+    if mismatched:
+        raise BadWeightsError(f"the weights in {path or load_from} have {len(mismatched)} tensor(s) of the wrong shape "
+                              f"(e.g. {mismatched[0][0] if isinstance(mismatched[0], tuple) else mismatched[0]}); the "
+                              "files do not match config.json")
     model.to(dev)
     model.eval()
     model.requires_grad_(False)

@@ -19,10 +19,9 @@ import json
 import logging
 from pathlib import Path
 
-from filelock import FileLock
-
 from ..errors import IntegrityError
 from ..io import atomic_directory, atomic_write_json
+from ..locks import exclusive
 from ..paths import cache_dir
 from .registry import ModelEntry, PackagedGGUF
 
@@ -135,7 +134,7 @@ def ensure_packaged_model(entry: ModelEntry, *, show_progress: bool = True) -> t
     if is_built(folder, entry.packaged.sha256):
         return folder, False
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
+    with exclusive(str(folder) + ".lock", wait=True, what=f"model cache {folder}"):
         if is_built(folder, entry.packaged.sha256):  # another process built it while we waited
             return folder, False
         log.info("building the cache of %s in %s (first use only)", entry.name, folder)
@@ -173,7 +172,7 @@ def ensure_packaged_tokenizer(entry: ModelEntry, *, show_progress: bool = True) 
     if is_built(folder, entry.packaged.sha256):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
+    with exclusive(str(folder) + ".lock", wait=True, what=f"model cache {folder}"):
         if is_built(folder, entry.packaged.sha256):
             return folder
         from transformers import AutoTokenizer
@@ -200,10 +199,20 @@ def ensure_gguf_file(path: Path) -> tuple[Path, bool]:
     folder = cached_model_dir(f"gguf-{path.stem}-{key}")
     if is_built(folder, key):
         return folder, False
-    with FileLock(str(folder) + ".lock"):
+    with exclusive(str(folder) + ".lock", wait=True, what=f"model cache {folder}"):
         if is_built(folder, key):
             return folder, False
-        with atomic_directory(folder) as tmp:
-            convert_gguf(path, tmp)
-            atomic_write_json(tmp / BUILD_MARKER, {"source": str(path), "gguf_sha256": key})
+        try:
+            with atomic_directory(folder) as tmp:
+                convert_gguf(path, tmp)
+                atomic_write_json(tmp / BUILD_MARKER, {"source": str(path), "gguf_sha256": key})
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the file parsed as GGUF but transformers cannot use it
+            from ..errors import BadWeightsError
+
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise BadWeightsError(f"cannot convert {path} into a transformers model ({first}); vecgen reads GGUF "
+                                  "files of the architectures transformers supports (llama, qwen2, qwen3, gemma3, ...)"
+                                  ) from None
     return folder, True

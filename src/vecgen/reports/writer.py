@@ -72,6 +72,42 @@ def _git_commit() -> str | None:
         return None
 
 
+def _is_leftover(name: str) -> bool:
+    """Temp names of :mod:`vecgen.io`'s atomic writes (``.<name>.<random>.tmp`` / ``.partial``)."""
+    return name.startswith(".") and (name.endswith(".tmp") or name.endswith(".partial"))
+
+
+def truncate_torn_line(path: str | Path) -> int:
+    """Cut an unfinished last line (no trailing newline: a crash mid-append) off a JSONL file.
+
+    Returns:
+        the number of bytes removed (0 when the file ends with a newline or is empty).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return 0
+        # find the last newline, reading backwards in blocks
+        pos, keep = size, 0
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            fh.seek(pos)
+            block = fh.read(step)
+            nl = block.rfind(b"\n")
+            if nl >= 0:
+                keep = pos + nl + 1
+                break
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -81,52 +117,208 @@ def default_run_name(command: str) -> str:
     return f"{command}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
 
 
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_run_name(name: str) -> str:
+    """Check a ``--run-name``: a plain folder name, so the run folder is always a child of ``--out-dir``.
+
+    Allowed: 1-128 characters, letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit
+    (so ``.``, ``..``, hidden names, absolute paths and ``a/b`` are refused).
+
+    Raises:
+        ConfigError: the name is not allowed (the message says what is).
+    """
+    from ..errors import ConfigError
+
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
+        raise ConfigError(f"--run-name {name!r} is not a plain folder name: use 1-128 letters, digits, '.', '_' "
+                          "or '-', starting with a letter or digit (the run folder is created under --out-dir)")
+    return name
+
+
+#: Files the writer itself keeps in a run folder (not results): the lock and the owner marker.
+_LOCK_FILE = ".vecgen.lock"
+_MARKER_FILE = ".vecgen-run.json"
+
+#: Writers whose ``with`` block was left by Ctrl-C, for the CLI's interrupt message.
+_INTERRUPTED: list["RunWriter"] = []
+
+
+def interrupted_runs() -> list["RunWriter"]:
+    """Run writers (this process) whose ``with`` block ended with KeyboardInterrupt, oldest first."""
+    return list(_INTERRUPTED)
+
+
 class RunWriter:
     """Writes one run's artifacts under ``<root>/<name>/``.
 
+    Use it as a context manager (CLI commands enter it with ``ctx.with_resource``, so it is left when
+    the command ends, with the exception that ended it): entering creates the folder, takes an exclusive
+    lock on it (a second process on the same run gets :class:`~vecgen.locks.LockedError` naming the
+    holder), removes temporary files an interrupted run left (``.*.tmp`` from atomic writes) and cuts a
+    torn last line (crash mid-write) off every ``*.jsonl``. Leaving the block releases the lock and
+    removes its file; a folder this writer created that holds nothing when the block fails is removed
+    too. Without ``with``, the folder is created on first use, unlocked.
+
     Args:
         command: the command that produced the run (``"concept"``, ``"think"``...).
-        name: run folder name (default ``<command>-<UTC timestamp>``); letters, digits, ``._-``.
+        name: run folder name (default ``<command>-<UTC timestamp>``); see :func:`validate_run_name`.
         root: parent folder (default ``runs``).
         config: the full configuration (pydantic models and dataclasses are serialised).
+        resumable: whether an existing folder of the same command is continued (True) or refused (False:
+            a run folder is always new, so no earlier results are overwritten).
+        resume_hint: how to resume this run, for the message printed on Ctrl-C (None: not resumable).
+
+    Raises:
+        ConfigError: a bad name; the folder exists and belongs to another command, or holds a finished
+            run and ``resumable`` is False; ``root`` is not a folder.
     """
 
-    def __init__(self, command: str, name: str | None = None, root: str | Path = "runs", config: Any = None):
-        name = name or default_run_name(command)
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-            from ..errors import ConfigError
-
-            raise ConfigError(f"run name {name!r} may only contain letters, digits, '.', '_' and '-'")
+    def __init__(self, command: str, name: str | None = None, root: str | Path = "runs", config: Any = None, *,
+                 resumable: bool = True, resume_hint: str | None = None):
+        name = validate_run_name(name or default_run_name(command))
         self.command = command
+        self.name = name
         self.dir = Path(root) / name
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.config = to_jsonable(config) if config is not None else {}
         self.created = _now()
+        self.resumable = resumable
+        self.resume_hint = resume_hint.format(name=name) if resume_hint else None
+        self._opened = False
+        self._made_dir = False
+        self._lock: Any = None
+        self._check_target()
+
+    def _check_target(self) -> None:
+        from ..errors import ConfigError
+
+        root = self.dir.parent
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--out-dir {root} is not a folder")
+        if not self.dir.exists():
+            return
+        if not self.dir.is_dir():
+            raise ConfigError(f"{self.dir} exists and is not a folder; choose another --run-name")
+        owner = self._marker_command()
+        if owner is not None and owner != self.command:
+            raise ConfigError(f"{self.dir} holds a `{owner}` run, not a `{self.command}` run; choose another "
+                              "--run-name")
+        content = [p.name for p in self.dir.iterdir() if p.name not in (_LOCK_FILE, _MARKER_FILE)
+                   and not _is_leftover(p.name)]
+        if content and not self.resumable:
+            raise ConfigError(f"{self.dir} already holds a run ({', '.join(sorted(content)[:3])}); this command "
+                              "does not resume, so choose another --run-name (or remove the folder)")
+
+    def _marker_command(self) -> str | None:
+        try:
+            return json.loads((self.dir / _MARKER_FILE).read_text(encoding="utf-8")).get("command")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    # -- opening and closing -------------------------------------------------------------------
+
+    def __enter__(self) -> "RunWriter":
+        self._open(lock=True)
+        return self
+
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is not None and self._made_dir and self._is_empty():
+                import shutil
+
+                shutil.rmtree(self.dir, ignore_errors=True)
+            if exc_type is KeyboardInterrupt:
+                _INTERRUPTED.append(self)
+        finally:
+            if self._lock is not None:
+                lock, self._lock = self._lock, None
+                lock.__exit__(None, None, None)
+
+    def _open(self, *, lock: bool) -> None:
+        if self._opened:
+            return
+        from ..locks import exclusive
+
+        self._made_dir = not self.dir.exists()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if lock:
+            cm = exclusive(self.dir / _LOCK_FILE, wait=False, what=f"run folder {self.dir}",
+                           hint="wait for it to finish or choose another --run-name")
+            try:
+                cm.__enter__()
+            except BaseException:
+                if self._made_dir and self._is_empty():
+                    import shutil
+
+                    shutil.rmtree(self.dir, ignore_errors=True)
+                raise
+            self._lock = cm
+            self._check_target()  # again, under the lock: another process may have written meanwhile
+        self._opened = True
+        if self._marker_command() is None:
+            atomic_write_json(self.dir / _MARKER_FILE, {"command": self.command, "created": self.created})
+        self._clean_leftovers()
+
+    def _is_empty(self) -> bool:
+        return not any(p.name not in (_LOCK_FILE, _MARKER_FILE) for p in self.dir.iterdir()) if self.dir.is_dir() \
+            else True
+
+    def _clean_leftovers(self) -> None:
+        """Remove temp files of interrupted atomic writes; cut torn last lines off JSONL files."""
+        import logging
+        import shutil
+
+        log = logging.getLogger(__name__)
+        for p in self.dir.iterdir():
+            if _is_leftover(p.name):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                log.info("removed %s, left by an interrupted run", p.name)
+            elif p.suffix == ".jsonl" and p.is_file():
+                cut = truncate_torn_line(p)
+                if cut:
+                    log.warning("cut a torn last line (%d bytes) off %s, left by an interrupted run", cut, p)
+
+    def records_summary(self) -> str:
+        """``records.jsonl: 12 lines, checkpoint.pt`` — what the folder holds, for messages."""
+        if not self.dir.is_dir():
+            return "nothing"
+        parts = []
+        for p in sorted(self.dir.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.suffix == ".jsonl" and p.is_file():
+                with open(p, "rb") as fh:
+                    parts.append(f"{p.name}: {sum(1 for line in fh if line.strip())} lines")
+            else:
+                parts.append(p.name)
+        return ", ".join(parts) or "nothing"
+
+    # -- writing -------------------------------------------------------------------------------
 
     def path(self, filename: str) -> Path:
-        """``<run dir>/<filename>``."""
+        """``<run dir>/<filename>`` (creates the folder on first use outside a ``with`` block)."""
+        self._open(lock=False)
         return self.dir / filename
 
     def append_record(self, record: Any, filename: str = "records.jsonl") -> None:
         """Append one JSON line and fsync it (survives a crash right after)."""
         line = json.dumps(to_jsonable(record), ensure_ascii=False) + "\n"
-        path = self.path(filename)
-        if path.exists() and path.stat().st_size:
-            with open(path, "rb") as fh:  # a torn last line (crash mid-write) must not swallow this one
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    line = "\n" + line
-        with open(path, "a", encoding="utf-8") as fh:
+        with open(self.path(filename), "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
 
     def read_records(self, filename: str = "records.jsonl") -> Iterator[dict[str, Any]]:
-        """Records written so far (a torn last line from a crash is skipped)."""
+        """Records written so far (a line that is not valid JSON is skipped)."""
         path = self.path(filename)
         if not path.exists():
             return
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 line = line.strip()
                 if not line:

@@ -28,13 +28,17 @@ def model_identity(lm: Any) -> dict[str, Any]:
     """What a checkpoint records about its model: name, family, sizes and an embedding sample.
 
     The sample is ``E[rows, :16]`` (float32) at 8 rows spread over the real vocabulary; it tells
-    apart models of the same shape (e.g. Qwen2.5-0.5B-Instruct vs Qwen2.5-Coder-0.5B-Instruct).
+    apart models of the same shape (e.g. Qwen2.5-0.5B-Instruct vs Qwen2.5-Coder-0.5B-Instruct). A model
+    loaded from a local folder or ``.gguf`` file is named by its absolute path.
     """
     cfg = lm.model.config
     rows = torch.linspace(0, lm.n_real_vocab - 1, _SAMPLE_ROWS).long()
     sample = lm.embedding.detach()[rows.to(lm.embedding.device), :_SAMPLE_COLS].float().cpu()
+    name = lm.name
+    if getattr(lm, "source", None) in ("local", "gguf"):  # a path: absolute, so eval/inspect work from anywhere
+        name = str(Path(name).expanduser().resolve())
     return {
-        "name": lm.name,
+        "name": name,
         "family": lm.adapter.family,
         "model_type": getattr(cfg, "model_type", None),
         "num_hidden_layers": getattr(cfg, "num_hidden_layers", None),
@@ -119,8 +123,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"checkpoint not found: {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ConfigError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    except Exception:  # noqa: BLE001 - any failure of the restricted reader means: not our file
+        # torch's own message suggests weights_only=False, which would run code from an untrusted file
+        raise ConfigError(f"{path} is not a vecgen soft-prompt checkpoint (it cannot be read as a tensors-only "
+                          "torch file; vecgen never unpickles other objects, which could run code)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a vecgen soft-prompt checkpoint (expected format {FORMAT})")
     data["path"] = str(path)

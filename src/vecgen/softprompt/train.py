@@ -22,13 +22,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import SamplingConfig, format_validation_error
 from ..decoding import build_batch, generate
+from ..decoding.engine import check_context
 from ..backends import accepts_logits_to_keep
 from ..errors import ConfigError
 from ..io import atomic_write_text
@@ -90,7 +92,7 @@ class TrainConfig(BaseModel):
         eval_batch_size: prompts per batch when answering the held-out set.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = "default"
     episodes: int = Field(80, ge=1)
@@ -108,6 +110,17 @@ class TrainConfig(BaseModel):
     families: list[str] = Field(default_factory=lambda: list(FAMILIES))
     max_new_tokens: int = Field(24, ge=1)
     eval_batch_size: int = Field(8, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _absolute_model_path(cls, value: str) -> str:
+        """A local folder or file is stored by its absolute path, so a checkpoint names it from anywhere."""
+        from ..models import find_entry
+
+        path = Path(value).expanduser()
+        if find_entry(value) is None and path.exists():
+            return str(path.resolve())
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "TrainConfig":
@@ -217,6 +230,7 @@ def answer_loss(
     k = len(target)
     batch = build_batch(lm, [[*assemble(parts, vectors, placement), target]])
     mask = batch.attention_mask  # (1, T)
+    check_context(lm, [int(mask.shape[1])], [0], names=["a training sequence (soft prompt + question + answer)"])
     positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (1, T)
     kwargs = {"logits_to_keep": k + 1} if accepts_logits_to_keep(lm.model) else {}
     out = lm.model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=False,
@@ -259,15 +273,15 @@ def _checkpoint_payload(state: dict[str, Any], soft: SoftPrompt, optimizer: Any,
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
-    old = TrainConfig.create(**saved)
-    for key, value in config.model_dump(mode="json").items():
-        if key in ("episodes", "model"):
-            continue
-        if value != old.model_dump(mode="json")[key]:
-            raise ConfigError(
-                f"{key}={value!r} differs from the checkpoint's {key}={old.model_dump(mode='json')[key]!r}; "
-                "a resumed run keeps its configuration (only --episodes may change)"
-            )
+    from ..config import changed_settings
+
+    ignore = ("episodes", "model")
+    old = {k: v for k, v in TrainConfig.create(**saved).model_dump(mode="json").items() if k not in ignore}
+    new = {k: v for k, v in config.model_dump(mode="json").items() if k not in ignore}
+    diff = changed_settings(old, new)
+    if diff:
+        raise ConfigError(f"the checkpoint was trained with other settings ({'; '.join(diff)}); a resumed run keeps "
+                          "its configuration (only --episodes may change)")
 
 
 def resume_config(checkpoint: dict[str, Any], **overrides: Any) -> TrainConfig:

@@ -66,6 +66,27 @@ def extract_answer(text: str) -> str | None:
     return shown or str(parsed[0])
 
 
+_PLAIN_NUMBER = re.compile(r"-?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
+
+
+def unscorable_reason(reference: str) -> str | None:
+    """Why :func:`check_answer` could never count an output correct against ``reference``, or None.
+
+    A reference is scorable when an output that is exactly the reference is judged correct (plain numbers
+    such as ``18``, ``-2.5``, ``1,200`` pass at once; anything else goes through math-verify). ``"four"``,
+    ``"NaN"``, ``"1e400"`` and ``"1e5"`` are not: math-verify reads them as products of symbols.
+    """
+    text = reference.strip()
+    if _PLAIN_NUMBER.fullmatch(text):
+        return None
+    if text.lower().lstrip("+-") in {"nan", "inf", "infinity", "\\infty"}:
+        return "it is not a finite number"
+    if check_answer(text, text).correct:
+        return None
+    return ("the numeric checker (math-verify) does not read it as a number or expression; write it as a "
+            "number (18, -2.5, 1,200, 3/4) or in LaTeX (\\frac{3}{4})")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The result of checking one output.

@@ -18,11 +18,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..benchmarks_data import Task
+from ..config import changed_settings
 from ..errors import ConfigError
 from ..io import atomic_write_json, to_jsonable
 from .answers import check_answer
 from .prompts import PromptStyle, build_prompt
-from .runner import Method, ThinkConfig, ThinkOutput, run_thinking
+from .runner import Method, ThinkConfig, ThinkOutput, run_thinking, think_budget
 from .stats import PairedComparison, paired_comparison, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,9 @@ def check_settings(writer: Any, settings: dict[str, Any]) -> None:
     settings = to_jsonable(settings)
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        diff = changed_settings(old, settings)
         if diff:
-            shown = "; ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff[:4])
+            shown = "; ".join(diff)
             raise ConfigError(
                 f"run folder {writer.dir} was started with different settings ({shown}); "
                 "resume with the same settings or choose another --run-name"
@@ -140,6 +141,7 @@ def evaluate(
 
     Raises:
         ConfigError: ``batch_size < 1``.
+        ContextLengthError: an item whose prompt plus budget does not fit the model (checked before any batch).
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
@@ -153,6 +155,12 @@ def evaluate(
             prompts[key] = lm.encode(build_prompt(lm, task.question, style, direct=direct))
         return prompts[key]
 
+    from ..decoding.engine import check_context
+
+    for name, cfg in configs.items():  # every item fits the context, before the first batch runs
+        todo = [t for t in tasks if (name, t.id) not in done]
+        check_context(lm, [len(prompt_ids(t, cfg.method == Method.direct)) for t in todo],
+                      [think_budget(cfg, marker)] * len(todo), names=[f"item {t.id!r} ({name})" for t in todo])
     for start in range(0, len(tasks), batch_size):
         chunk = tasks[start : start + batch_size]
         for name, cfg in configs.items():

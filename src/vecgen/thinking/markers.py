@@ -76,6 +76,11 @@ class EndMarker:
             start = at + 1
         return False
 
+    @property
+    def max_forced(self) -> int:
+        """The most ids :meth:`forced_ids` returns (the marker plus a newline before it)."""
+        return len(self._newline_ids) + len(self.ids)
+
     def forced_ids(self, trace: Sequence[int]) -> list[int]:
         """The token ids fed when thinking is ended by force after ``trace``: the marker, preceded
         by a newline when ``at_line_start`` and the trace does not end a line."""

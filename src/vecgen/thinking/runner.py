@@ -104,7 +104,7 @@ class ThinkConfig(BaseModel):
             (None = yes for text markers like ``"Answer:"``, no for ``</think>``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     method: Method = Method.cot
     think_sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -189,6 +189,13 @@ class ThinkOutput:
 _THINK, _FORCE, _ANSWER, _DONE = 0, 1, 2, 3
 
 
+def think_budget(cfg: ThinkConfig, marker: EndMarker) -> int:
+    """The most inputs one row of ``cfg`` feeds after its prompt: thinking steps, the forced marker (with a
+    newline before it), and every answer step but the last (which is sampled, not fed)."""
+    think = 0 if cfg.method == Method.direct else cfg.max_think_tokens + marker.max_forced
+    return think + cfg.max_answer_tokens - 1
+
+
 class ThinkPolicy:
     """One row of :func:`run_thinking`: think → (forced marker) → answer → done.
 
@@ -215,6 +222,9 @@ class ThinkPolicy:
         self.out.stop_reason = reason.value
         self.queue = self.marker.forced_ids(self.out.trace_ids)
         self.phase = _FORCE
+
+    def max_inputs(self) -> int:
+        return think_budget(self.cfg, self.marker)
 
     def next_input(self) -> Mode | int | None:
         if self.phase == _THINK and self.out.think_tokens >= self.cfg.max_think_tokens:

@@ -260,10 +260,9 @@ def read_texts(path: Path, limit: int | None = None) -> list[str]:
 
     from ..errors import ConfigError
 
-    try:
-        raw = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read texts from {path}: {exc}") from None
+    from ..io import read_user_text
+
+    raw = read_user_text(path, "--texts file")
     texts: list[str] = []
     for n, line in enumerate(raw.splitlines(), 1):
         line = line.strip()
