@@ -65,7 +65,16 @@ def test_interrupted_cache_build_leaves_no_half_model(fake_parts, tmp_path, monk
         ensure_packaged_model(entry, show_progress=False)
     folder = cached_model_dir("fake-model")
     assert not folder.exists()
-    assert [p.name for p in folder.parent.iterdir() if not p.name.endswith(".lock")] == []
+    assert list(folder.parent.iterdir()) == []  # no half model, no temp folder, no lock file left behind
+
+
+def test_cache_build_leaves_no_lock_file(fake_parts, tmp_path, monkeypatch):
+    monkeypatch.setenv("VECGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("vecgen.models.packaged.convert_gguf", lambda gguf, out: (out / "config.json").write_text("{}"))
+    entry = ModelEntry(name="fake-model", description="", packaged=packaged())
+    folder, built = ensure_packaged_model(entry, show_progress=False)
+    assert built and (folder / "config.json").is_file()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["fake-model"]
 
 
 def test_atomic_directory_renames_only_on_success(tmp_path):
