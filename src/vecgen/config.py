@@ -56,7 +56,11 @@ _ALLOWED_RANGES = {
     "top_k": ">= 0 (0 = off)",
     "min_p": "[0, 1] (0 = off)",
     "max_new_tokens": ">= 1",
+    "seed": "[0, 2^63 - 1]",
 }
+
+#: Largest seed: seeds are 64-bit (torch generators take [0, 2^64); results files store int64).
+SEED_MAX = 2**63 - 1
 
 
 class SamplingConfig(BaseModel):
@@ -82,7 +86,7 @@ class SamplingConfig(BaseModel):
     top_k: int = Field(0, ge=0)
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     max_new_tokens: int = Field(64, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
     @property
     def greedy(self) -> bool:

@@ -136,12 +136,21 @@ def _flat_ids(segments: list, vector_ids: list[int]) -> list[int]:
 
 
 def check_settings(*, prompt: str, chat_prompt: str, n_vectors: int, mix_noise: float, max_new_tokens: int,
-                   **_: Any) -> None:
+                   seed: int = 0, **_: Any) -> None:
     """Validate the settings of :func:`diagnose_embeds` (before any model is loaded).
 
     Raises:
-        ConfigError: an empty prompt, ``n_vectors < 1``, ``mix_noise < 0`` or ``max_new_tokens < 1``.
+        ConfigError: an empty prompt, ``n_vectors < 1``, ``mix_noise`` negative or not finite,
+            ``max_new_tokens < 1``, a seed outside ``[0, 2^63 - 1]``.
     """
+    import math
+
+    from .config import SEED_MAX
+
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed={seed}: allowed range is [0, 2^63 - 1]")
+    if not math.isfinite(mix_noise):
+        raise ConfigError(f"mix_noise={mix_noise}: must be a finite number >= 0")
     if not prompt.strip() or not chat_prompt.strip():
         raise ConfigError("empty prompt: give some text")
     if n_vectors < 1:
@@ -183,12 +192,16 @@ def diagnose_embeds(
 
     Raises:
         ConfigError: empty prompts, ``n_vectors < 1``, ``mix_noise < 0``, ``max_new_tokens < 1``, an unknown kind.
+        ContextLengthError: ``n_vectors`` plus ``max_new_tokens`` exceed the model's context.
     """
     from .decoding.loop import generate
     from .decoding.mixing import MixingConfig
 
+    from .decoding.engine import check_context
+
     check_settings(prompt=prompt, chat_prompt=chat_prompt, n_vectors=n_vectors, mix_noise=mix_noise,
-                   max_new_tokens=max_new_tokens)
+                   max_new_tokens=max_new_tokens, seed=seed)
+    check_context(lm, [n_vectors], [max_new_tokens], names=["a row of --n-vectors vectors"])  # before allocating
     unknown = set(kinds) - set(INPUT_KINDS)
     if unknown:
         raise ConfigError(f"unknown input kinds {sorted(unknown)}; choose from {', '.join(INPUT_KINDS)}")

@@ -219,6 +219,14 @@ def test_think_checks_every_item_before_the_first_batch(short_models, tmp_path, 
     assert not (tmp_path / "runs" / "t" / "records.jsonl").exists()  # nothing ran, not even the short item
 
 
+def test_vector_counts_are_checked_against_the_context_before_allocating(short_models):
+    from vecgen.diagnose import diagnose_embeds
+
+    _, lm = short_models["gpt2"]
+    with pytest.raises(ContextLengthError, match="--n-vectors"):
+        diagnose_embeds(lm, n_vectors=10**12, max_new_tokens=4)
+
+
 def test_soft_prompt_training_sequence_is_checked(short_models):
     import torch
 
@@ -260,7 +268,8 @@ def test_a_finished_run_is_not_overwritten_by_a_command_that_does_not_resume(tmp
 # 4. NaN / inf: every float option of every command, refused while parsing and named.
 
 
-def _float_options():
+def _options(kind: str):
+    """``(command path, option, required args)`` for every option of ``kind`` (``"float"``/``"int"``)."""
     from vecgen.cli import command
 
     found = []
@@ -275,12 +284,13 @@ def _float_options():
                 required += ["x"] if p.param_type_name == "argument" else [p.opts[0], "x"]
         for p in cmd.params:
             ann = getattr(getattr(p, "type_descriptor", None), "annotation", None)
-            if p.param_type_name == "option" and ("float" in str(ann)):
+            if p.param_type_name == "option" and kind in str(ann):
                 found.append((" ".join(path), p.opts[0], required))
     return sorted(found)
 
 
-FLOAT_OPTIONS = _float_options()
+FLOAT_OPTIONS = _options("float")
+INT_OPTIONS = _options("int")
 
 
 def test_the_float_option_sweep_is_not_empty():
@@ -296,6 +306,24 @@ def test_non_finite_float_options_are_refused_naming_the_option(command, option,
     never_load(monkeypatch)
     code, _, err = cli([*command.split(), *required, option, value], capsys)
     one_line_error(code, err, f"'{option}'", "not a finite number")
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "99999999999999999999999"])
+@pytest.mark.parametrize("command,option,required", INT_OPTIONS, ids=[f"{c}:{o}" for c, o, _ in INT_OPTIONS])
+def test_odd_integer_options_never_give_a_traceback(command, option, required, value, capsys, monkeypatch):
+    """Refused with one line, or accepted and stopped at the (stubbed) model load: never a traceback.
+    Values that only the model can judge (a length against its context) are tested with real models above."""
+    from vecgen.errors import VecgenError
+
+    def stop(*a, **k):
+        raise VecgenError("stopped before loading")
+
+    for target in ("vecgen.models.load_model", "vecgen.models.loader.load_model", "vecgen.models.load_tokenizer",
+                   "vecgen.models.loader.load_tokenizer"):
+        monkeypatch.setattr(target, stop)
+    code, _, err = cli([*command.split(), *required, option, value], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err
 
 
 def test_finite_out_of_range_floats_name_the_field(capsys, monkeypatch):

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import SamplingConfig, format_validation_error
+from ..config import SEED_MAX, SamplingConfig, format_validation_error
 from ..decoding import build_batch, generate
 from ..decoding.engine import check_context
 from ..backends import accepts_logits_to_keep
@@ -95,7 +95,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = "default"
-    episodes: int = Field(80, ge=1)
+    episodes: int = Field(80, ge=1, le=1_000_000)
     eval_interval: int = Field(20, ge=1)
     soft_tokens: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -104,8 +104,8 @@ class TrainConfig(BaseModel):
     init: InitMethod = InitMethod.TEXT
     init_text: str = DEFAULT_INIT_TEXT
     system: str | None = DEFAULT_SYSTEM
-    seed: int = 0
-    eval_size: int = Field(60, ge=1)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    eval_size: int = Field(60, ge=1, le=100_000)
     difficulty: int = Field(1, ge=1, le=3)
     families: list[str] = Field(default_factory=lambda: list(FAMILIES))
     max_new_tokens: int = Field(24, ge=1)
@@ -409,9 +409,12 @@ def train(
     Raises:
         ConfigError: resume without a checkpoint, a fresh run into a folder that has one, a checkpoint
             of another model, or a changed arena.
+        ContextLengthError: the soft prompt plus an answer cannot fit the model's context (checked first);
+            a training sequence that does not fit (checked per step).
         KeyboardInterrupt: passed on; the last checkpoint stays intact.
     """
     lm.model.requires_grad_(False)
+    check_context(lm, [config.soft_tokens], [config.max_new_tokens], names=["the soft prompt (--soft-tokens)"])
     ckpt_path = writer.path("checkpoint.pt")
     heldout = heldout_set(config.seed, config.eval_size, config.families, config.difficulty)
     schedule = training_schedule(config.seed, config.episodes, config.families, heldout, config.difficulty)
