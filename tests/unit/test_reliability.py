@@ -397,37 +397,32 @@ def test_check_model_spec_reads_no_weights(tiny_model_dir, tmp_path):
 # 7 / 10. Files and error text: one line, no traceback.
 
 
-@pytest.mark.parametrize("content,fragment", [
-    (None, "is a folder"),
-    (b"\xff\xfe\x00bad", "not UTF-8 text"),
-    (b"a: [1,\n b", "not valid YAML at line 2, column 3"),
-    (b"- just\n- a list\n", "must contain a mapping"),
-    (b"temperature: .nan\n", "temperature"),
+_CONFIG = ["generate", "x", "--config"]
+_TASKS = ["think", "--benchmark"]
+_TEXTS = ["vocab", "english", "--tokenizer", "gpt2", "--texts"]
+
+
+@pytest.mark.parametrize("argv,content,fragment", [
+    (_CONFIG, None, "is a folder"),
+    (_CONFIG, b"\xff\xfe\x00bad", "not UTF-8 text"),
+    (_CONFIG, b"a: [1,\n b", "not valid YAML at line 2, column 3"),
+    (_CONFIG, b"- just\n- a list\n", "must contain a mapping"),
+    (_CONFIG, b"temperature: .nan\n", "temperature"),
+    (_TASKS, None, "is a folder"),
+    (_TASKS, b"\x00\xff\xfe", "not UTF-8"),
+    (_TASKS, b'{"question": "q"', "invalid JSON"),
+    (_TEXTS, None, "is a folder"),
+    (_TEXTS, b"\xff\xfe", "not UTF-8"),
 ])
-def test_bad_config_files_are_one_line(content, fragment, tmp_path, capsys, monkeypatch):
+def test_bad_files_are_one_line(argv, content, fragment, tmp_path, capsys, monkeypatch):
     never_load(monkeypatch)
-    path = tmp_path / "c.yaml"
+    path = tmp_path / ("file.jsonl" if argv is _TASKS else "file.yaml")
     if content is None:
         path.mkdir()
     else:
         path.write_bytes(content)
-    code, _, err = cli(["generate", "x", "--config", path], capsys)
-    one_line_error(code, err, fragment)
-
-
-@pytest.mark.parametrize("content,fragment", [
-    (None, "is a folder"),
-    (b"\x00\xff\xfe", "not UTF-8"),
-    (b'{"question": "q"', "invalid JSON"),
-])
-def test_bad_task_files_are_one_line(content, fragment, tmp_path, capsys, monkeypatch):
-    never_load(monkeypatch)
-    path = tmp_path / "tasks.jsonl"
-    if content is None:
-        path.mkdir()
-    else:
-        path.write_bytes(content)
-    code, _, err = cli(["think", "-b", path, "--out-dir", tmp_path / "runs"], capsys)
+    extra = [] if argv is _CONFIG else ["--out-dir", tmp_path / "runs"]
+    code, _, err = cli([*argv, path, *extra], capsys)
     one_line_error(code, err, fragment)
 
 
