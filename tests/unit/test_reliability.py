@@ -257,8 +257,10 @@ def test_a_finished_run_is_not_overwritten_by_a_command_that_does_not_resume(tmp
 
     with RunWriter("verify", name="v", root=tmp_path, resumable=False) as w:
         w.write_report("first")
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(ConfigError, match="already holds a run .*this command does not resume"):
         RunWriter("verify", name="v", root=tmp_path, resumable=False)
+    with pytest.raises(ConfigError, match="already holds a run .*; resume with: X or choose another --run-name"):
+        RunWriter("verify", name="v", root=tmp_path, resumable=False, resume_hint="resume with: X")
     with pytest.raises(ConfigError, match="holds a `verify` run, not a `think` run"):
         RunWriter("think", name="v", root=tmp_path)
     assert (tmp_path / "v" / "report.md").read_text() == "first"
@@ -378,6 +380,9 @@ def test_concept_validates_every_model_before_loading_the_first(tiny_model_dir, 
     good = tiny_model_dir("qwen2")
     code, _, err = cli(["concept", "--models", f"{good},nosuch", "-p", "Hi", "--out-dir", tmp_path / "runs"], capsys)
     one_line_error(code, err, "unknown model 'nosuch'")
+    code, _, err = cli(["concept", "--models", good, "-p", "Hi", "--device", "tpu9", "--out-dir", tmp_path / "runs"],
+                       capsys)
+    one_line_error(code, err, "unknown device 'tpu9'")
     assert not (tmp_path / "runs").exists()
 
 
@@ -511,11 +516,17 @@ def test_locks_leave_no_file_and_wake_waiters(tmp_path):
 # 9. Ctrl-C, torn lines and leftovers.
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C handling as in a terminal (a shell's background job, such as a CI runner, may
+    have inherited SIGINT ignored, and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tiny_model_dir, tmp_path):
     runs = tmp_path / "runs"
     argv = [sys.executable, "-m", "vecgen", "think", "-b", "gsm8k", "--limit", "400", "-m", str(tiny_model_dir("qwen2")),
             "--batch-size", "2", "--max-think-tokens", "64", "--out-dir", str(runs), "--run-name", "ctrlc"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     records = runs / "ctrlc" / "records.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and not (records.exists() and records.read_text().count("\n") >= 2):
@@ -535,7 +546,7 @@ def test_generate_ctrl_c_says_nothing_was_written(tmp_path):
 
     long = save_tiny_model(tmp_path / "long", "qwen2", max_position_embeddings=1_000_000)
     argv = [sys.executable, "-m", "vecgen", "generate", "Hello", "-m", str(long), "-n", "500000", "--temperature", "1"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     assert proc.stdout.read(5) == "Hello"  # decoding has started
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -140,30 +140,23 @@ def main(argv: list[str] | None = None) -> None:
     stderr, no traceback); 1 a bug (one line, with a traceback unless it is a broken contract) or a
     command's own failure verdict (``verify``, ``diagnose embeds``); 130 Ctrl-C (one line saying what was
     kept and how to resume)."""
-    from typer._click import exceptions as click_exc
+    from typer._click import exceptions as click_exc  # typer vendors click; its usage errors live here
 
-    code = 0
-    failure: type[BaseException] | None = None  # only KeyboardInterrupt matters below
     try:
         result = command().main(args=argv, prog_name="vecgen", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
-        if code == 130:
-            failure = KeyboardInterrupt
+        code = result if isinstance(result, int) else 0  # typer turns Ctrl-C inside a command into 130
     except click_exc.NoArgsIsHelpError as exc:
         typer.echo(exc.format_message())
         code = 2
     except click_exc.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "vecgen"
-        message = " ".join(exc.format_message().split())
-        _error(f"{message} (see `{where} --help`)")
-        code, failure = 2, type(exc)
-    except typer.Abort:
-        code, failure = 130, KeyboardInterrupt
-    except KeyboardInterrupt:
-        code, failure = 130, KeyboardInterrupt
+        _error(f"{' '.join(exc.format_message().split())} (see `{where} --help`)")
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
     except VecgenError as exc:
         _error(str(exc))
-        code, failure = 2, type(exc)
+        code = 2
     except Exception as exc:  # noqa: BLE001 - a bug: say so, exit 1
         from ..backends.contract import ContractError
 
@@ -173,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         _stderr_console().print(f"[bold red]internal error (a bug in vecgen, not in your input; please report it):[/] "
                                 f"{escape(f'{type(exc).__name__}: {exc}')}", highlight=False, soft_wrap=True)
-        code, failure = 1, type(exc)
-    if failure is KeyboardInterrupt:
+        code = 1
+    if code == 130:
         _interrupted()
     sys.exit(code)

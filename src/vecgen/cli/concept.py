@@ -144,7 +144,7 @@ def concept(
 
         for spec in specs:
             check_methods(_TokenizerOnly(spec, load_tokenizer(spec)), ["instruction"])
-    check_model_specs(specs)
+    check_model_specs(specs, device=device, dtype=dtype)
     writer = ctx.with_resource(RunWriter("concept", name=run_name, root=out_dir, resumable=False,
                                          config={"concept": cfg, "models": specs, "device": device, "dtype": dtype}))
     console = Console()

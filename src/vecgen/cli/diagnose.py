@@ -50,7 +50,7 @@ def embeds(
     settings = dict(prompt=prompt, chat_prompt=chat_prompt, n_vectors=n_vectors, mix_noise=mix_noise,
                     max_new_tokens=max_new_tokens, seed=seed)
     check_settings(**settings)  # before loading weights or making the run folder
-    check_model_specs([model])
+    check_model_specs([model], device=device, dtype=dtype)
     writer = ctx.with_resource(RunWriter("diagnose-embeds", name=run_name, root=out_dir, resumable=False,
                                          config={**settings, "model": model, "device": device, "dtype": dtype}))
     console = Console()

@@ -83,10 +83,7 @@ def train(
         config = resume_config(load_checkpoint(out_dir / run_name / "checkpoint.pt"), **flags)
     else:
         config = TrainConfig.create(**flags)
-        if run_name and (out_dir / run_name / "checkpoint.pt").exists():
-            raise ConfigError(f"{out_dir / run_name} already holds a run (checkpoint.pt); resume it with --resume "
-                              "or choose another --run-name")
-    check_model_specs([config.model])
+    check_model_specs([config.model], device=device, dtype=dtype)
     writer = ctx.with_resource(RunWriter("softprompt", name=run_name, root=out_dir, config=config,
                                          resumable=resume,
                                          resume_hint="resume with: vecgen softprompt train --resume --run-name {name}"))
@@ -100,14 +97,14 @@ def train(
     console.print(f"wrote {writer.dir}/ (results.json, learning_curves.png, report.md, checkpoint.pt)", highlight=False)
 
 
-def _checkpoint_model(ckpt: dict, model: str | None) -> str:
+def _checkpoint_model(ckpt: dict, model: str | None, device: str, dtype: str) -> str:
     """The model to load for a checkpoint: ``--model``, else the one it names (checked before loading)."""
     from ..errors import ConfigError, ModelNotFoundError
     from ..models import check_model_specs
 
     spec = model or str(ckpt["model"]["name"])
     try:
-        check_model_specs([spec])
+        check_model_specs([spec], device=device, dtype=dtype)
     except ModelNotFoundError as exc:
         if model is None:
             raise ConfigError(f"the checkpoint's model {spec!r} is not found from here ({exc}); pass --model with "
@@ -121,7 +118,7 @@ def _load(checkpoint: Path, model: str | None, device: str, dtype: str):
     from ..softprompt import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    lm = load_model(_checkpoint_model(ckpt, model), device=device, dtype=dtype)
+    lm = load_model(_checkpoint_model(ckpt, model, device, dtype), device=device, dtype=dtype)
     return ckpt, lm
 
 
@@ -149,7 +146,7 @@ def eval_cmd(
     from ..softprompt import evaluate_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    spec = _checkpoint_model(ckpt, model)
+    spec = _checkpoint_model(ckpt, model, device, dtype)
     writer = ctx.with_resource(RunWriter("softprompt-eval", name=run_name, root=out_dir, resumable=False))
     lm = load_model(spec, device=device, dtype=dtype)
     out = evaluate_checkpoint(lm, ckpt, eval_size=eval_size, seed=seed, difficulty=difficulty,

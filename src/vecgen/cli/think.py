@@ -147,7 +147,7 @@ def think(
                                 mixing=mixing, **limits)
         for m in names
     }
-    check_model_specs([model])
+    check_model_specs([model], device=device, dtype=dtype)
     writer = ctx.with_resource(RunWriter("think", name=run_name, root=out_dir, resumable=True,
                                          resume_hint="rerun the same command with --run-name {name} to resume"))
     lm = load_model(model, device=device, dtype=dtype)

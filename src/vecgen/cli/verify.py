@@ -44,7 +44,7 @@ def verify(
         raise ConfigError(f"--show {show!r}: choose all, layers or failures")
     if not prompt.strip():
         raise ConfigError('empty prompt: give some text, e.g. --prompt "Hello"')
-    check_model_specs([model])
+    check_model_specs([model], device=device, dtype=dtype)
     config = {"model": model, "prompt": prompt, "chat": chat, "dtype": dtype, "device": device}
     writer = ctx.with_resource(RunWriter("verify", name=run_name, root=out_dir, config=config, resumable=False))
     lm = load_model(model, device=device, dtype=dtype)

@@ -35,7 +35,7 @@ import torch
 
 from ..backends.contract import Backend, ContractError, DecodeState, Prompt, build_batch
 from ..config import SamplingConfig
-from ..errors import NonFiniteError
+from ..errors import ContextLengthError, NonFiniteError
 from .mixing import MixingConfig, Mixture, get_rule, mean_input_norm, mix_embeddings
 from .sampling import entropy, make_generator, vocab_mask
 
@@ -242,9 +242,7 @@ def check_context(lm: Any, lengths: Sequence[int], budgets: Sequence[int], cache
     Raises:
         ContextLengthError: the first row that does not fit (its length, the limit and how to shorten).
     """
-    from ..errors import ContextLengthError
-
-    limit = lm.adapter.context_length(lm.model.config)
+    limit = lm.context_length
     if limit is None:
         return
     cached = list(cached) if cached is not None else [0] * len(lengths)
@@ -270,9 +268,7 @@ def truncate_to_context(lm: Any, ids: Sequence[int], budget: int) -> tuple[list[
     Raises:
         ContextLengthError: ``budget`` alone leaves no room for a prompt token.
     """
-    from ..errors import ContextLengthError
-
-    limit = lm.adapter.context_length(lm.model.config)
+    limit = lm.context_length
     if limit is None or len(ids) + budget <= limit:
         return list(ids), 0
     room = limit - budget

@@ -77,6 +77,11 @@ class LoadedModel:
         return self.model.get_input_embeddings().weight
 
     @property
+    def context_length(self) -> int | None:
+        """Positions the model takes (prompt + generated): the adapter's ``context_length`` of the config."""
+        return self.adapter.context_length(self.model.config)
+
+    @property
     def hidden_size(self) -> int:
         """Embedding width ``d``."""
         return int(self.embedding.shape[1])

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from importlib import metadata
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
+
+log = logging.getLogger(__name__)
 
 _PACKAGES = ("vecgen", "torch", "transformers", "tokenizers", "accelerate", "gguf", "numpy", "peft", "reasoning-gym",
              "math-verify")
@@ -207,8 +211,9 @@ class RunWriter:
         content = [p.name for p in self.dir.iterdir() if p.name not in (_LOCK_FILE, _MARKER_FILE)
                    and not _is_leftover(p.name)]
         if content and not self.resumable:
-            raise ConfigError(f"{self.dir} already holds a run ({', '.join(sorted(content)[:3])}); this command "
-                              "does not resume, so choose another --run-name (or remove the folder)")
+            how = f"{self.resume_hint} or" if self.resume_hint else "this command does not resume, so"
+            raise ConfigError(f"{self.dir} already holds a run ({', '.join(sorted(content)[:3])}); {how} choose "
+                              "another --run-name (or remove the folder)")
 
     def _marker_command(self) -> str | None:
         try:
@@ -222,13 +227,10 @@ class RunWriter:
         self._open(lock=True)
         return self
 
-
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is not None and self._made_dir and self._is_empty():
-                import shutil
-
-                shutil.rmtree(self.dir, ignore_errors=True)
+            if exc_type is not None:
+                self._remove_if_new_and_empty()
             if exc_type is KeyboardInterrupt:
                 _INTERRUPTED.append(self)
         finally:
@@ -249,10 +251,7 @@ class RunWriter:
             try:
                 cm.__enter__()
             except BaseException:
-                if self._made_dir and self._is_empty():
-                    import shutil
-
-                    shutil.rmtree(self.dir, ignore_errors=True)
+                self._remove_if_new_and_empty()
                 raise
             self._lock = cm
             self._check_target()  # again, under the lock: another process may have written meanwhile
@@ -261,16 +260,14 @@ class RunWriter:
             atomic_write_json(self.dir / _MARKER_FILE, {"command": self.command, "created": self.created})
         self._clean_leftovers()
 
-    def _is_empty(self) -> bool:
-        return not any(p.name not in (_LOCK_FILE, _MARKER_FILE) for p in self.dir.iterdir()) if self.dir.is_dir() \
-            else True
+    def _remove_if_new_and_empty(self) -> None:
+        """Remove the folder when this writer created it and it holds nothing but the writer's own files."""
+        if self._made_dir and self.dir.is_dir() and all(p.name in (_LOCK_FILE, _MARKER_FILE)
+                                                          for p in self.dir.iterdir()):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def _clean_leftovers(self) -> None:
         """Remove temp files of interrupted atomic writes; cut torn last lines off JSONL files."""
-        import logging
-        import shutil
-
-        log = logging.getLogger(__name__)
         for p in self.dir.iterdir():
             if _is_leftover(p.name):
                 if p.is_dir():
