@@ -6,6 +6,7 @@ point) or the library function the CLI calls, on tiny random models."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -612,3 +613,34 @@ def test_eval_of_a_checkpoint_with_a_stale_relative_model_path_says_to_pass_mode
                ckpt)
     code, _, err = cli(["softprompt", "eval", "-c", ckpt], capsys)
     one_line_error(code, err, "the checkpoint's model './gone-model' is not found from here", "pass --model")
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine's state (full disk, read-only folder) is not a bug; other OS errors are.
+
+
+@pytest.mark.parametrize("err,code,fragment", [
+    (errno.ENOSPC, 2, "No space left on device (runs/x/report.md); free some space"),
+    (errno.EROFS, 2, "Read-only file system"),
+    (errno.ENOENT, 1, "internal error"),
+])
+def test_os_errors_of_the_machine_are_one_line_and_others_are_bugs(err, code, fragment, capsys, monkeypatch):
+    def fail(*a, **k):
+        raise OSError(err, os.strerror(err), "runs/x/report.md")
+
+    monkeypatch.setattr("vecgen.models.load_model", fail)
+    got, _, out = cli(["generate", "x"], capsys)
+    assert got == code and fragment in out
+
+
+def test_an_out_dir_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = cli(["vocab", "english", "--out-dir", blocker / "sub", "--run-name", "v"], capsys)
+    one_line_error(code, err, "cannot create the run folder", "choose another --out-dir")
+
+
+def test_an_empty_marker_is_refused_before_loading(capsys, monkeypatch):
+    never_load(monkeypatch)
+    code, _, err = cli(["think", "--marker", "  "], capsys)
+    one_line_error(code, err, "--marker is empty")

@@ -9,6 +9,7 @@ unexpected exception its traceback followed by that line; both exit with status 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -133,6 +134,10 @@ def _interrupted() -> None:
         _stderr_console().print(f"[yellow]interrupted[/]: {escape(kept)}", highlight=False, soft_wrap=True)
 
 
+#: OS errors that are the machine's state, not a bug: no space, quota, read-only, permission.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the command line ``argv`` (default ``sys.argv[1:]``) and exit.
 
@@ -157,7 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     except VecgenError as exc:
         _error(str(exc))
         code = 2
-    except Exception as exc:  # noqa: BLE001 - a bug: say so, exit 1
+    except Exception as exc:  # noqa: BLE001 - a bug: say so, exit 1 (unless the machine's state is the cause)
+        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+            # a full disk, a quota, a read-only or forbidden path: the machine's state, not vecgen's bug
+            where = f" ({exc.filename})" if exc.filename else ""
+            _error(f"{exc.strerror}{where}; free some space or choose another --out-dir or path")
+            sys.exit(2)
         from ..backends.contract import ContractError
 
         if not isinstance(exc, ContractError):

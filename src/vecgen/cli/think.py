@@ -129,6 +129,9 @@ def think(
     from ..thinking.prompts import prompt_style
 
     names = parse_methods(methods)
+    if marker is not None and not marker.strip():
+        raise ConfigError('--marker is empty: give the text the prompt asks the model to write before its answer, '
+                          'e.g. --marker "Answer:"')
     if batch_size < 1:
         raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
     tasks = load_benchmark(benchmark, limit=limit, source=data_source)

@@ -243,8 +243,14 @@ class RunWriter:
             return
         from ..locks import exclusive
 
+        from ..errors import ConfigError
+
         self._made_dir = not self.dir.exists()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the run folder {self.dir}: {exc.strerror or exc}; choose another "
+                              "--out-dir") from None
         if lock:
             cm = exclusive(self.dir / _LOCK_FILE, wait=False, what=f"run folder {self.dir}",
                            hint="wait for it to finish or choose another --run-name")
