@@ -8,6 +8,8 @@ CPUs we measured, and float32 keeps numerical comparisons tight).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .errors import ConfigError
@@ -60,3 +62,79 @@ def resolve_dtype(spec: str | torch.dtype | None, device: torch.device) -> torch
     if spec not in _DTYPES:
         raise ConfigError(f"unknown dtype {spec!r}; use auto, " + ", ".join(sorted(_DTYPES)))
     return _DTYPES[spec]
+
+
+#: ``--device-map`` names handed to accelerate (big-model inference: ``from_pretrained(device_map=...)``).
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def parse_device_map(spec: str | dict | None) -> str | dict[str, Any] | None:
+    """A ``--device-map``: an accelerate strategy name, or a JSON object (inline or a ``.json`` file) mapping
+    module names to devices (``"cpu"``, ``"cuda:1"``, ``0``, ``"disk"``).
+
+    Raises:
+        ConfigError: an unknown name, unreadable or invalid JSON, or a value that is not a device.
+    """
+    import json
+    from pathlib import Path
+
+    if spec is None or isinstance(spec, dict) and spec:
+        return spec
+    text = str(spec).strip()
+    if text in DEVICE_MAP_STRATEGIES:
+        return text
+    if text.endswith(".json") and not text.startswith("{"):
+        from .io import read_user_text
+
+        text = read_user_text(Path(text), "--device-map file")
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(f"--device-map {str(spec)[:60]!r}: use {', '.join(DEVICE_MAP_STRATEGIES)}, a JSON object "
+                          "such as '{\"model.layers.0\": \"cpu\", \"model.layers.1\": \"disk\"}', or a .json file") from None
+    if not isinstance(mapping, dict) or not mapping:
+        raise ConfigError("--device-map JSON must be a non-empty object of module name: device")
+    for module, device in mapping.items():
+        if isinstance(device, bool) or not isinstance(device, (int, str)):
+            raise ConfigError(f"--device-map: {module!r} maps to {device!r}, not a device (\"cpu\", \"cuda:0\", 0 or \"disk\")")
+        if isinstance(device, str) and device != "disk":
+            try:
+                torch.device(device)
+            except RuntimeError:
+                raise ConfigError(f"--device-map: {module!r} maps to unknown device {device!r}") from None
+    return mapping
+
+
+def parse_max_memory(spec: str | dict | None) -> dict[Any, str] | None:
+    """``--max-memory "0=20GiB,cpu=60GiB"`` (or a JSON object) → accelerate's ``max_memory``.
+
+    Raises:
+        ConfigError: a malformed entry or size.
+    """
+    import json
+    import re
+
+    if spec is None or isinstance(spec, dict):
+        return spec
+    text = spec.strip()
+    if text.startswith("{"):
+        try:
+            pairs = list(json.loads(text).items())
+        except (json.JSONDecodeError, AttributeError):
+            raise ConfigError(f"--max-memory {text[:60]!r} is not a JSON object") from None
+    else:
+        pairs = [tuple(p.split("=", 1)) if "=" in p else (p, "") for p in text.split(",") if p.strip()]
+    out: dict[Any, str] = {}
+    for device, size in pairs:
+        device, size = str(device).strip(), str(size).strip()
+        if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", size, flags=re.IGNORECASE):
+            raise ConfigError(f"--max-memory: {device}={size!r} is not a size such as 20GiB or 500MB")
+        if device.isdigit():
+            out[int(device)] = size
+        elif device in ("cpu", "disk", "mps") or device.startswith("cuda"):
+            out[device] = size
+        else:
+            raise ConfigError(f"--max-memory: unknown device {device!r}; use a GPU index (0, 1, ...), cpu or mps")
+    if not out:
+        raise ConfigError("--max-memory is empty; give e.g. 0=20GiB,cpu=60GiB")
+    return out

@@ -93,8 +93,9 @@ class TransformersBackend:
             states = getattr(out, "hidden_states", None)
             if not states:
                 raise ContractError(f"{type(self.model).__name__} returned no hidden_states for output_hidden_states=True")
-            h = states[-1][:, -1]  # (B, d): after the final norm, before the LM head
-        return out, out.logits[:, -1].float(), h  # (B, V) float32
+            h = states[-1][:, -1].to(self.device)  # (B, d): after the final norm, before the LM head
+        # with layers on several devices (device_map) the logits come from the last one: bring them home
+        return out, out.logits[:, -1].float().to(self.device), h  # (B, V) float32
 
     def prefill(self, batch: Batch, past: DecodeState | None = None, *, hidden: bool = False) -> DecodeState:
         mask = batch.attention_mask.to(self.device)

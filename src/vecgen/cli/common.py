@@ -22,6 +22,16 @@ DeviceOpt = Annotated[
 DtypeOpt = Annotated[
     str, typer.Option("--dtype", help="auto (bf16 on CUDA, fp32 otherwise), float32, bfloat16 or float16.")
 ]
+DeviceMapOpt = Annotated[
+    Optional[str],
+    typer.Option("--device-map", help="Spread a big model's layers over devices (accelerate big-model inference): auto, "
+                 "balanced, balanced_low_0, sequential, or a JSON object / .json file of module: device, where "
+                 "\"disk\" offloads (slow, correct). The input embedding must stay on a device. Overrides --device."),
+]
+MaxMemoryOpt = Annotated[
+    Optional[str],
+    typer.Option("--max-memory", help="Per-device limits for --device-map, e.g. 0=20GiB,1=20GiB,cpu=60GiB."),
+]
 PresetOpt = Annotated[
     Optional[str],
     typer.Option(

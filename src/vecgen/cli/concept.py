@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    DeviceMapOpt,
+    MaxMemoryOpt,
     BetaOpt,
     ConfigOpt,
     DeviceOpt,
@@ -107,6 +109,8 @@ def concept(
     out_dir: OutDirOpt = Path("runs"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Generate N concept tokens per prompt, show their top weights and translate them back into text.
 
@@ -144,7 +148,7 @@ def concept(
 
         for spec in specs:
             check_methods(_TokenizerOnly(spec, load_tokenizer(spec)), ["instruction"])
-    check_model_specs(specs, device=device, dtype=dtype)
+    check_model_specs(specs, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     writer = ctx.with_resource(RunWriter("concept", name=run_name, root=out_dir, resumable=False,
                                          config={"concept": cfg, "models": specs, "device": device, "dtype": dtype}))
     console = Console()
@@ -156,7 +160,8 @@ def concept(
 
         def load(spec: str):
             bar.update(task, description=f"loading {spec}")
-            return load_model(spec, device=device, dtype=dtype)
+            return load_model(spec, device=device, dtype=dtype, device_map=device_map,
+                    max_memory=max_memory)
 
         def on_prompt(records):
             bar.console.print(escape(format_prompt_records(records)), highlight=False, soft_wrap=True)

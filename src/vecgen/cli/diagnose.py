@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from .common import (
+    DeviceMapOpt,
+    MaxMemoryOpt,
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
@@ -34,6 +36,8 @@ def embeds(
     out_dir: OutDirOpt = Path("runs"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Token ids vs their embeddings: max |logit difference|, raw generated ids and text, per input kind.
 
@@ -50,11 +54,12 @@ def embeds(
     settings = dict(prompt=prompt, chat_prompt=chat_prompt, n_vectors=n_vectors, mix_noise=mix_noise,
                     max_new_tokens=max_new_tokens, seed=seed)
     check_settings(**settings)  # before loading weights or making the run folder
-    check_model_specs([model], device=device, dtype=dtype)
+    check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     writer = ctx.with_resource(RunWriter("diagnose-embeds", name=run_name, root=out_dir, resumable=False,
                                          config={**settings, "model": model, "device": device, "dtype": dtype}))
     console = Console()
-    lm = load_model(model, device=device, dtype=dtype)
+    lm = load_model(model, device=device, dtype=dtype, device_map=device_map,
+                    max_memory=max_memory)
     with console.status("feeding ids, embeddings, noise and concept vectors"):
         result = diagnose_embeds(lm, **settings)
     for rec in to_records(result):

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    DeviceMapOpt,
+    MaxMemoryOpt,
     ConfigOpt,
     DeviceOpt,
     DtypeOpt,
@@ -39,6 +41,8 @@ def generate(
     seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    max_memory: MaxMemoryOpt = None,
     english_only: EnglishOnlyOpt = False,
     truncate_prompt: Annotated[bool, typer.Option(
         "--truncate-prompt", help="When the prompt plus --max-new-tokens exceeds the model's context, keep the "
@@ -59,7 +63,8 @@ def generate(
         from ..errors import ConfigError
 
         raise ConfigError("empty prompt: give some text to continue, e.g. \"The capital of France is\"")
-    lm = load_model(model, device=device, dtype=dtype)
+    lm = load_model(model, device=device, dtype=dtype, device_map=device_map,
+                    max_memory=max_memory)
     text = format_prompt(lm.tokenizer, prompt, chat=chat, system=system)
     ids = lm.encode(text)
     if truncate_prompt:

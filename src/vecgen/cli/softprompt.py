@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, DtypeOpt, OutDirOpt
+from .common import DeviceMapOpt, DeviceOpt, DtypeOpt, MaxMemoryOpt, OutDirOpt
 
 softprompt_app = typer.Typer(
     name="softprompt",
@@ -60,6 +60,8 @@ def train(
                                          "(same data order and optimizer state); only --episodes may change.")] = False,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Train a soft prompt online: each episode the model answers a task, the answer is checked, and one
     Adam step is taken on the reference answer. Writes runs/<name>/ (results.json, learning_curves.png,
@@ -83,11 +85,12 @@ def train(
         config = resume_config(load_checkpoint(out_dir / run_name / "checkpoint.pt"), **flags)
     else:
         config = TrainConfig.create(**flags)
-    check_model_specs([config.model], device=device, dtype=dtype)
+    check_model_specs([config.model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     writer = ctx.with_resource(RunWriter("softprompt", name=run_name, root=out_dir, config=config,
                                          resumable=resume,
                                          resume_hint="resume with: vecgen softprompt train --resume --run-name {name}"))
-    lm = load_model(config.model, device=device, dtype=dtype)
+    lm = load_model(config.model, device=device, dtype=dtype, device_map=device_map,
+                    max_memory=max_memory)
     summary = run_train(lm, config, writer, resume=resume)
     console = Console()
     speed = summary["speed"]
@@ -97,14 +100,14 @@ def train(
     console.print(f"wrote {writer.dir}/ (results.json, learning_curves.png, report.md, checkpoint.pt)", highlight=False)
 
 
-def _checkpoint_model(ckpt: dict, model: str | None, device: str, dtype: str) -> str:
+def _checkpoint_model(ckpt: dict, model: str | None, **placement: str | None) -> str:
     """The model to load for a checkpoint: ``--model``, else the one it names (checked before loading)."""
     from ..errors import ConfigError, ModelNotFoundError
     from ..models import check_model_specs
 
     spec = model or str(ckpt["model"]["name"])
     try:
-        check_model_specs([spec], device=device, dtype=dtype)
+        check_model_specs([spec], **placement)
     except ModelNotFoundError as exc:
         if model is None:
             raise ConfigError(f"the checkpoint's model {spec!r} is not found from here ({exc}); pass --model with "
@@ -113,12 +116,12 @@ def _checkpoint_model(ckpt: dict, model: str | None, device: str, dtype: str) ->
     return spec
 
 
-def _load(checkpoint: Path, model: str | None, device: str, dtype: str):
+def _load(checkpoint: Path, model: str | None, **placement: str | None):
     from ..models import load_model
     from ..softprompt import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    lm = load_model(_checkpoint_model(ckpt, model, device, dtype), device=device, dtype=dtype)
+    lm = load_model(_checkpoint_model(ckpt, model, **placement), **placement)
     return ckpt, lm
 
 
@@ -135,6 +138,8 @@ def eval_cmd(
     out_dir: OutDirOpt = Path("runs"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Held-out accuracy of a checkpoint's soft prompt next to the same model without it (per family).
     Writes runs/<name>/results.json and eval_records.jsonl."""
@@ -146,9 +151,10 @@ def eval_cmd(
     from ..softprompt import evaluate_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    spec = _checkpoint_model(ckpt, model, device, dtype)
+    spec = _checkpoint_model(ckpt, model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     writer = ctx.with_resource(RunWriter("softprompt-eval", name=run_name, root=out_dir, resumable=False))
-    lm = load_model(spec, device=device, dtype=dtype)
+    lm = load_model(spec, device=device, dtype=dtype, device_map=device_map,
+                    max_memory=max_memory)
     out = evaluate_checkpoint(lm, ckpt, eval_size=eval_size, seed=seed, difficulty=difficulty,
                               max_new_tokens=max_new_tokens)
     writer.config = {**out["config"], "checkpoint": str(checkpoint)}
@@ -175,6 +181,8 @@ def inspect(
     model: OptModel = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Nearest real tokens (cosine over rows < n_real_vocab) of each learned vector, with its norm and its
     distance to the nearest token embedding (relative to the mean token-embedding norm)."""
@@ -185,7 +193,7 @@ def inspect(
     from ..softprompt import describe_vectors
     from ..softprompt.checkpoint import check_model_identity
 
-    ckpt, lm = _load(checkpoint, model, device, dtype)
+    ckpt, lm = _load(checkpoint, model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     check_model_identity(ckpt["model"], lm)
     rows = describe_vectors(lm, ckpt["soft_prompt"], top_k)
     table = Table(title=f"soft prompt at episode {ckpt['episode']} ({len(rows)} vectors, {lm.name})")

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    DeviceMapOpt,
+    MaxMemoryOpt,
     BetaOpt,
     ConfigOpt,
     DirichletAlphaOpt,
@@ -98,6 +100,8 @@ def think(
     out_dir: OutDirOpt = Path("runs"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
+    device_map: DeviceMapOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Compare answering directly, discrete chain-of-thought, soft thinking (concept tokens) and, on request,
     hidden-state thinking on the same benchmark items. Writes runs/<name>/records.jsonl (one line per item and method, as it goes;
@@ -150,10 +154,11 @@ def think(
                                 mixing=mixing, **limits)
         for m in names
     }
-    check_model_specs([model], device=device, dtype=dtype)
+    check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     writer = ctx.with_resource(RunWriter("think", name=run_name, root=out_dir, resumable=True,
                                          resume_hint="rerun the same command with --run-name {name} to resume"))
-    lm = load_model(model, device=device, dtype=dtype)
+    lm = load_model(model, device=device, dtype=dtype, device_map=device_map,
+                    max_memory=max_memory)
     style = prompt_style(lm, marker)
     settings = {
         "benchmark": benchmark,

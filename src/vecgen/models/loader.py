@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..devices import resolve_device, resolve_dtype
-from ..errors import BadWeightsError, ModelNotFoundError, WeightsUnavailableError
+from ..errors import BadWeightsError, ConfigError, ModelNotFoundError, WeightsUnavailableError
 from .adapters import FamilyAdapter, adapter_for, count_real_vocab
 from .packaged import ensure_gguf_file, ensure_packaged_model
 from .registry import DEFAULT_MODEL, find_entry, get_entry, known_names
@@ -188,19 +188,25 @@ def check_model_spec(spec: str) -> str:
     raise AssertionError("unreachable")
 
 
-def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str | None = None) -> None:
-    """:func:`check_model_spec` for every spec (and the device and dtype names), before any model is loaded.
+def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str | None = None,
+                      device_map: str | None = None, max_memory: str | None = None) -> None:
+    """:func:`check_model_spec` for every spec, and the device, dtype, device map and memory limits, before any
+    model is loaded.
 
     Raises:
         ModelNotFoundError, BadWeightsError: as :func:`check_model_spec`, for the first bad spec.
-        ConfigError: a bad device or dtype.
+        ConfigError: a bad device, dtype, device map or memory limit.
     """
+    from ..devices import parse_device_map, parse_max_memory
+
     for spec in specs:
         check_model_spec(spec)
     if device is not None:
         dev = resolve_device(device)
         if dtype is not None:
             resolve_dtype(dtype, dev)
+    parse_device_map(device_map)
+    parse_max_memory(max_memory)
 
 
 def resolve_source(spec: str, *, show_progress: bool = True) -> tuple[str, str, Path | None, bool]:
@@ -303,20 +309,44 @@ def _tokenizer_from_path(path: Path) -> Any:
     raise ModelNotFoundError(f"{path} is not a tokenizer folder, a tokenizer.json or a .gguf file")
 
 
+def _offload_folder() -> str:
+    """A fresh folder under ``<cache>/offload/`` for accelerate's disk offload, removed when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from ..paths import cache_dir
+
+    root = cache_dir() / "offload"
+    root.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     show_progress: bool = True,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: str | dict[Any, str] | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, in eval mode with gradients off for the weights.
 
     Args:
         spec: registry name or alias, local HF folder, local ``.gguf`` file, or hub id.
-        device: ``"auto"`` (CUDA if available, else CPU; MPS only when named), or a device name.
+        device: ``"auto"`` (CUDA if available, else CPU; MPS only when named), or a device name. Ignored
+            with ``device_map``.
         dtype: ``"auto"`` (bf16 on CUDA, fp32 otherwise), or ``float32``/``bfloat16``/``float16``.
         show_progress: show progress bars while building the cache.
+        device_map: spread the layers over devices with accelerate's big-model inference: a strategy
+            (``auto``, ``balanced``, ``balanced_low_0``, ``sequential``) or a module → device mapping, where
+            ``"disk"`` offloads to a folder under ``<cache>/offload/`` removed at exit (slow, correct). The input embedding must sit on a
+            device (not ``disk``): concept tokens are mixed from it. Vectors go to the embedding's device,
+            logits come back there (:mod:`vecgen.devices`: :func:`~vecgen.devices.parse_device_map`).
+        max_memory: per-device limits for a strategy, e.g. ``"0=20GiB,cpu=60GiB"``.
 
     Returns:
         A :class:`LoadedModel`.
@@ -325,20 +355,26 @@ def load_model(
         ModelNotFoundError: unknown name and no such path.
         WeightsUnavailableError: weights missing offline (the message says how to get them).
         IntegrityError: packaged weights fail the size/sha256 check.
-        ConfigError: bad device or dtype.
+        ConfigError: bad device, dtype, device map or memory limits; an input embedding offloaded to disk.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..devices import parse_device_map, parse_max_memory
 
     start = time.perf_counter()
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    device_map, max_memory = parse_device_map(device_map), parse_max_memory(max_memory)
+    placement: dict[str, Any] = {}
+    if device_map is not None:
+        placement = {"device_map": device_map, "max_memory": max_memory, "offload_folder": _offload_folder()}
     source, load_from, path, built = resolve_source(spec, show_progress=show_progress)
     hub = _hub_kwargs() if source == "hub" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(load_from, **hub)
         # safetensors only: pickle weights are never unpickled (see vecgen.models.files)
         model, info = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt, use_safetensors=True,
-                                                           output_loading_info=True, **hub)
+                                                           output_loading_info=True, **placement, **hub)
     except Exception as exc:  # noqa: BLE001 - a reader failure on these files is a bad input, not a bug
         if source == "hub" and isinstance(exc, (OSError, ValueError)):
             raise _hub_error(load_from, exc) from None
@@ -355,7 +391,15 @@ def load_model(
         raise BadWeightsError(f"the weights in {path or load_from} have {len(mismatched)} tensor(s) of the wrong shape "
                               f"(e.g. {mismatched[0][0] if isinstance(mismatched[0], tuple) else mismatched[0]}); the "
                               "files do not match config.json")
-    model.to(dev)
+    if device_map is None:
+        model.to(dev)
+    else:
+        weight = model.get_input_embeddings().weight
+        if weight.device.type == "meta":
+            raise ConfigError("--device-map offloads the input embedding to disk; concept tokens are mixed from it, so "
+                              "keep it on a device (map the embedding module to cpu or a GPU)")
+        dev = weight.device
+        log.info("layers placed by --device-map: %s", getattr(model, "hf_device_map", device_map))
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token_id is None:
