@@ -119,6 +119,7 @@ def think(
     from ..decoding.mixing import MixingConfig
     from ..errors import ConfigError
     from ..models import check_model_specs, load_model
+    from ..parallel import processes
     from ..reports import RunWriter
     from ..thinking import runner as R
     from ..thinking.evaluate import (
@@ -126,6 +127,7 @@ def think(
         compare_methods,
         evaluate,
         plot_summary,
+        read_all_records,
         render_report,
         summarize,
         summary_table,
@@ -155,10 +157,17 @@ def think(
         for m in names
     }
     check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
-    writer = ctx.with_resource(RunWriter("think", name=run_name, root=out_dir, resumable=True,
-                                         resume_hint="rerun the same command with --run-name {name} to resume"))
-    lm = load_model(model, device=device, dtype=dtype, device_map=device_map,
-                    max_memory=max_memory)
+    group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
+    if group.count > 1 and not run_name:
+        raise ConfigError("a data-parallel run needs --run-name: every process must write to the same run folder")
+    writer = RunWriter("think", name=run_name, root=out_dir, resumable=True,
+                       resume_hint="rerun the same command with --run-name {name} to resume")
+    if group.is_main:  # the main process owns (locks, checks, cleans) the run folder
+        ctx.with_resource(writer)
+    group.wait()
+    if not group.is_main:
+        writer.attach()
+    lm = load_model(model, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory)
     style = prompt_style(lm, marker)
     settings = {
         "benchmark": benchmark,
@@ -168,12 +177,16 @@ def think(
         "marker": style.marker,
         "methods": {m: c.model_dump(mode="json") for m, c in configs.items()},
     }
-    check_settings(writer, settings)
+    if group.is_main:
+        check_settings(writer, settings)
+    group.wait()
+    if not group.is_main:
+        check_settings(writer, settings)  # the main process saved them; a mismatch here is a bug
     writer.config = {**settings, "limit": limit, "batch_size": batch_size, "run_dir": str(writer.dir)}
 
-    done_before = {(r.get("method"), r.get("id")) for r in writer.read_records()}
+    done_before = {(r.get("method"), r.get("id")) for r in read_all_records(writer)}
     with Progress(TextColumn("{task.description:<6}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[at]}"),
-                  TimeElapsedColumn(), transient=False) as progress:
+                  TimeElapsedColumn(), transient=False, disable=not group.is_main) as progress:
         bars = {m: progress.add_task(m, total=len(tasks), completed=sum((m, t.id) in done_before for t in tasks), at="")
                 for m in names}
 
@@ -185,7 +198,9 @@ def think(
             progress.update(bars[m], advance=n, at="")
 
         records = evaluate(lm, tasks, configs, writer, style, batch_size=batch_size, on_batch=on_batch,
-                           on_step=on_step)
+                           on_step=on_step, processes=group)
+    if not group.is_main:
+        return
     summary = summarize(records, names)
     command = "vecgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     writer.save_figure(plot_summary(summary), "think.png")

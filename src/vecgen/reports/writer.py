@@ -266,6 +266,12 @@ class RunWriter:
             atomic_write_json(self.dir / _MARKER_FILE, {"command": self.command, "created": self.created})
         self._clean_leftovers()
 
+    def attach(self) -> "RunWriter":
+        """Use a folder another process of the same data-parallel run has entered (created, locked, cleaned):
+        no lock, no marker, no cleanup here. Returns ``self``."""
+        self._opened = True
+        return self
+
     def _remove_if_new_and_empty(self) -> None:
         """Remove the folder when this writer created it and it holds nothing but the writer's own files."""
         if self._made_dir and self.dir.is_dir() and all(p.name in (_LOCK_FILE, _MARKER_FILE)

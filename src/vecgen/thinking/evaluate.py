@@ -119,6 +119,7 @@ def evaluate(
     batch_size: int = 8,
     on_batch: BatchCallback | None = None,
     on_step: StepCallback | None = None,
+    processes: Any = None,
 ) -> list[ThinkRecord]:
     """Run every method on ``tasks`` in batches, appending a record per item as batches complete.
 
@@ -135,9 +136,13 @@ def evaluate(
         batch_size: prompts per batch (>= 1).
         on_batch: progress callback after each batch.
         on_step: progress callback before each decode step.
+        processes: this process's share of a data-parallel run (:class:`~vecgen.parallel.Processes`):
+            batch ``b`` (of ``batch_size`` items, as in one process) is run here when ``processes.owns(b)``,
+            and records go to ``processes.records_file``. Default: one process.
 
     Returns:
-        All records of these tasks and methods (earlier runs' included), in task order per method.
+        All records of these tasks and methods (earlier runs' included, every process's once merged), in
+        task order per method.
 
     Raises:
         ConfigError: ``batch_size < 1``.
@@ -145,8 +150,11 @@ def evaluate(
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
+    from ..parallel import Processes
+
+    processes = processes or Processes()
     marker = style.end_marker(lm.tokenizer)
-    done = {(r.get("method"), r.get("id")) for r in writer.read_records()}
+    done = {(r.get("method"), r.get("id")) for r in read_all_records(writer)}
     prompts: dict[tuple[str, bool], list[int]] = {}
 
     def prompt_ids(task: Task, direct: bool) -> list[int]:
@@ -162,6 +170,8 @@ def evaluate(
         check_context(lm, [len(prompt_ids(t, cfg.method == Method.direct)) for t in todo],
                       [think_budget(cfg, marker)] * len(todo), names=[f"item {t.id!r} ({name})" for t in todo])
     for start in range(0, len(tasks), batch_size):
+        if not processes.owns(start // batch_size):
+            continue
         chunk = tasks[start : start + batch_size]
         for name, cfg in configs.items():
             todo = [t for t in chunk if (name, t.id) not in done]
@@ -173,18 +183,57 @@ def evaluate(
             outs = run_thinking(lm, [prompt_ids(t, direct) for t in todo], cfg, marker, on_step=step_cb)
             dt = time.perf_counter() - t0
             for task, out in zip(todo, outs):
-                writer.append_record(make_record(task, name, out, dt / len(todo), dt, len(todo)))
+                writer.append_record(make_record(task, name, out, dt / len(todo), dt, len(todo)),
+                                     processes.records_file)
                 done.add((name, task.id))
             log.debug("%s: %d items in %.1f s", name, len(todo), dt)
             if on_batch is not None:
                 on_batch(name, len(todo))
     wanted = {t.id for t in tasks}
     order = {t.id: i for i, t in enumerate(tasks)}
+    methods = list(configs)
+    processes.wait()
+    if processes.is_main:  # the order a one-process run writes: batch by batch, method by method, item order
+        merge_records(writer, key=lambda d: (order.get(d.get("id"), len(order)) // batch_size,
+                                             methods.index(d["method"]) if d.get("method") in methods else len(methods),
+                                             order.get(d.get("id"), len(order))))
+    processes.wait()
     latest: dict[tuple[str, str], ThinkRecord] = {}
     for d in writer.read_records():
         if d.get("method") in configs and d.get("id") in wanted:
             latest[(d["method"], d["id"])] = ThinkRecord.from_json(d)
     return sorted(latest.values(), key=lambda r: (list(configs).index(r.method), order[r.id]))
+
+
+def _rank_files(writer: Any) -> list[Any]:
+    return sorted(writer.dir.glob("records.rank*.jsonl"))
+
+
+def read_all_records(writer: Any) -> list[dict[str, Any]]:
+    """Records of ``records.jsonl`` and of every process's ``records.rank<i>.jsonl`` (a data-parallel run,
+    possibly interrupted before its merge)."""
+    rows = list(writer.read_records())
+    for path in _rank_files(writer):
+        rows += list(writer.read_records(path.name))
+    return rows
+
+
+def merge_records(writer: Any, key: Callable[[dict[str, Any]], Any] | None = None) -> None:
+    """Fold every ``records.rank<i>.jsonl`` into ``records.jsonl`` (atomically; each (method, id) once, sorted
+    by ``key`` when given, stably) and remove them. No-op when there are none (one-process runs)."""
+    ranks = _rank_files(writer)
+    if not ranks:
+        return
+    from ..io import atomic_write_text
+
+    merged: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for d in read_all_records(writer):
+        merged.setdefault((d.get("method"), d.get("id")), d)
+    rows = sorted(merged.values(), key=key) if key is not None else list(merged.values())
+    lines = [json.dumps(d, ensure_ascii=False) + "\n" for d in rows]
+    atomic_write_text(writer.path("records.jsonl"), "".join(lines))
+    for path in ranks:
+        path.unlink()
 
 
 @dataclass

@@ -1,0 +1,78 @@
+"""Data-parallel runs: ``torchrun --nproc_per_node 2 -m vecgen think`` (gloo on this CPU) gives the records a
+one-process run gives, and a run interrupted on two processes resumes on one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ARGS = ["think", "-b", "gsm8k", "--limit", "8", "--batch-size", "2", "--max-think-tokens", "12",
+        "--methods", "direct,cot,soft"]
+TIMED = ("seconds", "batch_seconds")
+
+
+def _run(argv, nproc=1):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1 else \
+        [sys.executable]
+    out = subprocess.run([*launcher, "-m", "vecgen", *map(str, argv)], capture_output=True, text=True, timeout=600,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def _records(run: Path):
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMED}
+            for line in (run / "records.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dp")
+    _run([*ARGS, "-m", tiny_model_dir("qwen2"), "--out-dir", root, "--run-name", "one"])
+    return root / "one"
+
+
+def test_two_processes_write_what_one_process_writes(one_process_run, tiny_model_dir, tmp_path):
+    _run([*ARGS, "-m", tiny_model_dir("qwen2"), "--out-dir", tmp_path, "--run-name", "two"], nproc=2)
+    two = tmp_path / "two"
+    assert _records(two) == _records(one_process_run)  # same items, answers, traces, order
+    assert sorted(p.name for p in two.iterdir() if p.name.startswith("records")) == ["records.jsonl"]
+    a = json.loads((one_process_run / "results.json").read_text())["results"]
+    b = json.loads((two / "results.json").read_text())["results"]
+    for method in a:
+        for key in ("n", "correct", "accuracy", "no_answer", "mean_think_tokens", "stop_reasons"):
+            assert a[method][key] == b[method][key], (method, key)
+
+
+def test_an_interrupted_two_process_run_resumes_on_one(one_process_run, tiny_model_dir, tmp_path):
+    """Two processes stopped before their merge: process 0 finished batches 0 and 2, process 1 batch 1; batch 3
+    never ran. One process picks the run up, runs only batch 3, merges, and ends with the one-process records."""
+    full = [json.loads(line) for line in (one_process_run / "records.jsonl").read_text().splitlines()]
+    ids = [r["id"] for r in full if r["method"] == "direct"]
+    batch = {i: n // 2 for n, i in enumerate(ids)}
+    run = tmp_path / "resumed"
+    run.mkdir()
+    shutil.copy(one_process_run / "settings.json", run / "settings.json")
+    for rank, batches in ((0, {0, 2}), (1, {1})):
+        lines = [json.dumps(r) + "\n" for r in full if batch[r["id"]] in batches]
+        (run / f"records.rank{rank}.jsonl").write_text("".join(lines))
+    out = _run([*ARGS, "-m", tiny_model_dir("qwen2"), "--out-dir", tmp_path, "--run-name", "resumed"])
+    assert _records(run) == _records(one_process_run)
+    assert not list(run.glob("records.rank*.jsonl"))
+    assert "direct" in out.stdout
+
+
+def test_processes_share_batches_round_robin():
+    from vecgen.parallel import Processes
+
+    shares = [[b for b in range(7) if Processes(i, 3).owns(b)] for i in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert Processes().records_file == "records.jsonl" and Processes(1, 2).records_file == "records.rank1.jsonl"
