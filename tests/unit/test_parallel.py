@@ -76,3 +76,22 @@ def test_processes_share_batches_round_robin():
     shares = [[b for b in range(7) if Processes(i, 3).owns(b)] for i in range(3)]
     assert shares == [[0, 3, 6], [1, 4], [2, 5]]
     assert Processes().records_file == "records.jsonl" and Processes(1, 2).records_file == "records.rank1.jsonl"
+
+
+def test_concept_on_two_processes_equals_one(tiny_model_dir, tmp_path):
+    """Prompts are shared round robin; the main process gathers the records and vectors in one-process order.
+    (``-N``, not ``--n``: torchrun's own parser takes ``--n`` for one of its options.)"""
+    import torch
+
+    args = ["concept", "-m", tiny_model_dir("qwen2"), "-N", "2,3", "--methods", "nearest,direct",
+            "--out-dir", tmp_path]
+    _run([*args, "--run-name", "one"])
+    _run([*args, "--run-name", "two"], nproc=2)
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    one = [strip(json.loads(x)) for x in (tmp_path / "one" / "records.jsonl").read_text().splitlines()]
+    two = [strip(json.loads(x)) for x in (tmp_path / "two" / "records.jsonl").read_text().splitlines()]
+    assert len(one) == 6 and one == two
+    va, vb = (torch.load(tmp_path / run / "vectors.pt") for run in ("one", "two"))
+    assert {m: list(p) for m, p in va.items()} == {m: list(p) for m, p in vb.items()}
+    assert all(torch.equal(va[m][p], vb[m][p]) for m in va for p in va[m])
+    assert not list((tmp_path / "two").glob("records.rank*"))

@@ -109,3 +109,22 @@ def build_sampling(preset, config, *, defaults=None, **flags):
     from ..config import SamplingConfig
 
     return SamplingConfig.create(preset=preset, config_file=config, defaults=defaults, **flags)
+
+
+def enter_run(ctx, writer, group, run_name):
+    """Enter ``writer``'s run folder for this process of a (possibly data-parallel) run: the main process
+    owns it (``ctx.with_resource``: lock, checks, cleanup); the others attach once it has.
+
+    Raises:
+        ConfigError: a data-parallel run without ``--run-name`` (each process would pick its own folder).
+    """
+    if group.count > 1 and not run_name:
+        from ..errors import ConfigError
+
+        raise ConfigError("a data-parallel run needs --run-name: every process must write to the same run folder")
+    if group.is_main:
+        ctx.with_resource(writer)
+    group.wait()
+    if not group.is_main:
+        writer.attach()
+    return writer

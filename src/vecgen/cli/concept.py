@@ -31,6 +31,7 @@ from .common import (
     TopKOpt,
     TopPOpt,
     build_sampling,
+    enter_run,
 )
 
 
@@ -132,6 +133,7 @@ def concept(
     from ..decoding.mixing import MixingConfig
     from ..errors import NonFiniteError
     from ..models import check_model_specs, load_model
+    from ..parallel import processes
     from ..reports import RunWriter
 
     sampling = build_sampling(preset, config, defaults=CONCEPT_SAMPLING_DEFAULTS, temperature=temperature,
@@ -149,29 +151,33 @@ def concept(
         for spec in specs:
             check_methods(_TokenizerOnly(spec, load_tokenizer(spec)), ["instruction"])
     check_model_specs(specs, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
-    writer = ctx.with_resource(RunWriter("concept", name=run_name, root=out_dir, resumable=False,
-                                         config={"concept": cfg, "models": specs, "device": device, "dtype": dtype}))
-    console = Console()
+    group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
+    writer = enter_run(ctx, RunWriter("concept", name=run_name, root=out_dir, resumable=False,
+                                      config={"concept": cfg, "models": specs, "device": device, "dtype": dtype}),
+                       group, run_name)
+    console = Console(quiet=not group.is_main)
     console.print(f"vecgen concept → {escape(str(writer.dir))}", highlight=False)
     run = ConceptRun([], [], [], {}, {})
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, disable=not group.is_main) as bar:
         task = bar.add_task("loading", total=total_steps(cfg, len(specs)))
 
         def load(spec: str):
             bar.update(task, description=f"loading {spec}")
-            return load_model(spec, device=device, dtype=dtype, device_map=device_map,
-                    max_memory=max_memory)
+            return load_model(spec, device=group.device(device), dtype=dtype, device_map=device_map,
+                              max_memory=max_memory)
 
         def on_prompt(records):
             bar.console.print(escape(format_prompt_records(records)), highlight=False, soft_wrap=True)
 
         try:
             run_concept(specs, cfg, load=load, writer=writer, into=run, on_prompt=on_prompt,
-                        progress=lambda k, what: bar.update(task, advance=k, description=what))
+                        progress=lambda k, what: bar.update(task, advance=k, description=what), processes=group)
         except NonFiniteError as exc:
             write_outputs(run, cfg, writer, status="failed", error=str(exc))
             raise
+    if not group.is_main:
+        return
     write_outputs(run, cfg, writer)
     for note in run.notes:
         console.print(f"note: {escape(note)}", highlight=False)

@@ -29,6 +29,7 @@ from .common import (
     TopKOpt,
     TopPOpt,
     build_sampling,
+    enter_run,
 )
 
 _METHODS = ("direct", "cot", "soft", "hidden")
@@ -158,15 +159,9 @@ def think(
     }
     check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
-    if group.count > 1 and not run_name:
-        raise ConfigError("a data-parallel run needs --run-name: every process must write to the same run folder")
-    writer = RunWriter("think", name=run_name, root=out_dir, resumable=True,
-                       resume_hint="rerun the same command with --run-name {name} to resume")
-    if group.is_main:  # the main process owns (locks, checks, cleans) the run folder
-        ctx.with_resource(writer)
-    group.wait()
-    if not group.is_main:
-        writer.attach()
+    writer = enter_run(ctx, RunWriter("think", name=run_name, root=out_dir, resumable=True,
+                                      resume_hint="rerun the same command with --run-name {name} to resume"),
+                       group, run_name)
     lm = load_model(model, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory)
     style = prompt_style(lm, marker)
     settings = {

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -272,6 +273,7 @@ def run_concept(
     progress: ProgressFn | None = None,
     on_prompt: PromptDoneFn | None = None,
     into: ConceptRun | None = None,
+    processes: Any = None,
 ) -> ConceptRun:
     """Run the concept-token protocol on each model in turn (one model in memory at a time).
 
@@ -284,12 +286,19 @@ def run_concept(
         on_prompt: called with the records of each finished prompt (console output).
         into: an empty :class:`ConceptRun` to fill (so a caller still has the finished part when an
             error stops the run); a new one by default.
+        processes: this process's share of a data-parallel run (:class:`~vecgen.parallel.Processes`): prompt
+            ``i`` runs here when ``processes.owns(i)`` (each prompt's sampling is seeded on its own, so the
+            split changes nothing), records go to ``processes.records_file``, and at the end the main
+            process gathers every share into the run a single process makes (other processes keep theirs).
 
     Raises:
         ConfigError: no models; bad prompts.
         NoChatTemplateError: ``instruction`` requested for a model without a chat template.
         NonFiniteError: NaN/inf; the message names the model, the prompt and the step.
     """
+    from ..parallel import Processes
+
+    processes = processes or Processes()
     if not models:
         raise ConfigError("no models given")
     if load is None:
@@ -311,6 +320,8 @@ def run_concept(
         run.vectors[lm.name] = {}
         prefix_cache: dict = {}
         for i, prompt in enumerate(config.prompts):
+            if not processes.owns(i):
+                continue
             try:
                 records, vectors = run_prompt(lm, prompt, i, config, methods, allowed=allowed, progress=progress,
                                               prefix_cache=prefix_cache)
@@ -325,7 +336,7 @@ def run_concept(
             run.vectors[lm.name][prompt] = vectors
             for rec in records:
                 if writer is not None:
-                    writer.append_record(rec)
+                    writer.append_record(rec, processes.records_file)
                 run.records.append(rec)
             if on_prompt is not None:
                 on_prompt(records)
@@ -333,6 +344,35 @@ def run_concept(
         if isinstance(spec, str):
             del lm
             gc.collect()
+    if processes.count > 1:
+        _gather(run, config, writer, processes)
     return run
+
+
+def _gather(run: ConceptRun, config: ConceptConfig, writer: Any, processes: Any) -> None:
+    """Main process: fold every process's share into ``run`` in one-process order; rewrite ``records.jsonl``
+    from it and remove the per-process files."""
+    from accelerate.utils import gather_object
+
+    shares = gather_object([(run.records, run.vectors, run.notes, run.seconds)])
+    processes.wait()
+    if not processes.is_main:
+        return
+    models = [m["name"] for m in run.models]
+    run.records[:] = sorted((r for records, _, _, _ in shares for r in records),
+                            key=lambda r: (models.index(r.model), r.prompt_index, r.n))
+    order = {p: i for i, p in enumerate(config.prompts)}
+    for name in models:
+        merged = {p: v for _, vectors, _, _ in shares for p, v in vectors.get(name, {}).items()}
+        run.vectors[name] = dict(sorted(merged.items(), key=lambda kv: order[kv[0]]))
+        run.seconds[name] = max(seconds.get(name, 0.0) for _, _, _, seconds in shares)
+    run.notes[:] = list(dict.fromkeys(n for _, _, notes, _ in shares for n in notes))
+    if writer is not None:
+        from ..io import atomic_write_text, to_jsonable
+
+        atomic_write_text(writer.path("records.jsonl"),
+                          "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in run.records))
+        for path in writer.dir.glob("records.rank*.jsonl"):
+            path.unlink()
 
 
