@@ -95,3 +95,16 @@ def test_concept_on_two_processes_equals_one(tiny_model_dir, tmp_path):
     assert {m: list(p) for m, p in va.items()} == {m: list(p) for m, p in vb.items()}
     assert all(torch.equal(va[m][p], vb[m][p]) for m in va for p in va[m])
     assert not list((tmp_path / "two").glob("records.rank*"))
+
+
+def test_soft_prompt_eval_on_two_processes_equals_one(tiny_model_dir, tmp_path):
+    _run(["softprompt", "train", "-m", tiny_model_dir("qwen2"), "--episodes", "2", "--eval-interval", "2",
+          "--eval-size", "4", "--eval-batch-size", "2", "--max-new-tokens", "4", "--out-dir", tmp_path,
+          "--run-name", "t"])
+    args = ["softprompt", "eval", "-c", tmp_path / "t", "--eval-size", "7", "-n", "4", "--out-dir", tmp_path]
+    _run([*args, "--run-name", "one"])
+    _run([*args, "--run-name", "two"], nproc=2)
+    one, two = (json.loads((tmp_path / r / "results.json").read_text())["results"] for r in ("one", "two"))
+    assert one["soft_prompt"] == two["soft_prompt"] and one["baseline"] == two["baseline"]
+    assert one["soft_prompt"]["n"] == 7
+    assert (tmp_path / "one" / "eval_records.jsonl").read_text() == (tmp_path / "two" / "eval_records.jsonl").read_text()

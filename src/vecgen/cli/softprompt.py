@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceMapOpt, DeviceOpt, DtypeOpt, MaxMemoryOpt, OutDirOpt
+from .common import DeviceMapOpt, DeviceOpt, DtypeOpt, MaxMemoryOpt, OutDirOpt, enter_run
 
 softprompt_app = typer.Typer(
     name="softprompt",
@@ -147,16 +147,20 @@ def eval_cmd(
     from rich.table import Table
 
     from ..models import load_model
+    from ..parallel import processes
     from ..reports import RunWriter
     from ..softprompt import evaluate_checkpoint, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     spec = _checkpoint_model(ckpt, model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
-    writer = ctx.with_resource(RunWriter("softprompt-eval", name=run_name, root=out_dir, resumable=False))
-    lm = load_model(spec, device=device, dtype=dtype, device_map=device_map,
-                    max_memory=max_memory)
+    group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
+    writer = enter_run(ctx, RunWriter("softprompt-eval", name=run_name, root=out_dir, resumable=False), group,
+                       run_name)
+    lm = load_model(spec, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory)
     out = evaluate_checkpoint(lm, ckpt, eval_size=eval_size, seed=seed, difficulty=difficulty,
-                              max_new_tokens=max_new_tokens)
+                              max_new_tokens=max_new_tokens, processes=group, show_progress=group.is_main)
+    if not group.is_main:
+        return
     writer.config = {**out["config"], "checkpoint": str(checkpoint)}
     for label, rows in out.pop("rows").items():
         for row in rows:

@@ -182,24 +182,39 @@ def evaluate(
     config: TrainConfig,
     *,
     on_batch: Callable[[int], None] | None = None,
+    processes: Any = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Answer ``items`` greedily, with the soft prompt or (``soft=None``) without.
+
+    With ``processes`` (:class:`~vecgen.parallel.Processes`, a data-parallel run) batch ``b`` of
+    ``config.eval_batch_size`` items is answered by process ``b mod N`` and every process gets all rows back
+    (in item order), so the summary is the one-process summary.
 
     Returns:
         ``(summary, rows)``: summary ``{"accuracy", "correct", "n", "per_family": {name: {...}}}``;
         one row per item (family, index, question, answer, response, extracted, correct).
     """
+    from ..parallel import Processes
+
+    processes = processes or Processes()
     vectors = None if soft is None else soft.vectors.detach()
-    rows: list[dict[str, Any]] = []
+    indexed: list[tuple[int, dict[str, Any]]] = []
     for start in range(0, len(items), config.eval_batch_size):
+        if not processes.owns(start // config.eval_batch_size):
+            continue
         chunk = items[start : start + config.eval_batch_size]
         prompts = [assemble(_parts(lm, it, config), vectors, config.placement) for it in chunk]
-        for item, response in zip(chunk, respond(lm, prompts, max_new_tokens=config.max_new_tokens)):
+        for j, (item, response) in enumerate(zip(chunk, respond(lm, prompts, max_new_tokens=config.max_new_tokens))):
             verdict = check_answer(item, response)
-            rows.append({**item.brief(), "response": response, "extracted": verdict.extracted,
-                         "correct": verdict.correct})
+            indexed.append((start + j, {**item.brief(), "response": response, "extracted": verdict.extracted,
+                                        "correct": verdict.correct}))
         if on_batch is not None:
             on_batch(len(chunk))
+    if processes.count > 1:
+        from accelerate.utils import gather_object
+
+        indexed = gather_object(indexed)
+    rows = [row for _, row in sorted(indexed, key=lambda x: x[0])]
     return _accuracy_table(rows, config.families), rows
 
 
@@ -519,12 +534,13 @@ def train(
 
 
 def evaluate_checkpoint(
-    lm: Any, checkpoint: dict[str, Any], *, show_progress: bool = True, **overrides: Any
+    lm: Any, checkpoint: dict[str, Any], *, show_progress: bool = True, processes: Any = None, **overrides: Any
 ) -> dict[str, Any]:
     """Held-out accuracy of a checkpoint's soft prompt and of the same model without it.
 
     Args:
         checkpoint: from :func:`load_checkpoint`.
+        processes: share the items over a data-parallel run (see :func:`evaluate`).
         overrides: ``eval_size``, ``seed``, ``difficulty``, ``max_new_tokens``, ``eval_batch_size`` (None =
             the checkpoint's).
 
@@ -544,7 +560,7 @@ def evaluate_checkpoint(
     with _progress(show_progress) as progress:
         for label, prompt in (("soft_prompt", soft), ("baseline", None)):
             task = None if progress is None else progress.add_task(label.replace("_", " "), total=len(items), info="")
-            summary, rows = evaluate(lm, items, prompt, config,
+            summary, rows = evaluate(lm, items, prompt, config, processes=processes,
                                      on_batch=None if task is None else (lambda n, t=task: progress.advance(t, n)))
             out[label] = summary
             out.setdefault("rows", {})[label] = rows
