@@ -20,8 +20,9 @@ TIMED = ("seconds", "batch_seconds")
 def _run(argv, nproc=1):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1 else \
-        [sys.executable]
+    launcher = [sys.executable]
+    if nproc > 1:  # --standalone: a local rendezvous on a free port (no clash with other jobs on 29500)
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     out = subprocess.run([*launcher, "-m", "vecgen", *map(str, argv)], capture_output=True, text=True, timeout=600,
                          env=env)
     assert out.returncode == 0, out.stderr[-3000:]
