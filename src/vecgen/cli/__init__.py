@@ -167,16 +167,18 @@ def main(argv: list[str] | None = None) -> None:
             # a full disk, a quota, a read-only or forbidden path: the machine's state, not vecgen's bug
             where = f" ({exc.filename})" if exc.filename else ""
             _error(f"{exc.strerror}{where}; free some space or choose another --out-dir or path")
-            sys.exit(2)
-        from ..backends.contract import ContractError
+            code = 2
+        else:
+            from ..backends.contract import ContractError
 
-        if not isinstance(exc, ContractError):
-            import traceback
+            if not isinstance(exc, ContractError):
+                import traceback
 
-            traceback.print_exc()
-        _stderr_console().print(f"[bold red]internal error (a bug in vecgen, not in your input; please report it):[/] "
-                                f"{escape(f'{type(exc).__name__}: {exc}')}", highlight=False, soft_wrap=True)
-        code = 1
+                traceback.print_exc()
+            _stderr_console().print(f"[bold red]internal error (a bug in vecgen, not in your input; please report "
+                                    f"it):[/] {escape(f'{type(exc).__name__}: {exc}')}", highlight=False,
+                                    soft_wrap=True)
+            code = 1
     if code == 130:
         _interrupted()
     sys.exit(code)
