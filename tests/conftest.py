@@ -90,3 +90,29 @@ def tiny_lm(tiny_model_dir):
 def default_lm():
     """The real embedded default model (Qwen2.5-Coder-0.5B-Instruct), float32 on the CPU."""
     return load_model("default", device="cpu", dtype="float32", show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_llamacpp(tiny_lm, tmp_path_factory):
+    """Factory: ``tiny_llamacpp("qwen2")`` → the tiny random model of ``tiny_lm`` exported as an F32 GGUF
+    (``tests/gguf_export.py``) and loaded on llama.cpp with an F32 KV cache and flash attention off (exact
+    inputs to attention). Skips, printing why, where llama-cpp-python is not installed."""
+    loaded = {}
+
+    def make(family: str = "qwen2"):
+        import importlib.util
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            pytest.skip("llama-cpp-python is not installed (pip install -e '.[llamacpp]')")
+        if family not in loaded:
+            from gguf_export import export_gguf
+
+            from vecgen.backends.llamacpp import LlamaCppOptions
+
+            hf = tiny_lm(family)
+            path = export_gguf(hf.model, hf.tokenizer, tmp_path_factory.mktemp(f"gguf-{family}") / f"tiny-{family}.gguf")
+            loaded[family] = load_model(str(path), backend="llamacpp", show_progress=False, llamacpp=LlamaCppOptions(
+                n_threads=2, n_ctx=4096, flash_attn="off", kv_type="f32"))
+        return loaded[family]
+
+    return make

@@ -1,7 +1,10 @@
 """The backend contract suite: every backend × tiny random family (vecgen.backends.contract).
 
-Backends: ``transformers`` (any family transformers has) and ``reference`` (vecgen's own Qwen2/Qwen3
-forward pass, the families it implements). Families: qwen2, qwen3, llama, gpt2 (learned positions) and
+Backends: ``transformers`` (any family transformers has), ``reference`` (vecgen's own Qwen2/Qwen3
+forward pass, the families it implements) and ``llamacpp`` (llama.cpp on the same tiny Qwen2/Qwen3 weights
+exported as an F32 GGUF file, run with an F32 KV cache and without flash attention, whose CPU kernel works in
+float16: then its logits agree with transformers' to about 3e-7; skipped, with the reason printed, where
+llama-cpp-python is not installed). Families: qwen2, qwen3, llama, gpt2 (learned positions) and
 gemma3 (scaled input embeddings ``sqrt(d)·E[i]``, a sliding-window layer). A new backend is added to
 ``CASES`` and must pass every test here.
 
@@ -13,6 +16,8 @@ random models, 2 layers).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -28,7 +33,7 @@ from vecgen.thinking.runner import ThinkConfig, run_thinking
 from reference_decoding import hf_greedy, reference_cot
 
 CASES = [("transformers", f) for f in ("qwen2", "qwen3", "llama", "gpt2", "gemma3")] + [
-    ("reference", f) for f in ("qwen2", "qwen3")]
+    ("reference", f) for f in ("qwen2", "qwen3")] + [("llamacpp", f) for f in ("qwen2", "qwen3")]
 IDS = [f"{b}-{f}" for b, f in CASES]
 TOL = dict(atol=1e-5, rtol=1e-4)
 GREEDY = SamplingConfig()
@@ -37,21 +42,23 @@ TEXTS = ["Hello there", "A much longer prompt than the first one is", "Hi"]
 
 
 @pytest.fixture(params=CASES, ids=IDS)
-def case(request, tiny_lm):
+def case(request, tiny_lm, tiny_llamacpp):
     """``(lm, hf_lm)``: the model under ``backend``, and the same weights under transformers."""
     backend, family = request.param
     hf = tiny_lm(family)
     if backend == "transformers":
         return hf, hf
+    if backend == "llamacpp":
+        return tiny_llamacpp(family), hf
     from vecgen.reference import from_transformers
 
     return hf.with_model(from_transformers(hf)), hf
 
 
-def test_backend_satisfies_the_protocol(case):
+def test_backend_satisfies_the_protocol(case, request):
     lm, hf = case
     assert isinstance(lm.backend, Backend)
-    assert lm.backend.name == ("transformers" if lm is hf else "reference")
+    assert lm.backend.name == request.node.callspec.id.split("-")[0]
     assert lm.backend.hidden_size == lm.hidden_size and lm.backend.vocab_rows == lm.vocab_rows
 
 
@@ -233,8 +240,7 @@ def test_allowed_mask_and_finiteness_hold_in_thinking_mode(case):
                 state.logits = torch.full_like(state.logits, float("nan"))
             return state
 
-    bad = lm.with_model(lm.model)
-    bad.backend = NaNLogits(lm.backend)
+    bad = dataclasses.replace(lm, backend=NaNLogits(lm.backend))
     with pytest.raises(NonFiniteError, match="at step 2 for prompt 0") as err:
         run_thinking(bad, ids, cfg, marker)
     assert err.value.step == 2 and err.value.row == 0

@@ -8,6 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    BackendOpt,
+    NCtxOpt,
+    ThreadsOpt,
+    backend_options,
     DeviceMapOpt,
     MaxMemoryOpt,
     BetaOpt,
@@ -112,6 +116,9 @@ def concept(
     dtype: DtypeOpt = "auto",
     device_map: DeviceMapOpt = None,
     max_memory: MaxMemoryOpt = None,
+    backend: BackendOpt = "auto",
+    threads: ThreadsOpt = None,
+    n_ctx: NCtxOpt = None,
 ) -> None:
     """Generate N concept tokens per prompt, show their top weights and translate them back into text.
 
@@ -150,10 +157,12 @@ def concept(
 
         for spec in specs:
             check_methods(_TokenizerOnly(spec, load_tokenizer(spec)), ["instruction"])
-    check_model_specs(specs, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
+    llamacpp = backend_options(backend, threads, n_ctx)
+    check_model_specs(specs, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory, backend=backend)
     group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
     writer = enter_run(ctx, RunWriter("concept", name=run_name, root=out_dir, resumable=False,
-                                      config={"concept": cfg, "models": specs, "device": device, "dtype": dtype}),
+                                      config={"concept": cfg, "models": specs, "device": device, "dtype": dtype,
+                                              "backend": backend}),
                        group, run_name)
     console = Console(quiet=not group.is_main)
     console.print(f"vecgen concept → {escape(str(writer.dir))}", highlight=False)
@@ -165,7 +174,7 @@ def concept(
         def load(spec: str):
             bar.update(task, description=f"loading {spec}")
             return load_model(spec, device=group.device(device), dtype=dtype, device_map=device_map,
-                              max_memory=max_memory)
+                              max_memory=max_memory, backend=backend, llamacpp=llamacpp)
 
         def on_prompt(records):
             bar.console.print(escape(format_prompt_records(records)), highlight=False, soft_wrap=True)

@@ -7,6 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    BackendOpt,
+    NCtxOpt,
+    ThreadsOpt,
+    backend_options,
     DeviceMapOpt,
     MaxMemoryOpt,
     ConfigOpt,
@@ -43,6 +47,9 @@ def generate(
     dtype: DtypeOpt = "auto",
     device_map: DeviceMapOpt = None,
     max_memory: MaxMemoryOpt = None,
+    backend: BackendOpt = "auto",
+    threads: ThreadsOpt = None,
+    n_ctx: NCtxOpt = None,
     english_only: EnglishOnlyOpt = False,
     truncate_prompt: Annotated[bool, typer.Option(
         "--truncate-prompt", help="When the prompt plus --max-new-tokens exceeds the model's context, keep the "
@@ -63,8 +70,9 @@ def generate(
         from ..errors import ConfigError
 
         raise ConfigError("empty prompt: give some text to continue, e.g. \"The capital of France is\"")
-    lm = load_model(model, device=device, dtype=dtype, device_map=device_map,
-                    max_memory=max_memory)
+    llamacpp = backend_options(backend, threads, n_ctx)
+    lm = load_model(model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory, backend=backend,
+                    llamacpp=llamacpp)
     text = format_prompt(lm.tokenizer, prompt, chat=chat, system=system)
     ids = lm.encode(text)
     if truncate_prompt:

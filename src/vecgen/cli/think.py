@@ -8,6 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
+    BackendOpt,
+    NCtxOpt,
+    ThreadsOpt,
+    backend_options,
     DeviceMapOpt,
     MaxMemoryOpt,
     BetaOpt,
@@ -103,6 +107,9 @@ def think(
     dtype: DtypeOpt = "auto",
     device_map: DeviceMapOpt = None,
     max_memory: MaxMemoryOpt = None,
+    backend: BackendOpt = "auto",
+    threads: ThreadsOpt = None,
+    n_ctx: NCtxOpt = None,
 ) -> None:
     """Compare answering directly, discrete chain-of-thought, soft thinking (concept tokens) and, on request,
     hidden-state thinking on the same benchmark items. Writes runs/<name>/records.jsonl (one line per item and method, as it goes;
@@ -157,12 +164,15 @@ def think(
                                 mixing=mixing, **limits)
         for m in names
     }
-    check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
+    llamacpp = backend_options(backend, threads, n_ctx)
+    check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
+                      backend=backend)
     group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
     writer = enter_run(ctx, RunWriter("think", name=run_name, root=out_dir, resumable=True,
                                       resume_hint="rerun the same command with --run-name {name} to resume"),
                        group, run_name)
-    lm = load_model(model, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory)
+    lm = load_model(model, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory,
+                    backend=backend, llamacpp=llamacpp)
     style = prompt_style(lm, marker)
     settings = {
         "benchmark": benchmark,
@@ -172,6 +182,8 @@ def think(
         "marker": style.marker,
         "methods": {m: c.model_dump(mode="json") for m, c in configs.items()},
     }
+    if lm.backend.name != "transformers":  # runs of older versions (transformers only) stay resumable
+        settings["backend"] = lm.backend.name
     if group.is_main:
         check_settings(writer, settings)
     group.wait()

