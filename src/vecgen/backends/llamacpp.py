@@ -130,6 +130,8 @@ class LlamaCppOptions:
     flash_attn: str = "auto"
     n_gpu_layers: int = -1
     kv_type: str = "f16"
+    kv_unified: bool = True
+    n_seq_max: int = 256
 
     def check(self) -> None:
         """Raises: ConfigError naming the bad option."""
@@ -250,7 +252,7 @@ class LlamaCppBackend:
         self.n_threads = options.n_threads or default_threads()
         train_ctx = int(lib.llama_model_n_ctx_train(self._model))
         self.n_ctx = options.n_ctx or min(context_length or train_ctx or 4096, 32768)
-        self.n_seq_max = 256  # llama.cpp's LLAMA_MAX_SEQ: rows, cached prefixes and forks alive at once
+        self.n_seq_max = options.n_seq_max  # at most llama.cpp's LLAMA_MAX_SEQ (256): rows, prefixes, forks alive
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = self.n_ctx
         cparams.n_batch = options.n_batch
@@ -258,7 +260,7 @@ class LlamaCppBackend:
         cparams.n_seq_max = self.n_seq_max
         cparams.n_threads = self.n_threads
         cparams.n_threads_batch = self.n_threads
-        cparams.kv_unified = True
+        cparams.kv_unified = options.kv_unified
         cparams.no_perf = True
         cparams.flash_attn_type = {"auto": -1, "off": 0, "on": 1}[options.flash_attn]
         cparams.type_k = cparams.type_v = {"f16": 1, "f32": 0}[options.kv_type]  # GGML_TYPE_F16 / GGML_TYPE_F32
@@ -270,7 +272,9 @@ class LlamaCppBackend:
         self._mem = lib.llama_get_memory(self._ctx)
         self._embeddings_on = False
         self._free = list(range(self.n_seq_max - 1, -1, -1))  # pop() hands out 0, 1, 2, ...
-        self._batch = _NativeBatch(lib, options.n_batch, self.hidden_size)
+        # llama.cpp caps the batch at n_ctx; a llama_decode call of more inputs than it took aborts the process
+        self.n_batch = int(lib.llama_n_batch(self._ctx))
+        self._batch = _NativeBatch(lib, self.n_batch, self.hidden_size)
         self._inv_scale = 1.0 / self.embed_scale
         weakref.finalize(self, LlamaCppBackend._free_native, lib, self._ctx, self._model)
 
@@ -432,7 +436,7 @@ class LlamaCppBackend:
         """Settings for results files: threads, context, batch, flash attention, llama-cpp-python version."""
         from importlib.metadata import version
 
-        return {"n_threads": self.n_threads, "n_ctx": self.n_ctx, "n_batch": self.options.n_batch,
+        return {"n_threads": self.n_threads, "n_ctx": self.n_ctx, "n_batch": self.n_batch,
                 "flash_attn": self.options.flash_attn, "kv_type": self.options.kv_type, "llama_cpp_python": version("llama-cpp-python"),
                 "weights_bytes": os.path.getsize(self.gguf_path), "bits_per_weight":
                 round(8 * os.path.getsize(self.gguf_path) / max(self.n_params, 1), 3)}

