@@ -13,14 +13,15 @@ noise hits both alike (the ratio is of medians):
   sampling of :data:`vecgen.thinking.runner.SOFT_THINKING_SAMPLING`), no stop token. Reported: prefill seconds, decode
   tokens/s with the prefill excluded (``B · steps / (total − prefill)``) and included.
 * ``think``: ``--think-items`` GSM8K questions through the ``soft`` thinking method (prompt, concept tokens until the
-  marker, Cold Stop or the budget, forced marker, answer) in batches of 8; end to end (prefill included) in items/min.
+  marker, Cold Stop or the budget, forced marker, answer) in batches of 8; end to end (prefill included) in items/min;
+  once per backend (first round), as it takes minutes.
 * the command ``vecgen think --methods soft --limit N`` once per backend in a subprocess (model loading included).
 
 Both backends run with the same explicit thread count (``torch.set_num_threads`` and llama.cpp's ``n_threads``):
 on a busy 2-core machine OpenMP oversubscription otherwise slows transformers many-fold.
 
 Memory: each backend loads and runs the ``soft`` workload once in a fresh subprocess; its peak RSS
-(``ru_maxrss``, loading included) is reported.
+(``VmHWM``, loading included) is reported.
 
 Bandwidth bound: at batch 1 a decode step reads every weight once (the input embedding excepted: a few rows). The
 bound is ``bandwidth / bytes per token``, with the bandwidth measured here by copying a 512 MiB array (read + write).
@@ -127,7 +128,19 @@ def bytes_per_token(lm) -> int:
 def child(args) -> None:
     lm = load(args.child, args.model, args.threads)
     soft_decode(lm, 8, args.steps)
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (``VmHWM``; ``ru_maxrss`` would carry the parent's peak across exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def command_seconds(backend: str, args) -> float:
@@ -168,7 +181,7 @@ def main() -> None:
         for name, lm in lms.items():
             for n in batches:
                 runs[name][f"soft_b{n}"].append(soft_decode(lm, n, args.steps))
-            if r == 0 or args.rounds <= 3:
+            if r == 0:  # minutes per backend: once, in the alternating order
                 runs[name]["think"].append(think(lm, args.think_items))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 

@@ -5,6 +5,8 @@ implements it and passes the contract test suite (``tests/contract``).
 
 * :class:`~vecgen.backends.transformers.TransformersBackend` — transformers models (``DynamicCache``)
   and vecgen's reference model (its own :class:`~vecgen.reference.model.KVCache`).
+* :class:`~vecgen.backends.llamacpp.LlamaCppBackend` — a GGUF file run by llama.cpp (optional extra
+  ``vecgen[llamacpp]``; import :mod:`vecgen.backends.llamacpp`, or ``load_model(..., backend="llamacpp")``).
 """
 
 from .contract import Backend, Batch, ContractError, DecodeState, Prompt, Segment, build_batch

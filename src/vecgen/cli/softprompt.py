@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceMapOpt, DeviceOpt, DtypeOpt, MaxMemoryOpt, OutDirOpt, enter_run
+from .common import (
+    BackendOpt,
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    MaxMemoryOpt,
+    NCtxOpt,
+    OutDirOpt,
+    ThreadsOpt,
+    backend_options,
+    enter_run,
+)
 
 softprompt_app = typer.Typer(
     name="softprompt",
@@ -140,6 +151,9 @@ def eval_cmd(
     dtype: DtypeOpt = "auto",
     device_map: DeviceMapOpt = None,
     max_memory: MaxMemoryOpt = None,
+    backend: BackendOpt = "auto",
+    threads: ThreadsOpt = None,
+    n_ctx: NCtxOpt = None,
 ) -> None:
     """Held-out accuracy of a checkpoint's soft prompt next to the same model without it (per family).
     Writes runs/<name>/results.json and eval_records.jsonl."""
@@ -151,12 +165,15 @@ def eval_cmd(
     from ..reports import RunWriter
     from ..softprompt import evaluate_checkpoint, load_checkpoint
 
+    llamacpp = backend_options(backend, threads, n_ctx)
     ckpt = load_checkpoint(checkpoint)
-    spec = _checkpoint_model(ckpt, model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
+    spec = _checkpoint_model(ckpt, model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
+                             backend=backend)
     group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
     writer = enter_run(ctx, RunWriter("softprompt-eval", name=run_name, root=out_dir, resumable=False), group,
                        run_name)
-    lm = load_model(spec, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory)
+    lm = load_model(spec, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory,
+                    backend=backend, llamacpp=llamacpp)
     out = evaluate_checkpoint(lm, ckpt, eval_size=eval_size, seed=seed, difficulty=difficulty,
                               max_new_tokens=max_new_tokens, processes=group, show_progress=group.is_main)
     if not group.is_main:

@@ -31,7 +31,7 @@ def model_identity(lm: Any) -> dict[str, Any]:
     apart models of the same shape (e.g. Qwen2.5-0.5B-Instruct vs Qwen2.5-Coder-0.5B-Instruct). A model
     loaded from a local folder or ``.gguf`` file is named by its absolute path.
     """
-    cfg = lm.model.config
+    cfg = lm.config
     rows = torch.linspace(0, lm.n_real_vocab - 1, _SAMPLE_ROWS).long()
     sample = lm.embedding.detach()[rows.to(lm.embedding.device), :_SAMPLE_COLS].float().cpu()
     name = lm.name
