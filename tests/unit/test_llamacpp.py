@@ -13,34 +13,17 @@ import torch
 from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
 from vecgen.errors import ConfigError, ContextLengthError
+from test_reliability import cli, one_line_error  # the CLI runner and one-line error check of the guards
 
 needs_llamacpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                     reason="llama-cpp-python is not installed (pip install -e '.[llamacpp]')")
-
-
-def cli(args, capsys):
-    from vecgen.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def assert_one_line(code, err, *fragments):
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command", [["generate", "Hi"], ["concept", "--n", "1"], ["think", "--limit", "1"]])
 def test_a_non_gguf_model_on_llamacpp_is_refused_before_loading(command, tiny_model_dir, capsys, tmp_path):
     extra = ["--out-dir", tmp_path] if command[0] != "generate" else []
     code, _, err = cli(command + ["--model", tiny_model_dir("qwen2"), "--backend", "llamacpp", *extra], capsys)
-    assert_one_line(code, err, "--backend llamacpp runs GGUF models", "--backend transformers")
+    one_line_error(code, err, "--backend llamacpp runs GGUF models", "--backend transformers")
     assert not any(tmp_path.iterdir())  # no run folder was made
 
 
@@ -53,14 +36,14 @@ def test_a_non_gguf_model_on_llamacpp_is_refused_before_loading(command, tiny_mo
 ])
 def test_bad_backend_options_are_one_line(args, fragment, capsys, tmp_path):
     code, _, err = cli(["concept", "--n", "1", "--out-dir", tmp_path, *args], capsys)
-    assert_one_line(code, err, fragment)
+    one_line_error(code, err, fragment)
 
 
 def test_without_llama_cpp_python_the_error_says_how_to_install_it(monkeypatch, capsys, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
     code, _, err = cli(["concept", "--n", "1", "--backend", "llamacpp", "--out-dir", tmp_path], capsys)
-    assert_one_line(code, err, "needs llama-cpp-python", "pip install 'vecgen[llamacpp]'")
+    one_line_error(code, err, "needs llama-cpp-python", "pip install 'vecgen[llamacpp]'")
 
 
 @needs_llamacpp
@@ -117,4 +100,4 @@ def test_a_registry_model_without_its_gguf_parts_names_the_extra(monkeypatch, ca
     monkeypatch.setattr(PackagedGGUF, "installed", lambda self: False)
     code, _, err = cli(["concept", "--n", "1", "--model", "qwen2.5-coder-1.5b-instruct", "--backend", "llamacpp",
                         "--out-dir", tmp_path], capsys)
-    assert_one_line(code, err, "not installed", "pip install 'vecgen[qwen-1-5b]'")
+    one_line_error(code, err, "not installed", "pip install 'vecgen[qwen-1-5b]'")

@@ -149,6 +149,20 @@ class Backend(Protocol):
         ...
 
 
+def extend_inputs(state: DecodeState, inputs_embeds: torch.Tensor) -> torch.Tensor:
+    """The vectors of :meth:`Backend.extend` as ``(B, k, d)`` (a ``(B, d)`` step gets ``k = 1``), checked against
+    ``state``'s rows.
+
+    Raises:
+        ContractError: a row count other than the state's.
+    """
+    if inputs_embeds.dim() == 2:
+        inputs_embeds = inputs_embeds[:, None]  # (B, 1, d)
+    if inputs_embeds.shape[0] != state.batch_size:
+        raise ContractError(f"extend got {inputs_embeds.shape[0]} rows for a state of {state.batch_size}")
+    return inputs_embeds
+
+
 def _segments(prompt: Prompt) -> list[Segment]:
     if isinstance(prompt, torch.Tensor):
         return [prompt] if prompt.dim() == 2 else [prompt.tolist()]
@@ -215,4 +229,4 @@ def build_batch(backend: Any, prompts: Sequence[Prompt], pad_token_id: int | Non
     return Batch(None, embeds, mask)
 
 
-__all__ = ["Backend", "Batch", "ContractError", "DecodeState", "Prompt", "Segment", "build_batch"]
+__all__ = ["Backend", "Batch", "ContractError", "DecodeState", "Prompt", "Segment", "build_batch", "extend_inputs"]

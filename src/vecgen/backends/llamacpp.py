@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ContextLengthError, VecgenError
-from .contract import Batch, ContractError, DecodeState
+from .contract import Batch, ContractError, DecodeState, extend_inputs
 
 log = logging.getLogger(__name__)
 native_log = logging.getLogger(__name__ + ".native")
@@ -386,11 +386,8 @@ class LlamaCppBackend:
         return DecodeState(logits, offset + lengths, h, LlamaCppCache(sequences))
 
     def extend(self, state: DecodeState, inputs_embeds: torch.Tensor, *, hidden: bool = False) -> DecodeState:
-        if inputs_embeds.dim() == 2:
-            inputs_embeds = inputs_embeds[:, None]  # (B, 1, d)
+        inputs_embeds = extend_inputs(state, inputs_embeds)  # (B, k, d)
         B, k, _ = inputs_embeds.shape
-        if B != state.batch_size:
-            raise ContractError(f"extend got {B} rows for a state of {state.batch_size}")
         emb = inputs_embeds.detach().to("cpu", torch.float32)
         emb = emb.numpy()
         start = state.next_position.cpu().long()

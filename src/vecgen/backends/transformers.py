@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .contract import Batch, ContractError, DecodeState
+from .contract import Batch, ContractError, DecodeState, extend_inputs
 
 _ACCEPTS_LOGITS_TO_KEEP: dict[type, bool] = {}
 
@@ -115,11 +115,8 @@ class TransformersBackend:
         return DecodeState(logits, offset + mask.sum(-1), h, HFCache(out.past_key_values, full_mask))
 
     def extend(self, state: DecodeState, inputs_embeds: torch.Tensor, *, hidden: bool = False) -> DecodeState:
-        if inputs_embeds.dim() == 2:
-            inputs_embeds = inputs_embeds[:, None]  # (B, 1, d)
+        inputs_embeds = extend_inputs(state, inputs_embeds)  # (B, k, d)
         B, k, _ = inputs_embeds.shape
-        if B != state.batch_size:
-            raise ContractError(f"extend got {B} rows for a state of {state.batch_size}")
         cache: HFCache = state.cache
         ones = torch.ones(B, k, dtype=cache.attention_mask.dtype, device=cache.attention_mask.device)
         mask = torch.cat([cache.attention_mask, ones], dim=-1)  # (B, S + k)
