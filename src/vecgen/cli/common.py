@@ -47,7 +47,7 @@ ThreadsOpt = Annotated[
 NCtxOpt = Annotated[
     Optional[int],
     typer.Option("--n-ctx", help="llamacpp: KV-cache positions shared by every row at once (prompts + generated "
-                 "tokens of a batch). Default: the model's context length, at most 32768."),
+                 "tokens of a batch). Default: the model's context length, at most 16384."),
 ]
 PresetOpt = Annotated[
     Optional[str],
