@@ -34,7 +34,7 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,15 +158,12 @@ class LlamaCppOptions:
 class _Sequences:
     """The llama.cpp sequence ids of one :class:`DecodeState`'s rows (row ``i`` is sequence ``ids[i]``).
 
-    Released (KV removed, ids back to the pool) when the state holding it is garbage-collected or closed.
+    Released (KV removed, ids back to the pool) when the state holding it is garbage-collected.
     """
 
     def __init__(self, backend: "LlamaCppBackend", ids: list[int]):
         self.ids = ids
-        self._finalizer = weakref.finalize(self, backend._release, ids)
-
-    def close(self) -> None:
-        self._finalizer()
+        weakref.finalize(self, backend._release, ids)
 
 
 @dataclass
@@ -174,7 +171,6 @@ class LlamaCppCache:
     """The llama.cpp backend's part of a :class:`DecodeState`: the rows' sequences."""
 
     sequences: _Sequences
-    extra: dict = field(default_factory=dict)
 
 
 class _NativeBatch:
@@ -182,7 +178,6 @@ class _NativeBatch:
 
     def __init__(self, llama_cpp: Any, capacity: int, n_embd: int):
         self.capacity = capacity
-        self.n_embd = n_embd
         self.token = np.zeros(capacity, dtype=np.int32)
         self.embd = np.zeros((capacity, n_embd), dtype=np.float32)
         self.pos = np.zeros(capacity, dtype=np.int32)

@@ -373,7 +373,7 @@ def _offload_folder() -> str:
     return folder
 
 
-def _load_llamacpp(spec: str, options: Any, *, show_progress: bool) -> LoadedModel:
+def _load_llamacpp(spec: str, options: Any, *, show_progress: bool, device_map: Any = None) -> LoadedModel:
     """A :class:`LoadedModel` whose backend is llama.cpp on the GGUF file (no PyTorch model is built)."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoTokenizer
@@ -383,7 +383,7 @@ def _load_llamacpp(spec: str, options: Any, *, show_progress: bool) -> LoadedMod
 
     start = time.perf_counter()
     source = check_model_spec(spec)
-    check_backend("llamacpp", spec, source)
+    check_backend("llamacpp", spec, source, device_map=device_map)
     entry = find_entry(spec)
     gguf = ensure_packaged_gguf(entry, show_progress=show_progress) if entry is not None else Path(spec).expanduser()
     extras = ensure_gguf_extras(gguf)
@@ -453,9 +453,7 @@ def load_model(
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     if backend == "llamacpp":
-        if device_map is not None:
-            check_backend(backend, spec, "gguf", device_map=device_map)
-        return _load_llamacpp(spec, llamacpp, show_progress=show_progress)
+        return _load_llamacpp(spec, llamacpp, show_progress=show_progress, device_map=device_map)
     if backend == "reference":
         from ..reference.weights import from_transformers
 

@@ -194,8 +194,7 @@ def ensure_gguf_file(path: Path) -> tuple[Path, bool]:
     every load would cost more than it saves).
     """
     path = path.resolve()
-    st = path.stat()
-    key = hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = gguf_key(path)
     folder = cached_model_dir(f"gguf-{path.stem}-{key}")
     if is_built(folder, key):
         return folder, False
