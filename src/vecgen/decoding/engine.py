@@ -108,8 +108,8 @@ class RowRecord:
     Attributes:
         phases: ``n`` phase names (:attr:`Mode.phase`).
         tokens: ``(n,)`` long, the step's token.
-        top_ids, top_probs: ``(n, K)`` the K most likely tokens under the sampler's distribution (``K`` = 0
-            when not recorded).
+        top_ids, top_probs: ``(n, K)`` the K most likely tokens under the sampler's distribution (for greedy
+            steps, the untruncated ``softmax(logits)``, whose argmax the token is; ``K`` = 0 when not recorded).
         mix_ids, mix_weights: ``(n, K)`` the largest mixture weights (padded with id 0, weight 0).
         entropy: ``(n,)`` nats, of the untruncated distribution. mix_entropy: ``(n,)`` nats, of the mixture.
         fed: ``n`` actions taken (:class:`Action` values).
@@ -176,11 +176,9 @@ class _Log:
         self.rows.append(torch.tensor(rows, dtype=torch.long))
         c["tokens"].append(mixture.token)
         if k:
-            if mixture.probs is None:  # greedy one-hot: the point mass at the token
-                top_i = torch.cat([mixture.token[:, None], mixture.token.new_zeros(g, k - 1)], dim=-1)  # (g, k)
-                top_p = torch.cat([torch.ones(g, 1), torch.zeros(g, k - 1)], dim=-1).to(mixture.full_probs.device)
-            else:
-                top_p, top_i = torch.topk(mixture.probs, min(k, mixture.probs.shape[-1]), dim=-1)  # (g, k)
+            # greedy: the untruncated softmax(logits) (the point mass would hide every alternative)
+            dist = mixture.full_probs if mixture.probs is None else mixture.probs
+            top_p, top_i = torch.topk(dist, min(k, dist.shape[-1]), dim=-1)  # (g, k)
             mix_i, mix_w = mixture.top(k)  # (g, ≤k)
             if mix_i.shape[-1] < k:  # pad: id 0, weight 0
                 pad = k - mix_i.shape[-1]

@@ -29,7 +29,8 @@ class StepRecord:
 
     Attributes:
         token: ``(B,)`` the discrete token of the step (sampled, or top-1 of the mixture).
-        top_ids, top_probs: ``(B, K)`` the K most likely tokens under the sampler's distribution.
+        top_ids, top_probs: ``(B, K)`` the K most likely tokens under the sampler's distribution (greedy: the
+            untruncated ``softmax(logits)``).
         mix_ids, mix_weights: ``(B, K)`` the K largest mixture weights (one-hot: the token, 1.0).
         entropy: ``(B,)`` nats, of the untruncated ``softmax(logits / T)`` (Soft Thinking's H).
         mix_entropy: ``(B,)`` nats, of the mixture weights.

@@ -156,8 +156,14 @@ class ThinkOutput:
         stop_reason: why thinking ended (:class:`StopReason` value).
         entropies: nats, the full-distribution entropy of every thinking step (Cold Stop's H).
         mix_entropies: nats, the entropy of every fed thinking mixture (0 for one-hot).
+        top_ids, top_weights: per thinking step, the ``trace_top_k`` largest weights of what the step stands
+            for (:func:`run_thinking`): the fed mixture for concept-token rules (``soft``), the model's
+            distribution for discrete and hidden-state thinking (``cot``: the untruncated ``softmax(logits)``
+            when greedy; ``hidden``); empty lists when not recorded.
         trace, forced, answer: decoded ``trace_ids`` / ``forced_ids`` / ``answer_ids`` (filled by
             :func:`run_thinking`).
+        trace_tokens, top_tokens: each trace token and each ``top_ids`` entry decoded on its own (filled by
+            :func:`run_thinking` when ``top_ids`` are recorded).
     """
 
     trace_ids: list[int] = field(default_factory=list)
@@ -166,6 +172,10 @@ class ThinkOutput:
     stop_reason: str = StopReason.none.value
     entropies: list[float] = field(default_factory=list)
     mix_entropies: list[float] = field(default_factory=list)
+    top_ids: list[list[int]] = field(default_factory=list)
+    top_weights: list[list[float]] = field(default_factory=list)
+    trace_tokens: list[str] = field(default_factory=list)
+    top_tokens: list[list[str]] = field(default_factory=list)
     trace: str = ""
     forced: str = ""
     answer: str = ""
@@ -273,6 +283,7 @@ def run_thinking(
     *,
     allowed: Any = None,
     on_step: Callable[[int, int], None] | None = None,
+    trace_top_k: int = 0,
 ) -> list[ThinkOutput]:
     """Run one method on a batch of prompts (one :class:`ThinkPolicy` per prompt on the decode engine).
 
@@ -286,6 +297,9 @@ def run_thinking(
             mixtures and answer tokens), as in :func:`~vecgen.decoding.generate`; keep the stop tokens
             and the marker's tokens in it.
         on_step: called before each decode step with ``(step, live rows)`` (progress display).
+        trace_top_k: record the ``trace_top_k`` largest weights of every thinking step
+            (:attr:`ThinkOutput.top_ids` / ``top_weights``; 0 = none): the fed mixture for ``soft``, the
+            model's distribution for ``cot`` and ``hidden``.
 
     Returns:
         One :class:`ThinkOutput` per prompt, in order.
@@ -300,14 +314,37 @@ def run_thinking(
     newline_stop = (marker.token_id is None) if cfg.answer_stops_at_newline is None else cfg.answer_stops_at_newline
     cold = ColdStop(cfg.cold_stop_tau, cfg.cold_stop_steps, len(prompts))
     policies = [ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, i) for i in range(len(prompts))]
-    run(lm, [list(p) for p in prompts], policies, allowed=allowed, on_step=on_step)
+    result = run(lm, [list(p) for p in prompts], policies, allowed=allowed, on_step=on_step,
+                 record_top_k=max(int(trace_top_k), 0))
     tok = lm.tokenizer
     outs = [p.out for p in policies]
+    if trace_top_k > 0:
+        by_mixture = cfg.method == Method.soft
+        for out, rec in zip(outs, result.rows):
+            # the thinking steps that entered the trace: fed (a mixture, or the marker one-hot), not retried
+            keep = [i for i, (ph, fed) in enumerate(zip(rec.phases, rec.fed)) if ph == "think" and fed != Action.retry.value]
+            ids, weights = (rec.mix_ids, rec.mix_weights) if by_mixture else (rec.top_ids, rec.top_probs)
+            if len(keep) != len(out.trace_ids):
+                raise RuntimeError(f"{len(keep)} recorded thinking steps for a trace of {len(out.trace_ids)} tokens")
+            for i in keep:
+                pairs = [(t, w) for t, w in zip(ids[i].tolist(), weights[i].tolist()) if w > 0.0]
+                out.top_ids.append([t for t, _ in pairs])
+                out.top_weights.append([w for _, w in pairs])
+            out.trace_tokens = _decode_each(tok, out.trace_ids)
+            flat = _decode_each(tok, [t for row in out.top_ids for t in row])
+            for row in out.top_ids:
+                out.top_tokens.append(flat[: len(row)])
+                flat = flat[len(row):]
     for out in outs:
         out.trace = tok.decode(out.trace_ids, skip_special_tokens=False)
         out.forced = tok.decode(out.forced_ids, skip_special_tokens=False)
         out.answer = tok.decode(out.answer_ids, skip_special_tokens=True)
     return outs
+
+
+def _decode_each(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each token decoded on its own (special tokens kept; a byte of a split character shows as U+FFFD)."""
+    return tokenizer.batch_decode([[t] for t in ids], skip_special_tokens=False) if ids else []
 
 
 def _ends_line(tokenizer: Any, answer_ids: list[int]) -> bool:
