@@ -116,3 +116,42 @@ def tiny_llamacpp(tiny_lm, tmp_path_factory):
         return loaded[family]
 
     return make
+
+
+#: A question with markup, quotes and a script end tag: the viewer must show it as text.
+HOSTILE_QUESTION = 'What is 2 + 3? </script><script>window.__pwned = 1</script> <b>bold</b> "quoted" & ↵'
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_model_dir, tmp_path_factory):
+    """Run folders written by the real CLI on a tiny random qwen2 model, made once per session:
+    ``think`` (direct/cot/soft on 3 items, one with markup in its question), ``concept`` (soft concept
+    tokens, top-10 weights) and ``softprompt`` (2 episodes, 2 soft tokens). Returns ``{kind: Path}``."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vecgen.cli import app
+
+    root = tmp_path_factory.mktemp("runs")
+    model = str(tiny_model_dir("qwen2"))
+    tasks = root / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in [
+        {"id": "t1", "question": HOSTILE_QUESTION, "answer": "5"},
+        {"id": "t2", "question": "Tom has 3 apples and buys 4 more. How many apples?", "answer": "7"},
+        {"id": "t3", "question": "Halve 10.", "answer": "5"},
+    ]))
+    commands = {
+        "think": ["think", "--benchmark", str(tasks), "--model", model, "--methods", "direct,cot,soft",
+                  "--batch-size", "2", "--max-think-tokens", "6", "--max-answer-tokens", "2"],
+        "concept": ["concept", "-m", model, "-p", "Hello there", "--n", "3", "--translation-tokens", "2",
+                    "--methods", "nearest,direct"],
+        "softprompt": ["softprompt", "train", "-m", model, "--episodes", "2", "--eval-interval", "2", "--eval-size",
+                       "2", "-n", "1", "--soft-tokens", "2", "--placement", "in-turn", "--no-chat-template"],
+    }
+    out = {}
+    for kind, args in commands.items():
+        res = CliRunner().invoke(app, [*args, "--run-name", kind, "--out-dir", str(root), "--device", "cpu"])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        out[kind] = root / kind
+    return out

@@ -229,6 +229,8 @@ class RunWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
+            if exc_type is None:
+                self.write_view()
             if exc_type is not None:
                 self._remove_if_new_and_empty()
             if exc_type is KeyboardInterrupt:
@@ -350,6 +352,27 @@ class RunWriter:
             "results": to_jsonable(results),
         }
         return atomic_write_json(self.path("results.json"), payload)
+
+    def write_view(self) -> Path | None:
+        """Write the run viewer's page (``view.html``, :mod:`vecgen.reports.view`) from the files written so
+        far; called when the ``with`` block ends without an exception. A run without ``results.json`` gets
+        none; a failure is logged as a warning and never fails the run (the results are already written).
+
+        Returns:
+            the page's path, or None when none was written.
+        """
+        if not self.path("results.json").exists():
+            return None
+        from .view import write_view
+
+        try:
+            path = write_view(self.dir)
+        except Exception as exc:  # noqa: BLE001 - the page is a convenience; the run's results stand
+            log.warning("could not write %s/view.html (%s: %s); rebuild it with `vecgen view %s`", self.dir,
+                        type(exc).__name__, exc, self.dir)
+            return None
+        log.info("view: %s", path)
+        return path
 
     def write_report(self, markdown: str, filename: str = "report.md") -> Path:
         """Write the human-readable report atomically."""

@@ -52,6 +52,7 @@ from .prompt import (
     PromptParts,
     SoftPrompt,
     assemble,
+    describe_vectors,
     prompt_parts,
     target_ids,
 )
@@ -362,6 +363,8 @@ def _summary(state: dict[str, Any], soft: SoftPrompt, lm: Any, config: TrainConf
             "trainable_parameters": soft.vectors.numel(),
             "norms": soft.vectors.detach().norm(dim=-1).tolist(),
             "embedding_mean_norm": float(real.norm(dim=-1).mean()),
+            # per vector: the 5 nearest real tokens by cosine, norm and off-manifold distance (the viewer shows them)
+            "vectors": describe_vectors(lm, soft.vectors, 5),
         },
     }
 
