@@ -43,15 +43,20 @@ def test_think_records_hold_one_step_per_thinking_token(tiny_runs):
     assert "".join(s["token"] for s in recs[3]["steps"]) == recs[3]["trace"]
 
 
+def first_step(lm, method):
+    """Thinking on "Hello there" with top-5 records, and the model's own last-position logits ``(1, V)``."""
+    ids = lm.tokenizer("Hello there", add_special_tokens=False)["input_ids"]
+    out = run_thinking(lm, [ids], ThinkConfig.create(method=method, max_think_tokens=4), EndMarker(lm.tokenizer, "Answer:"),
+                       trace_top_k=5)[0]
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([ids])).logits[:, -1, : lm.n_real_vocab].float()
+    return out, logits
+
+
 def test_greedy_step_weights_are_the_models_softmax(tiny_lm):
     """Step 0 of greedy thinking records the top-k of softmax(logits) of the prompt's last position."""
-    lm = tiny_lm("qwen2")
-    ids = lm.tokenizer("Hello there", add_special_tokens=False)["input_ids"]
-    marker = EndMarker(lm.tokenizer, "Answer:")
-    out = run_thinking(lm, [ids], ThinkConfig.create(method="cot", max_think_tokens=4), marker, trace_top_k=5)[0]
-    with torch.no_grad():
-        logits = lm.model(torch.tensor([ids])).logits[0, -1, : lm.n_real_vocab].float()
-    p, i = torch.topk(torch.softmax(logits, -1), 5)
+    out, logits = first_step(tiny_lm("qwen2"), "cot")
+    p, i = torch.topk(torch.softmax(logits[0], -1), 5)
     assert out.top_ids[0] == i.tolist()
     # float32 forward of the same model: the engine's step and this call differ only by kernel order
     torch.testing.assert_close(torch.tensor(out.top_weights[0]), p, rtol=1e-4, atol=1e-6)
@@ -59,20 +64,14 @@ def test_greedy_step_weights_are_the_models_softmax(tiny_lm):
 
 
 def test_soft_step_weights_are_the_fed_mixture(tiny_lm):
-    lm = tiny_lm("qwen2")
-    ids = lm.tokenizer("Hello there", add_special_tokens=False)["input_ids"]
-    marker = EndMarker(lm.tokenizer, "Answer:")
-    out = run_thinking(lm, [ids], ThinkConfig.create(method="soft", max_think_tokens=4), marker, trace_top_k=5)[0]
-    # Soft Thinking's sampling: temperature 0.6, top_p 0.95, top_k 30 (renormalised); the first step's mixture
-    from vecgen.config import SamplingConfig
+    """Step 0 of soft thinking records the soft rule's mixture at Soft Thinking's sampling (same seed)."""
     from vecgen.decoding.mixing import MixingConfig, get_rule
     from vecgen.decoding.sampling import make_generator
 
-    with torch.no_grad():
-        logits = lm.model(torch.tensor([ids])).logits[:, -1].float()
+    out, logits = first_step(tiny_lm("qwen2"), "soft")
     cfg = ThinkConfig.create(method="soft")
-    mix = get_rule("soft")(logits, cfg.think_sampling, MixingConfig(rule="soft"), lm.n_real_vocab,
-                           make_generator(SamplingConfig().seed))
+    mix = get_rule("soft")(logits, cfg.think_sampling, MixingConfig(rule="soft"), None,
+                           make_generator(cfg.think_sampling.seed))
     ref_ids, ref_w = mix.top(5)
     assert out.top_ids[0] == ref_ids[0].tolist()
     torch.testing.assert_close(torch.tensor(out.top_weights[0]), ref_w[0].float(), rtol=1e-4, atol=1e-6)

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
+from .writer import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +49,9 @@ def _asset(name: str) -> str:
     return resources.files("vecgen").joinpath("data", "view", name).read_text(encoding="utf-8")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file; blank lines and lines that are not JSON objects (a torn last line
-    of a running run) are skipped."""
-    out: list[dict[str, Any]] = []
-    if not path.exists():
-        return out
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-    return out
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a records file (:func:`~vecgen.reports.writer.read_jsonl`; other values skipped)."""
+    return [obj for obj in read_jsonl(path) if isinstance(obj, dict)]
 
 
 class _Strings:
@@ -240,9 +226,9 @@ def view_payload(run_dir: str | Path) -> dict[str, Any]:
         "report": report.read_text(encoding="utf-8", errors="replace") if report.exists() else "",
     }
     if command == "think":
-        payload["think"] = _think_payload(run, read_jsonl(run_dir / "records.jsonl"))
+        payload["think"] = _think_payload(run, read_records(run_dir / "records.jsonl"))
     elif command == "concept":
-        payload["concept"] = _concept_payload(run, read_jsonl(run_dir / "records.jsonl"))
+        payload["concept"] = _concept_payload(run, read_records(run_dir / "records.jsonl"))
     elif command == "softprompt":
         payload["softprompt"] = _softprompt_payload(run)
     else:
@@ -300,4 +286,4 @@ def write_view(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise ConfigError(f"cannot write {target} ({exc.strerror or exc}); choose another --out") from None
 
 
-__all__ = ["VIEW_FILE", "read_jsonl", "render_html", "view_payload", "write_view"]
+__all__ = ["VIEW_FILE", "read_records", "render_html", "view_payload", "write_view"]

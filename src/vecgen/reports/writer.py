@@ -112,6 +112,23 @@ def truncate_torn_line(path: str | Path) -> int:
     return size - keep
 
 
+def read_jsonl(path: str | Path) -> Iterator[Any]:
+    """The values of a JSONL file, in order; a missing file gives none, and blank lines and lines that are not
+    valid JSON (a torn last line of a running or killed run) are skipped."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -326,18 +343,7 @@ class RunWriter:
 
     def read_records(self, filename: str = "records.jsonl") -> Iterator[dict[str, Any]]:
         """Records written so far (a line that is not valid JSON is skipped)."""
-        path = self.path(filename)
-        if not path.exists():
-            return
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+        yield from read_jsonl(self.path(filename))
 
     def write_results(self, results: Any, *, model: Any = None, **extra: Any) -> Path:
         """Write ``results.json`` atomically: command, config, model, environment, timestamps, results."""
