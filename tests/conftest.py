@@ -126,7 +126,8 @@ HOSTILE_QUESTION = 'What is 2 + 3? </script><script>window.__pwned = 1</script> 
 def tiny_runs(tiny_model_dir, tmp_path_factory):
     """Run folders written by the real CLI on a tiny random qwen2 model, made once per session:
     ``think`` (direct/cot/soft on 3 items, one with markup in its question), ``concept`` (soft concept
-    tokens, top-10 weights) and ``softprompt`` (2 episodes, 2 soft tokens). Returns ``{kind: Path}``."""
+    tokens, top-10 weights), ``softprompt`` (2 episodes, 2 soft tokens) and ``diagnose`` (a run kind the
+    viewer shows generically). Returns ``{kind: Path}``."""
     import json
 
     from typer.testing import CliRunner
@@ -148,6 +149,7 @@ def tiny_runs(tiny_model_dir, tmp_path_factory):
                     "--methods", "nearest,direct"],
         "softprompt": ["softprompt", "train", "-m", model, "--episodes", "2", "--eval-interval", "2", "--eval-size",
                        "2", "-n", "1", "--soft-tokens", "2", "--placement", "in-turn", "--no-chat-template"],
+        "diagnose": ["diagnose", "embeds", "-m", model, "-n", "2", "--n-vectors", "2"],
     }
     out = {}
     for kind, args in commands.items():

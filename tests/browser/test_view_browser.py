@@ -233,6 +233,19 @@ def test_softprompt_run_shows_curves_and_nearest_tokens(browser, tiny_runs):
     p.close()
 
 
+def test_other_runs_show_results_figures_and_report(browser, tiny_runs):
+    run = tiny_runs["diagnose"]
+    results = json.loads((run / "results.json").read_text())
+    p = Page(browser, run / "view.html")
+    pg = p.page
+    assert pg.locator("h1").inner_text() == "vecgen diagnose-embeds — diagnose"
+    assert json.loads(pg.locator("pre").first.inner_text()) == results["results"]
+    pg.locator("summary", has_text="report.md").click()
+    assert pg.locator("details pre").first.inner_text().strip() == (run / "report.md").read_text().strip()
+    assert p.errors == []
+    p.close()
+
+
 def test_a_full_size_run_opens_and_pages(browser, tmp_path):
     """1,319 items × 3 methods with 250 recorded steps per thinking row: the page opens (time printed, no
     threshold: machines differ) and the table, filters and the last item work."""

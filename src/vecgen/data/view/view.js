@@ -64,11 +64,10 @@
     tip.style.top = y + "px";
   }
   function hideTip() { tip.hidden = true; }
-  function bars(pairs) {  // [[token, weight], ...] -> bar rows
-    const max = Math.max(1e-9, ...pairs.map((p) => p[1] || 0));
+  function bars(pairs) {  // [[token, weight], ...] -> bar rows; bar length = weight (full width = 1)
     return pairs.map(([tok, w]) => {
       const bar = el("span", { cls: "bar" });
-      bar.style.width = Math.round(150 * (w || 0) / max) + "px";
+      bar.style.width = Math.max(1, Math.round(150 * Math.min(1, w || 0))) + "px";
       return el("div", { cls: "bar-row" }, el("span", { cls: "bar-token", text: quote(tok) }), el("span", null, bar),
         el("span", { cls: "bar-value", text: fmt(w) }));
     });
@@ -331,7 +330,7 @@
     const out = header();
     const recs = DATA.concept.records;
     out.push(el("h2", { text: "Concept tokens" }), el("p", null, legend("chip colour = entropy of the weights")),
-      el("p", { cls: "muted", text: recs.length + " records · hover or focus a chip for its weights; ← → move between chips" }));
+      el("p", { cls: "muted", text: recs.length + (recs.length === 1 ? " record" : " records") + " · hover or focus a chip for its weights; ← → move between chips" }));
     const list = el("div", { id: "concepts" });
     out.push(list, ...footer());
     app.replaceChildren(...out);
