@@ -353,7 +353,7 @@
         const tr = Object.entries(rec.translations).map(([m, t]) => [m, el("span", { cls: "text", text: t })]);
         list.append(el("div", { cls: "card concept", "data-record": String(k) },
           el("h3", null, txt("“" + rec.prompt + "”"), el("span", { cls: "muted", text: " · " + rec.model + " · N = " + rec.n })),
-          box, tr.length ? table(["translation", "text"], tr) : null));
+          el("div", { cls: "concept-body" }, box, tr.length ? table(["translation", "text"], tr) : el("span"))));
       }
       if (k < recs.length) setTimeout(more, 0);
     }
