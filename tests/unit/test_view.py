@@ -159,3 +159,13 @@ def test_unwritable_out_is_one_line(tiny_runs, tmp_path, capsys):
     blocker.write_text("")
     code, _, err = cli(["view", tiny_runs["concept"], "--out", blocker / "x.html"], capsys)
     one_line_error(code, err, "cannot write")
+
+
+def test_missing_or_odd_numbers_in_steps_are_shown_as_missing():
+    from vecgen.reports.view import _Strings, _steps
+
+    strings = _Strings()
+    cols = _steps([{"token": "a", "entropy": None, "mix_entropy": 0.1235, "top": [["a", 0.9], ["b", "x"]]},
+                   {"token": "b", "entropy": float("nan"), "mix_entropy": 0.0, "top": []}], strings)
+    assert cols == {"t": [0, 1], "h": [None, None], "m": [124, 0], "k": [[0, 1], []], "w": [[900, None], []]}
+    assert strings.items == ["a", "b"]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import logging
 import math
 from importlib import resources
 from pathlib import Path
@@ -36,8 +35,6 @@ from typing import Any
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .writer import read_jsonl
-
-log = logging.getLogger(__name__)
 
 #: The file written into the run folder.
 VIEW_FILE = "view.html"
@@ -71,11 +68,22 @@ class _Strings:
 
 
 def _r(x: Any, nd: int = 4) -> float | None:
-    return None if x is None else round(float(x), nd)
+    """``x`` rounded, or None when it is missing or not a finite number."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return round(x, nd) if math.isfinite(x) else None
 
 
 def _milli(x: Any) -> int | None:
-    return None if x is None or not math.isfinite(x) else int(round(1000 * float(x)))
+    """``x`` in thousandths, rounded half up (as the fast path of :func:`_steps`), or None when it is missing or
+    not a finite number."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return math.floor(1000 * x + 0.5) if math.isfinite(x) else None
 
 
 def _steps(steps: list[dict[str, Any]], strings: _Strings) -> dict[str, list[Any]]:

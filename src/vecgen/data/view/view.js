@@ -19,7 +19,6 @@
         if (v === null || v === undefined || v === false) continue;
         if (k === "text") e.textContent = v;
         else if (k === "cls") e.className = v;
-        else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
         else e.setAttribute(k, v === true ? "" : v);
       }
     }
@@ -319,7 +318,8 @@
       const nc = v.nearest_cosine || {}, nl = v.nearest_l2 || {};
       return [el("div", { cls: "tip-head", text: "concept token " + (i + 1) + ": " + quote(v.token) }),
         el("div", { cls: "muted", text: "top weights" }), ...bars(v.top || []),
-        el("div", { cls: "tip-meta", text: "entropy of the weights " + fmt(v.entropy) + " nats" }),
+        el("div", { cls: "tip-meta", text: "entropy of the weights " + fmt(v.entropy) + " nats · of the distribution " +
+          fmt(v.dist_entropy) + " nats" }),
         el("div", { cls: "tip-meta", text: "nearest (cosine) " + quote(nc.token) + " " + fmt(nc.value) }),
         el("div", { cls: "tip-meta", text: "nearest (L2) " + quote(nl.token) + " " + fmt(nl.value) }),
         el("div", { cls: "tip-meta", text: "off-manifold distance " + fmt(v.manifold_distance) + " (" +
