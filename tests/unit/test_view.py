@@ -169,3 +169,16 @@ def test_missing_or_odd_numbers_in_steps_are_shown_as_missing():
                    {"token": "b", "entropy": float("nan"), "mix_entropy": 0.0, "top": []}], strings)
     assert cols == {"t": [0, 1], "h": [None, None], "m": [124, 0], "k": [[0, 1], []], "w": [[900, None], []]}
     assert strings.items == ["a", "b"]
+
+
+@pytest.mark.parametrize("opened", [True, False])
+def test_open_hands_the_page_to_the_browser(tiny_runs, tmp_path, monkeypatch, opened):
+    import webbrowser
+
+    calls = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: calls.append(url) or opened)
+    target = tmp_path / "page.html"
+    res = CliRunner().invoke(app, ["view", str(tiny_runs["think"]), "--out", str(target), "--open"])
+    assert res.exit_code == 0, res.output
+    assert calls == [target.resolve().as_uri()]
+    assert ("no web browser found here" in res.output) is (not opened)
