@@ -77,6 +77,20 @@ def test_soft_step_weights_are_the_fed_mixture(tiny_lm):
     torch.testing.assert_close(torch.tensor(out.top_weights[0]), ref_w[0].float(), rtol=1e-4, atol=1e-6)
 
 
+def test_soft_with_a_one_token_rule_records_the_distribution(tiny_lm):
+    """``soft`` with the ``onehot`` rule feeds one token: its steps record the sampler's distribution (5 weights),
+    not a one-entry "mixture"; the viewer labels them the same way."""
+    from vecgen.reports.view import _step_weights
+
+    lm = tiny_lm("qwen2")
+    ids = lm.tokenizer("Hello there", add_special_tokens=False)["input_ids"]
+    cfg = ThinkConfig.create(method="soft", mixing={"rule": "onehot"}, max_think_tokens=3)
+    out = run_thinking(lm, [ids], cfg, EndMarker(lm.tokenizer, "Answer:"), trace_top_k=5)[0]
+    assert all(len(w) == 5 and w[0] < 1.0 for w in out.top_weights)
+    assert _step_weights(cfg.model_dump(mode="json")) == "distribution"
+    assert _step_weights(ThinkConfig.create(method="soft").model_dump(mode="json")) == "mixture"
+
+
 def test_payload_round_trips_the_records(tiny_runs):
     run = tiny_runs["think"]
     payload = view_payload(run)

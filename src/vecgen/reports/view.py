@@ -107,6 +107,18 @@ def _steps(steps: list[dict[str, Any]], strings: _Strings) -> dict[str, list[Any
         }
 
 
+def _step_weights(cfg: Any) -> str:
+    """What a method's recorded step weights are, as the runner decided
+    (:attr:`~vecgen.thinking.runner.ThinkConfig.steps_record_mixture`): ``"mixture"`` or ``"distribution"``
+    (also for a configuration this version cannot read)."""
+    from ..thinking.runner import ThinkConfig
+
+    try:
+        return "mixture" if ThinkConfig(**cfg).steps_record_mixture else "distribution"
+    except Exception:  # noqa: BLE001 - missing or from another version: the label is all that depends on it
+        return "distribution"
+
+
 def _think_payload(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
     from ..thinking.evaluate import ThinkRecord
 
@@ -130,8 +142,7 @@ def _think_payload(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
         item["r"][rec.method] = row
     results = run.get("results") or {}
     cfgs = (run.get("config") or {}).get("methods") or {}
-    # what a step's weights are: the fed mixture (concept tokens) or the model's distribution
-    kinds = {m: "mixture" if (cfgs.get(m) or {}).get("method") == "soft" else "distribution" for m in methods}
+    kinds = {m: _step_weights(cfgs.get(m)) for m in methods}
     return {"methods": methods, "kinds": kinds, "summary": results, "paired": run.get("paired") or [],
             "items": list(items.values()), "tokens": strings.items}
 

@@ -248,7 +248,7 @@ class RunWriter:
         try:
             if exc_type is None:
                 self.write_view()
-            if exc_type is not None:
+            else:
                 self._remove_if_new_and_empty()
             if exc_type is KeyboardInterrupt:
                 _INTERRUPTED.append(self)

@@ -135,6 +135,14 @@ class ThinkConfig(BaseModel):
         get_rule(cfg.thinking_rule().rule)
         return cfg
 
+    @property
+    def steps_record_mixture(self) -> bool:
+        """Whether a thinking step's recorded weights (``trace_top_k``) are the fed mixture (a concept-token
+        rule) rather than the model's distribution (``cot``, ``hidden``, and ``soft`` with the ``onehot`` or a
+        hidden-state rule, whose "mixture" is only the top-1 token)."""
+        rule = self.thinking_rule()
+        return self.method == Method.soft and rule.rule != "onehot" and not rule.feeds_hidden
+
     def thinking_rule(self) -> MixingConfig:
         """The rule of the thinking phase: ``onehot`` for ``cot``, the configured rule for ``soft``, the
         ``hidden`` rule (with the configured ``hidden_scale``) for ``hidden``."""
@@ -299,7 +307,7 @@ def run_thinking(
         on_step: called before each decode step with ``(step, live rows)`` (progress display).
         trace_top_k: record the ``trace_top_k`` largest weights of every thinking step
             (:attr:`ThinkOutput.top_ids` / ``top_weights``; 0 = none): the fed mixture for ``soft``, the
-            model's distribution for ``cot`` and ``hidden``.
+            model's distribution for ``cot`` and ``hidden`` (:attr:`ThinkConfig.steps_record_mixture`).
 
     Returns:
         One :class:`ThinkOutput` per prompt, in order.
@@ -319,7 +327,7 @@ def run_thinking(
     tok = lm.tokenizer
     outs = [p.out for p in policies]
     if trace_top_k > 0:
-        by_mixture = cfg.method == Method.soft
+        by_mixture = cfg.steps_record_mixture
         for out, rec in zip(outs, result.rows):
             # the thinking steps that entered the trace: fed (a mixture, or the marker one-hot), not retried
             keep = [i for i, (ph, fed) in enumerate(zip(rec.phases, rec.fed)) if ph == "think" and fed != Action.retry.value]
