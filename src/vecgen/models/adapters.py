@@ -80,6 +80,31 @@ class FamilyAdapter:
         with scaled embeddings (Gemma), else 1.0."""
         return float(config.hidden_size) ** 0.5 if self.scaled_embeddings else 1.0
 
+    def final_norm(self, model: Any) -> Any:
+        """The module that normalises the last residual stream before the LM head (the logit lens applies it to
+        every layer's residual stream): ``model.norm`` of the Llama-like families, GPT-2's ``transformer.ln_f``,
+        the reference model's ``final_norm``.
+
+        Raises:
+            UnsupportedModelError: no such module is found (a model class this adapter does not know).
+        """
+        for path in ("final_norm", "model.norm", "transformer.ln_f", "model.language_model.norm"):
+            obj = model
+            for part in path.split("."):
+                obj = getattr(obj, part, None)
+                if obj is None:
+                    break
+            if obj is not None:
+                return obj
+        from ..errors import UnsupportedModelError
+
+        raise UnsupportedModelError(f"cannot find the final norm of {type(model).__name__} ({self.family} family)")
+
+    def logit_softcap(self, config: Any) -> float | None:
+        """Gemma's final logit soft-capping ``c`` (``logits = c·tanh(logits / c)``), else None."""
+        cap = getattr(config, "final_logit_softcapping", None)
+        return float(cap) if cap else None
+
     def stop_token_ids(self, tokenizer: Any, generation_config: Any = None) -> list[int]:
         """Token ids that end generation: the model's ``eos_token_id`` (one or several), the tokenizer's
         eos, and the family's stop tokens. Sorted, unique."""

@@ -169,5 +169,114 @@ def accuracy_by_relation(hits: Sequence[AnalogyHit], k: int) -> dict[str, dict[s
     return out
 
 
-__all__ = ["AnalogyHit", "Quadruple", "accuracy_by_relation", "load_pairs", "make_quadruples", "nearest_excluding",
+#: Frames of the concept-token test, per shipped relation: ``(before, after)`` around the fed vector, chosen so that
+#: what follows the word names its partner (``Fact: ⟨Berlin⟩ is the capital of`` → `` Germany``).
+FRAMES: dict[str, tuple[str, str]] = {
+    "capital": ("Fact:", " is the capital of"),
+    "gender": ("Fact:", " is the female counterpart of"),
+    "plural": ("Fact: the word", " is the plural of the word"),
+    "tense": ("Fact: the word", " is the past tense of the word"),
+    "comparative": ("Fact: the word", " is the comparative of the word"),
+}
+
+
+@dataclass
+class FrameHit:
+    """The concept-token test of one quadruple: ``v = e(b) − e(a) + e(c)`` fed in its relation's frame.
+
+    Attributes:
+        quadruple: the question. frame: ``(before, after)`` text around the word.
+        target_next: the most likely next token after the frame with the discrete ``d`` (id; its text in
+            target_text). v_top: the most likely next tokens after the frame with ``v`` (ids, best first).
+        top1: ``v_top[0] == target_next``; top5: ``target_next`` in ``v_top``.
+        control_top1: the frame with the discrete ``c`` (the word the arithmetic started from) already gives
+            ``target_next`` as its most likely next token (a frame that does not tell ``c`` from ``d``).
+        kl_d, kl_c: ``KL(p_v ‖ p_d)`` and ``KL(p_v ‖ p_c)`` of the next-token distributions, nats.
+        closer_to_d: ``kl_d < kl_c``: the model continues the vector more as it does ``d`` than as ``c``.
+    """
+
+    quadruple: Quadruple
+    frame: tuple[str, str]
+    target_next: int
+    target_text: str
+    v_top: list[int]
+    v_top_texts: list[str]
+    top1: bool
+    top5: bool
+    control_top1: bool
+    kl_d: float
+    kl_c: float
+    closer_to_d: bool
+
+
+def frame_test(lm: Any, hits: Sequence[AnalogyHit], *, k: int = 5, frames: dict[str, tuple[str, str]] | None = None,
+               batch_size: int = 32) -> tuple[list[FrameHit], list[str]]:
+    """Feed ``e(b) − e(a) + e(c)`` (the model's own input rows, embedding scale included) as a concept token in
+    its relation's frame and compare the next token with the frame's after the discrete ``d`` (and ``c``).
+
+    Args:
+        lm: a :class:`~vecgen.models.LoadedModel` (any backend). hits: quadruples with their token ids (from
+            :func:`solve_analogies`). k: top-k of the test. frames: per relation (default :data:`FRAMES`).
+
+    Returns:
+        ``(frame_hits, relations_without_frame)``.
+    """
+    from ..decoding.metrics import token_text
+    from .common import kl, next_logprobs
+
+    frames = FRAMES if frames is None else frames
+    todo = [h for h in hits if h.quadruple.relation in frames]
+    missing = sorted({h.quadruple.relation for h in hits} - set(frames))
+    be = lm.backend
+    prefixes, vectors, afters = [], [], []
+    for h in todo:
+        before, after = frames[h.quadruple.relation]
+        rows = be.input_rows(torch.tensor(h.ids, dtype=torch.long, device=be.device)).float()  # (4, d): a, b, c, d
+        v = rows[1] - rows[0] + rows[2]  # (d,)
+        prefixes.append(lm.encode(before))
+        vectors.append(torch.stack([v, rows[3], rows[2]]))  # (3, d): v, d, c
+        afters.append(lm.encode(after))
+    out = []
+    if todo:
+        # the vector sits inside the frame: prefill "before", then feed the word and the frame's rest as vectors
+        seqs = []
+        for pre, vecs, aft in zip(prefixes, vectors, afters):
+            tail = be.input_rows(torch.tensor(aft, dtype=torch.long, device=be.device))  # (t, d)
+            seqs += [[pre, torch.cat([w[None].to(be.dtype), tail])] for w in vecs]
+        logp = next_logprobs(lm, seqs, batch_size=batch_size)  # (3·M, V)
+        for i, h in enumerate(todo):
+            lv, ld, lc = logp[3 * i], logp[3 * i + 1], logp[3 * i + 2]
+            target = int(ld.argmax())
+            top = lv.topk(k).indices.tolist()
+            out.append(FrameHit(h.quadruple, frames[h.quadruple.relation], target, token_text(lm.tokenizer, target),
+                                top, [token_text(lm.tokenizer, t) for t in top], top[0] == target, target in top,
+                                int(lc.argmax()) == target, float(kl(lv, ld)), float(kl(lv, lc)),
+                                bool(kl(lv, ld) < kl(lv, lc))))
+    return out, missing
+
+
+def frame_accuracy(hits: Sequence[FrameHit]) -> dict[str, dict[str, float | int]]:
+    """Per relation (and ``"all"``): ``n``, ``top1``, ``top5``, ``control_top1`` and ``closer_to_d`` shares."""
+    groups: dict[str, list[FrameHit]] = {}
+    for h in hits:
+        groups.setdefault(h.quadruple.relation, []).append(h)
+    groups["all"] = list(hits)
+    return {rel: {"n": len(hs), "top1": sum(h.top1 for h in hs) / len(hs) if hs else 0.0,
+                  "top5": sum(h.top5 for h in hs) / len(hs) if hs else 0.0,
+                  "control_top1": sum(h.control_top1 for h in hs) / len(hs) if hs else 0.0,
+                  "closer_to_d": sum(h.closer_to_d for h in hs) / len(hs) if hs else 0.0}
+            for rel, hs in groups.items()}
+
+
+def output_space(lm: Any) -> torch.Tensor | None:
+    """The LM head's ``(V_rows, d)`` unembedding matrix, or None when the backend does not expose it (llama.cpp)."""
+    model = getattr(lm, "model", None)
+    if model is None or not hasattr(model, "get_output_embeddings"):
+        return None
+    head = model.get_output_embeddings()
+    return None if head is None else head.weight.detach()
+
+
+__all__ = ["FRAMES", "AnalogyHit", "FrameHit", "Quadruple", "accuracy_by_relation", "frame_accuracy", "frame_test",
+           "output_space", "load_pairs", "make_quadruples", "nearest_excluding",
            "solve_analogies", "word_token"]

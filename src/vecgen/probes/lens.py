@@ -1,0 +1,243 @@
+"""The logit lens on concept tokens: what the residual stream after every layer would predict.
+
+The logit lens (nostalgebraist 2020, "interpreting GPT: the logit lens") decodes the residual stream ``h_l`` after
+layer ``l`` through the model's own final norm and LM head: ``lens_l = softmax(W · norm(h_l))``. Row 0 is the
+input embedding itself, row ``L`` is the model's output (transformers' ``hidden_states[-1]`` is already
+normalised, so the LM head alone reads it, and ``lens_L`` equals the model's logits).
+
+Two views:
+
+* :func:`lens_trace` — one prompt followed by ``N`` concept tokens (the ``soft`` rule, temperature 1, top-k
+  weights: the ``vecgen concept`` defaults, deterministic) and the next few greedy tokens, decoded at every
+  layer × position (top tokens and entropy: the heat map); side by side with the discrete run that feeds the
+  top-1 token of each concept token instead.
+* :func:`first_token_lens` — over many prompts, the first concept token's position: per layer, the KL from the
+  concept token's lens to the lens after its top-1 token (``kl_top1``) and to the mixture of its components'
+  lenses ``Σ wᵢ·lens(token i)`` (``kl_linear``). If a model resolves a mixture to its top-1 token in its first
+  layers, ``kl_top1`` falls below ``kl_linear`` early and stays there.
+
+One implementation for every PyTorch backend (transformers and vecgen's reference model: both return
+``hidden_states`` in transformers' layout); llama.cpp exposes no per-layer states here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..backends.contract import Prompt, build_batch
+from ..errors import ConfigError
+from .common import kl, mean_ci, share_ci
+
+
+def _check_model(lm: Any) -> Any:
+    model = getattr(lm, "model", None)
+    if model is None or getattr(lm.backend, "name", "") == "llamacpp":
+        raise ConfigError("the logit lens needs every layer's hidden states, which the llamacpp backend does not "
+                          "return; use --backend transformers (or reference)")
+    return model
+
+
+def lens_logprobs(lm: Any, prompts: Sequence[Prompt], positions: Sequence[int] | None = None) -> torch.Tensor:
+    """Logit-lens log-probabilities at chosen positions of a left-padded batch.
+
+    Args:
+        lm: a :class:`~vecgen.models.LoadedModel` on a PyTorch backend (transformers or reference).
+        prompts: ``B`` prompts (ids, vectors or segments; :func:`~vecgen.backends.contract.build_batch`).
+        positions: indices into each row's *own* sequence (0 = its first input; negative counts from its end);
+            default ``[-1]`` (the last input).
+
+    Returns:
+        ``(L + 1, B, P, V_real)`` float32 ``log_softmax``: layer 0 = the input vectors (GPT-2: plus its learned
+        position embedding), layer ``L`` = the model's output (equal to its logits).
+
+    Raises:
+        ConfigError: a llama.cpp model (no per-layer hidden states).
+    """
+    model = _check_model(lm)
+    be = lm.backend
+    positions = [-1] if positions is None else list(positions)
+    batch = build_batch(lm, list(prompts))
+    mask = batch.attention_mask.to(be.device)  # (B, T)
+    embeds = batch.inputs_embeds
+    if embeds is None:
+        embeds = be.input_rows(batch.input_ids.to(be.device))  # (B, T, d): the model's own input rows
+    pos_ids = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T): positions start at 0 after the left padding
+    T = mask.shape[1]
+    lengths = mask.sum(-1).tolist()
+    cols = torch.tensor([[T - n + (p if p >= 0 else n + p) for p in positions] for n in lengths])  # (B, P)
+    if ((cols < T - torch.tensor(lengths)[:, None]) | (cols >= T)).any():
+        raise ConfigError(f"lens positions {positions} fall outside a prompt")
+    norm = lm.adapter.final_norm(model)
+    head = model.get_output_embeddings()
+    cap = lm.adapter.logit_softcap(getattr(model, "config", None))
+    with torch.no_grad():
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos_ids, output_hidden_states=True,
+                    use_cache=False)
+        states = out.hidden_states  # L + 1 tensors (B, T, d)
+        L = len(states) - 1
+        rows = []
+        for layer, h in enumerate(states):
+            x = torch.stack([h[b, cols[b].to(h.device)] for b in range(h.shape[0])])  # (B, P, d)
+            if layer < L:
+                x = norm(x.to(next(norm.parameters()).device))
+            z = head(x.to(head.weight.device)).float()[..., : lm.n_real_vocab]  # (B, P, V_real)
+            if cap:
+                z = cap * torch.tanh(z / cap)
+            rows.append(torch.log_softmax(z, dim=-1).cpu())
+    return torch.stack(rows)  # (L + 1, B, P, V_real)
+
+
+@dataclass
+class LensTrace:
+    """The lens of one run (concept or discrete) at its concept positions and the ones after.
+
+    Attributes:
+        kind: ``"concept"`` or ``"discrete"``.
+        inputs: label of each position's input (a concept token shows its top-1 token as ``≈token``).
+        roles: ``"concept"`` (a concept-token position, or the discrete token it came from) or ``"after"``.
+        top_ids, top_probs, top_texts: ``[layer][position][k]`` the lens's most likely next tokens.
+        entropy: ``[layer][position]`` nats.
+    """
+
+    kind: str
+    inputs: list[str]
+    roles: list[str]
+    top_ids: list[list[list[int]]]
+    top_probs: list[list[list[float]]]
+    top_texts: list[list[list[str]]]
+    entropy: list[list[float]]
+
+
+@dataclass
+class LensRecord:
+    """One prompt: its concept tokens (ids, texts, weights per position) and both traces."""
+
+    prompt: str
+    n: int
+    after: int
+    mixtures: list[dict[str, Any]]
+    concept: LensTrace
+    discrete: LensTrace
+    kl_concept_discrete: list[list[float]] = field(default_factory=list)  # [layer][position] KL(concept ‖ discrete)
+    kind: str = "lens"
+
+
+def _trace(lm: Any, logp: torch.Tensor, kind: str, inputs: list[str], roles: list[str], k: int) -> LensTrace:
+    from ..decoding.metrics import token_text
+    from ..decoding.sampling import entropy
+
+    p = logp.exp()  # (L + 1, P, V)
+    tp, ti = p.topk(k, dim=-1)
+    texts = [[[token_text(lm.tokenizer, int(t)) for t in pos] for pos in layer] for layer in ti.tolist()]
+    return LensTrace(kind, inputs, roles, ti.tolist(), tp.tolist(), texts, entropy(p).tolist())
+
+
+def lens_trace(lm: Any, prompt: str, *, n: int = 3, after: int = 3, mixture_top_k: int = 10,
+               top: int = 5) -> LensRecord:
+    """The logit lens at ``n`` concept-token positions and ``after`` greedy positions after them, for the concept
+    run and for the discrete run that feeds the concept tokens' top-1 tokens.
+
+    Args:
+        lm: a PyTorch-backend :class:`~vecgen.models.LoadedModel`. prompt: plain text.
+        n: concept tokens (>= 1). after: greedy tokens decoded after them (>= 0).
+        mixture_top_k: concept-token mixture size (soft rule, T = 1). top: lens tokens kept per cell.
+
+    Raises:
+        ConfigError: a llama.cpp model.
+    """
+    from ..config import SamplingConfig
+    from ..decoding import generate
+    from ..decoding.metrics import token_text
+    from ..decoding.mixing import MixingConfig
+
+    _check_model(lm)
+    ids = lm.encode(prompt)
+    soft = MixingConfig(rule="soft", max_topk=mixture_top_k)
+    t1 = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    gen = generate(lm, [ids], sampling=t1, mixing=soft, max_new_tokens=n, stop_ids=[], keep_vectors=True,
+                   record_top_k=mixture_top_k)
+    vecs = gen.vectors(0)  # (n, d)
+    mixtures = []
+    for s in gen.steps:
+        keep = s.mix_weights[0] > 0
+        mi, mw = s.mix_ids[0][keep].tolist(), s.mix_weights[0][keep].tolist()
+        mixtures.append({"ids": mi, "texts": [token_text(lm.tokenizer, t) for t in mi], "weights": mw})
+    top1 = [m["ids"][0] for m in mixtures]
+    rows = []
+    for first in ([ids, vecs.to(lm.backend.dtype)], ids + top1):
+        cont = generate(lm, [first], max_new_tokens=after, stop_ids=[]) if after else None
+        tail = cont.token_ids(0) if cont is not None else []
+        rows.append((first, tail))
+    (c_first, c_tail), (d_first, d_tail) = rows
+    positions = list(range(len(ids), len(ids) + n + after))
+    c_prompt = c_first + ([c_tail] if c_tail else [])
+    d_prompt = d_first + d_tail
+    logp = lens_logprobs(lm, [c_prompt, d_prompt], positions)  # (L + 1, 2, P, V)
+    roles = ["concept"] * n + ["after"] * after
+    c_inputs = ["≈" + m["texts"][0] for m in mixtures] + [token_text(lm.tokenizer, t) for t in c_tail]
+    d_inputs = [token_text(lm.tokenizer, t) for t in top1 + d_tail]
+    rec = LensRecord(prompt, n, after, mixtures, _trace(lm, logp[:, 0], "concept", c_inputs, roles, top),
+                     _trace(lm, logp[:, 1], "discrete", d_inputs, roles, top))
+    rec.kl_concept_discrete = kl(logp[:, 0], logp[:, 1]).tolist()  # (L + 1, P)
+    return rec
+
+
+@dataclass
+class FirstTokenLens:
+    """Per layer, over prompts: how the first concept token's lens compares with its components' lenses.
+
+    Attributes:
+        prompts: how many prompts. layers: ``L + 1``.
+        kl_top1, kl_linear: ``[layer]`` mean KL (nats) to the top-1 token's lens / to ``Σ wᵢ·lens(token i)``,
+            each ``{"n", "mean", "low", "high"}`` (bootstrap 95%).
+        closer_to_top1: ``[layer]`` share of prompts with ``kl_top1 < kl_linear`` (Wilson 95%).
+        same_top1: ``[layer]`` share whose lens argmax equals the top-1 token's lens argmax.
+        per_prompt: ``[prompt]`` ``{"prompt", "top1_weight", "kl_top1": [layer], "kl_linear": [layer]}``.
+    """
+
+    prompts: int
+    layers: int
+    kl_top1: list[dict[str, float]]
+    kl_linear: list[dict[str, float]]
+    closer_to_top1: list[dict[str, float]]
+    same_top1: list[dict[str, float]]
+    per_prompt: list[dict[str, Any]]
+
+
+def first_token_lens(lm: Any, prompts: Sequence[str], *, mixture_top_k: int = 10, batch_size: int = 8,
+                     on_progress: Callable[[int, int], None] | None = None) -> FirstTokenLens:
+    """The first concept token's lens at every layer against its components' (see the module docstring)."""
+    from .superposition import _mixture_inputs
+
+    _check_model(lm)
+    mixture, vecs = _mixture_inputs(lm, prompts, mixture_top_k, batch_size)
+    per = []
+    for i, p in enumerate(prompts):
+        ids = lm.encode(p)
+        keep = mixture.weights[i] > 0
+        toks, w = mixture.indices[i][keep].tolist(), mixture.weights[i][keep].float().cpu()
+        seqs: list[Prompt] = [[ids, vecs[i][None]]] + [ids + [t] for t in toks]
+        parts = [lens_logprobs(lm, seqs[j : j + batch_size])[:, :, 0] for j in range(0, len(seqs), batch_size)]
+        logp = torch.cat(parts, dim=1)  # (L + 1, 1 + k, V)
+        conc, comp = logp[:, 0], logp[:, 1:]  # (L + 1, V), (L + 1, k, V)
+        lin = torch.logsumexp(torch.log(w)[None, :, None] + comp, dim=1)  # (L + 1, V)
+        per.append({"prompt": p, "top1_weight": float(w[0]), "kl_top1": kl(conc, comp[:, 0]).tolist(),
+                    "kl_linear": kl(conc, lin).tolist(),
+                    "same_top1": (conc.argmax(-1) == comp[:, 0].argmax(-1)).tolist()})
+        if on_progress:
+            on_progress(i + 1, len(prompts))
+    layers = len(per[0]["kl_top1"]) if per else 0
+    return FirstTokenLens(
+        prompts=len(per), layers=layers,
+        kl_top1=[mean_ci([r["kl_top1"][l] for r in per]) for l in range(layers)],
+        kl_linear=[mean_ci([r["kl_linear"][l] for r in per]) for l in range(layers)],
+        closer_to_top1=[share_ci([r["kl_top1"][l] < r["kl_linear"][l] for r in per]) for l in range(layers)],
+        same_top1=[share_ci([r["same_top1"][l] for r in per]) for l in range(layers)],
+        per_prompt=per)
+
+
+__all__ = ["FirstTokenLens", "LensRecord", "LensTrace", "first_token_lens", "lens_logprobs", "lens_trace"]
