@@ -256,5 +256,47 @@ def analogy_figure(acc: dict[str, dict[str, dict[str, Any]]], frame_acc: dict[st
     return fig
 
 
+# ------------------------------------------------------------------------------------------------ reader
+
+
+def reader_figure(losses: Sequence[float]) -> Any:
+    """The training loss per optimizer step with a 10-step running mean."""
+    from ..reports.plots import new_figure
+
+    fig, ax = new_figure(1, 1, width=7.0, height=3.2)
+    a = ax[0][0]
+    xs = list(range(1, len(losses) + 1))
+    a.plot(xs, losses, color="0.6", lw=0.8, label="per step")
+    run = [sum(losses[max(0, i - 9) : i + 1]) / len(losses[max(0, i - 9) : i + 1]) for i in range(len(losses))]
+    a.plot(xs, run, color="#0072B2", lw=2, label="running mean (10 steps)")
+    a.set_xlabel("optimizer step")
+    a.set_ylabel("cross-entropy (nats per target token)")
+    a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reader_report(table: dict[str, Any], training: dict[str, Any], model: dict[str, Any]) -> str:
+    lines = [f"# Concept-token reader — {model.get('name', '')}", "",
+             "Held-out examples (arena questions cut after a random word, N concept tokens each). Exact match: all N "
+             "top-1 tokens read right; top-2 accuracy: per position; weight MAE: mean |error| of the 3 largest weights "
+             "per position (a missing weight counts as 0). Intervals: Wilson 95%.", "",
+             "| reader | exact match | top-2 accuracy | weight MAE |", "|---|---|---|---|"]
+    for label, name in (("base", "base model, reader prompt"), ("reader", "trained LoRA reader")):
+        t = table[label]
+        lines.append(f"| {name} | {_ci(t['exact_match'])} | {_ci(t['top2_accuracy'])} | {t['weight_mae']:.3f} |")
+    for m, t in table["translations"].items():
+        lines.append(f"| translation `{m}` (base model) | {_ci(t['exact_match'])} | — | — |")
+    k = table["continuation_kl"]
+    lines += ["", f"The model's own next token after prompt + concept tokens (no reader prompt), adapter on vs off: "
+              f"KL(base ‖ reader) {_ci(k['kl'], '.4f')} nats; same most likely token {_ci(k['same_argmax'])}.", ""]
+    if training.get("losses"):
+        lines += [f"Training: {training.get('steps')} steps, {training.get('trainable_parameters', '?')} trainable "
+                  f"parameters, loss {training['first_loss']:.3f} → {training['last10_mean_loss']:.3f} (mean of the "
+                  f"last 10 steps)" + (f", {training['train_s'] / 60:.1f} min" if "train_s" in training else "") + ".",
+                  ""]
+    return "\n".join(lines) + "\n"
+
+
 __all__ = ["analogy_figure", "analogy_report", "first_token_figure", "lens_figure", "lens_report", "pair_figure",
-           "superposition_figure", "superposition_report"]
+           "reader_figure", "reader_report", "superposition_figure", "superposition_report"]
