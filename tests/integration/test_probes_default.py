@@ -4,13 +4,22 @@ import json
 
 import pytest
 import torch
-from test_reliability import cli
 
 from vecgen.backends.contract import build_batch
 from vecgen.probes.lens import lens_logprobs
 from vecgen.probes.superposition import run_superposition
 
 pytestmark = pytest.mark.integration
+
+
+def cli(args, capsys):
+    """Run ``vecgen ARGS`` in this process: ``(exit code, stdout, stderr)``."""
+    from vecgen.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
 
 
 def _ids_logprobs(lm, ids):
