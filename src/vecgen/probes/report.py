@@ -18,9 +18,14 @@ def _ci(d: dict[str, Any], fmt: str = ".3f") -> str:
 
 
 def _label(s: str, n: int = 10) -> str:
-    """A token as figure text: Latin script kept, anything the default font lacks (CJK, Cyrillic...) escaped."""
-    out = "".join(c if c.isprintable() and ord(c) < 0x250 else c.encode("unicode_escape").decode() for c in s)
-    return out[:n]
+    """A token as figure text: what matplotlib's default font (DejaVu Sans: Latin, Greek, Cyrillic, punctuation,
+    symbols) draws is kept; CJK, Indic, Thai and other scripts it lacks, and control characters, are escaped."""
+
+    def drawable(c: str) -> bool:
+        o = ord(c)
+        return c.isprintable() and not (0x0900 <= o < 0x1000 or 0x1100 <= o < 0x1200 or o >= 0x2E80)
+
+    return "".join(c if drawable(c) else c.encode("unicode_escape").decode() for c in s)[:n]
 
 
 def _tok(s: str) -> str:
