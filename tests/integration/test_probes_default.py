@@ -33,9 +33,10 @@ def test_sweep_endpoints_and_the_model_pair_on_the_default_model(default_lm):
     res = run_superposition(lm, ["Once upon a time"], user_pairs=[("Once upon a time", comma, there)],
                             alphas=[0, 0.5, 1], mixture_top_k=0)
     model_pair, user_pair = res.pairs
-    assert {model_pair.a, model_pair.b} == {comma, there}  # the default model's own top-2 here are ',' and ' there'
-    # α = 1 / 0 continue exactly as after the discrete token (float32 rounding of the cached path only; 24 layers)
     ids = lm.encode("Once upon a time")
+    assert [model_pair.a, model_pair.b] == _ids_logprobs(lm, ids).topk(2).indices.tolist()  # the model's own top-2
+    assert model_pair.a == comma and user_pair.source == "user"  # "," is the default model's top-1 here
+    # α = 1 / 0 continue exactly as after the discrete token (float32 rounding of the cached path only; 24 layers)
     after_comma = _ids_logprobs(lm, ids + [comma])
     assert user_pair.next_a == int(after_comma.argmax())
     assert user_pair.p_next_a[-1] == pytest.approx(float(after_comma.exp().max()), abs=1e-4)
