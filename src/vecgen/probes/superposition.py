@@ -224,7 +224,8 @@ def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[t
                       on_progress: Callable[[int, int], None] | None = None) -> SuperpositionResult:
     """Sweep the model's top-2 pair at every prompt and every user pair, and feed back its own concept tokens.
 
-    All fed sequences go through the backend in batches of ``batch_size`` (one prefill each).
+    Each prompt is prefilled once and forked per fed vector (:func:`~vecgen.probes.common.continuation_logprobs`),
+    at most ``batch_size`` vectors per forward pass.
 
     Args:
         lm: a :class:`~vecgen.models.LoadedModel` (any backend).
