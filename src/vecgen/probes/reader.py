@@ -338,9 +338,9 @@ def load_lora_state(peft_model: Any, state: dict[str, torch.Tensor]) -> None:
 
 def save_reader(path: Any, payload: dict[str, Any]) -> Any:
     """Write a reader checkpoint atomically (tensors, dicts, numbers, strings only)."""
-    from ..io import atomic_torch_save
+    from ..softprompt.checkpoint import save_checkpoint
 
-    return atomic_torch_save({"format": FORMAT, **payload}, path)
+    return save_checkpoint(path, payload, fmt=FORMAT)
 
 
 def load_reader(path: Any) -> dict[str, Any]:
@@ -349,21 +349,9 @@ def load_reader(path: Any) -> dict[str, Any]:
     Raises:
         ConfigError: missing, unreadable, or not a vecgen reader checkpoint.
     """
-    from pathlib import Path
+    from ..softprompt.checkpoint import load_checkpoint
 
-    path = Path(path)
-    if path.is_dir():
-        path = next((path / n for n in ("reader.pt", "checkpoint.pt") if (path / n).is_file()), path / "reader.pt")
-    if not path.is_file():
-        raise ConfigError(f"reader checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - the restricted reader failed: not our file (never unpickle other objects)
-        raise ConfigError(f"{path} is not a vecgen reader checkpoint (not a tensors-only torch file)") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a vecgen reader checkpoint (expected format {FORMAT})")
-    data["path"] = str(path)
-    return data
+    return load_checkpoint(path, fmt=FORMAT, what="reader checkpoint", names=("reader.pt", "checkpoint.pt"))
 
 
 # ------------------------------------------------------------------------------------------- training

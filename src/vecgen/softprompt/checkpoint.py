@@ -105,29 +105,34 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (tensors, dicts, lists, numbers, strings) atomically with the format tag."""
-    return atomic_torch_save({"format": FORMAT, **payload}, path)
+def save_checkpoint(path: str | Path, payload: dict[str, Any], *, fmt: str = FORMAT) -> Path:
+    """Write ``payload`` (tensors, dicts, lists, numbers, strings) atomically with the format tag ``fmt``."""
+    return atomic_torch_save({"format": fmt, **payload}, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
+def load_checkpoint(path: str | Path, *, fmt: str = FORMAT, what: str = "soft-prompt checkpoint",
+                    names: tuple[str, ...] = ("checkpoint.pt",)) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` with the same ``fmt`` (tensors on the CPU).
+
+    Args:
+        path: the file, or a run folder holding one of ``names`` (the first that exists).
+        fmt: the format tag it must carry. what: its name in messages.
 
     Raises:
-        ConfigError: missing file, unreadable file, or not a vecgen soft-prompt checkpoint.
+        ConfigError: missing file, unreadable file, or another format.
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = next((path / n for n in names if (path / n).is_file()), path / names[0])
     if not path.is_file():
-        raise ConfigError(f"checkpoint not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any failure of the restricted reader means: not our file
         # torch's own message suggests weights_only=False, which would run code from an untrusted file
-        raise ConfigError(f"{path} is not a vecgen soft-prompt checkpoint (it cannot be read as a tensors-only "
+        raise ConfigError(f"{path} is not a vecgen {what} (it cannot be read as a tensors-only "
                           "torch file; vecgen never unpickles other objects, which could run code)") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a vecgen soft-prompt checkpoint (expected format {FORMAT})")
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise ConfigError(f"{path} is not a vecgen {what} (expected format {fmt})")
     data["path"] = str(path)
     return data
