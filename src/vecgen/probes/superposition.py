@@ -193,19 +193,24 @@ def measure_pair(logp: torch.Tensor, alphas: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def model_pairs(lm: Any, prompts: Sequence[str], *, batch_size: int = 32) -> list[tuple[str, int, int, float, float]]:
-    """The model's top-2 next tokens after each prompt: ``(prompt, a, b, p_a, p_b)`` with ``a`` the top-1."""
-    logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
+def model_pairs(lm: Any, prompts: Sequence[str], *, batch_size: int = 32,
+                logp: torch.Tensor | None = None) -> list[tuple[str, int, int, float, float]]:
+    """The model's top-2 next tokens after each prompt: ``(prompt, a, b, p_a, p_b)`` with ``a`` the top-1
+    (``logp``: the prompts' ``(P, V)`` next-token log-probabilities, when already computed)."""
+    if logp is None:
+        logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
     top_p, top_i = logp.exp().topk(2, dim=-1)
     return [(p, int(i[0]), int(i[1]), float(q[0]), float(q[1])) for p, i, q in zip(prompts, top_i, top_p)]
 
 
-def _mixture_inputs(lm: Any, prompts: Sequence[str], top_k: int, batch_size: int) -> tuple[Any, torch.Tensor]:
+def _mixture_inputs(lm: Any, prompts: Sequence[str], top_k: int, batch_size: int,
+                    logp: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
     """The model's own concept token after each prompt: ``(mixture, vectors (P, d))`` (soft rule, T = 1)."""
     from ..config import SamplingConfig
     from ..decoding.mixing import MixingConfig, mix_embeddings, soft_rule
 
-    logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
+    if logp is None:
+        logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
     sampling = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
     mixture = soft_rule(logp, sampling, MixingConfig(rule="soft", max_topk=top_k))
     return mixture, mix_embeddings(lm.backend, _to_device(mixture, lm.backend.device))  # (P, d)
@@ -242,7 +247,8 @@ def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[t
 
     alphas = check_alphas(alphas)
     tok = lm.tokenizer
-    items = [(p, a, b, pa, pb, "model") for p, a, b, pa, pb in model_pairs(lm, prompts, batch_size=batch_size)]
+    first_logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
+    items = [(p, a, b, pa, pb, "model") for p, a, b, pa, pb in model_pairs(lm, prompts, logp=first_logp)]
     if user_pairs:
         first = next_logprobs(lm, [lm.encode(p) for p, _, _ in user_pairs], batch_size=batch_size).exp()
         items += [(p, a, b, float(first[i, a]), float(first[i, b]), "user") for i, (p, a, b) in enumerate(user_pairs)]
@@ -253,7 +259,7 @@ def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[t
         vectors.append(_interp_vectors(lm, a, b, alphas))  # (A, d)
     mixture = None
     if mixture_top_k:
-        mixture, vecs = _mixture_inputs(lm, prompts, mixture_top_k, batch_size)
+        mixture, vecs = _mixture_inputs(lm, prompts, mixture_top_k, batch_size, logp=first_logp)
         comps: list[list[int]] = []
         for r, p in enumerate(prompts):
             toks = mixture.indices[r][mixture.weights[r] > 0].tolist()
