@@ -293,28 +293,12 @@ def add_lora(lm: Any, config: ReaderConfig) -> Any:
 
 
 def batch_loss(lm: Any, examples: Sequence[ReaderExample]) -> torch.Tensor:
-    """Teacher-forced cross-entropy (nats per target token, averaged over the batch's target tokens).
+    """Teacher-forced cross-entropy of the targets after the reader prompts, nats per target token
+    (:func:`vecgen.softprompt.train.teacher_forced_loss`: one left-padded batch, the generation path)."""
+    from ..softprompt.train import teacher_forced_loss
 
-    One left-padded batch of ``reader_segments + target`` built by :func:`~vecgen.backends.contract.build_batch`
-    (the generation path); positions start at 0 after each row's padding.
-    """
-    from ..backends.contract import build_batch
-    from ..backends.transformers import accepts_logits_to_keep
-
-    targets = [target_ids(lm, e) for e in examples]
-    batch = build_batch(lm, [[*reader_segments(lm, e), t] for e, t in zip(examples, targets)])
-    mask = batch.attention_mask.to(lm.backend.device)  # (B, T)
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T)
-    K = max(len(t) for t in targets)  # targets sit at the end of each left-padded row
-    kwargs = {"logits_to_keep": K + 1} if accepts_logits_to_keep(lm.model) else {}
-    out = lm.model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=False,
-                   **kwargs)
-    logits = out.logits[:, -(K + 1) : -1].float()  # (B, K, V): the position before each target token predicts it
-    labels = torch.full((len(examples), K), -100, dtype=torch.long, device=mask.device)  # (B, K)
-    for b, t in enumerate(targets):
-        labels[b, K - len(t):] = torch.tensor(t, device=mask.device)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                             ignore_index=-100)
+    return teacher_forced_loss(lm, [reader_segments(lm, e) for e in examples], [target_ids(lm, e) for e in examples],
+                               what="a reader training sequence (concept tokens + target)")
 
 
 def epoch_order(config: ReaderConfig, epoch: int) -> list[int]:

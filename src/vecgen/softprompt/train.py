@@ -226,14 +226,48 @@ def _parts(lm: Any, item: TaskItem, config: TrainConfig) -> PromptParts:
 # ---------------------------------------------------------------- the gradient step
 
 
+def teacher_forced_loss(lm: Any, prompts: Sequence[Sequence[Any]], targets: Sequence[Sequence[int]], *,
+                        what: str = "a training sequence") -> torch.Tensor:
+    """Teacher-forced cross-entropy of each ``targets[i]`` after ``prompts[i]``, in nats per target token (averaged
+    over every target token of the batch).
+
+    The input is one left-padded batch of ``[*prompts[i], targets[i]]`` built by :func:`vecgen.decoding.build_batch`
+    (the same path as generation); positions start at 0 after each row's padding; only the target positions get
+    logits (``logits_to_keep``) and count.
+
+    Args:
+        prompts: each a list of segments (token ids or ``(n, d)`` vectors; gradients flow into the vectors).
+        targets: token ids per row (end token included).
+        what: the sequences' name in a context-length error.
+
+    Returns:
+        Scalar float32 tensor.
+
+    Raises:
+        ContextLengthError: a row longer than the model's context.
+    """
+    targets = [list(t) for t in targets]
+    batch = build_batch(lm, [[*p, t] for p, t in zip(prompts, targets)])
+    mask = batch.attention_mask  # (B, T)
+    check_context(lm, mask.sum(-1).tolist(), [0] * len(targets), names=[what] * len(targets))
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T)
+    K = max(len(t) for t in targets)  # targets sit at the end of each left-padded row
+    kwargs = {"logits_to_keep": K + 1} if accepts_logits_to_keep(lm.model) else {}
+    out = lm.model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=False,
+                   **kwargs)
+    logits = out.logits[:, -(K + 1) : -1].float()  # (B, K, V): the position before each target token predicts it
+    labels = torch.full((len(targets), K), -100, dtype=torch.long, device=logits.device)  # (B, K)
+    for b, t in enumerate(targets):
+        labels[b, K - len(t) :] = torch.tensor(t, device=logits.device)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=-100)
+
+
 def answer_loss(
     lm: Any, vectors: torch.Tensor, parts: PromptParts, target: Sequence[int], placement: Placement | str
 ) -> torch.Tensor:
-    """Teacher-forced cross-entropy (nats per answer token) of ``target`` after the prompt.
-
-    The input is ``assemble(parts, vectors, placement) + [target]`` built by
-    :func:`vecgen.decoding.build_batch` (the same path as generation); the loss covers only the
-    ``len(target)`` answer positions.
+    """Teacher-forced cross-entropy (nats per answer token) of ``target`` after the prompt
+    ``assemble(parts, vectors, placement)`` (:func:`teacher_forced_loss` of one row).
 
     Args:
         vectors: ``(n, d)`` soft prompt (gradients flow into it).
@@ -242,18 +276,8 @@ def answer_loss(
     Returns:
         Scalar float32 tensor.
     """
-    target = list(target)
-    k = len(target)
-    batch = build_batch(lm, [[*assemble(parts, vectors, placement), target]])
-    mask = batch.attention_mask  # (1, T)
-    check_context(lm, [int(mask.shape[1])], [0], names=["a training sequence (soft prompt + question + answer)"])
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (1, T)
-    kwargs = {"logits_to_keep": k + 1} if accepts_logits_to_keep(lm.model) else {}
-    out = lm.model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=False,
-                   **kwargs)
-    logits = out.logits[0, -(k + 1) : -1].float()  # (k, V): position t predicts token t + 1
-    labels = torch.tensor(target, device=logits.device)  # (k,)
-    return torch.nn.functional.cross_entropy(logits, labels)
+    return teacher_forced_loss(lm, [assemble(parts, vectors, placement)], [target],
+                               what="a training sequence (soft prompt + question + answer)")
 
 
 def training_step(
