@@ -119,6 +119,34 @@ def tv(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     return 0.5 * (logp.exp() - logq.exp()).abs().sum(-1)
 
 
+def concept_settings(top_k: int) -> tuple[Any, Any]:
+    """``(sampling, mixing)`` of the probes' concept tokens: ``vecgen concept``'s defaults
+    (:data:`~vecgen.concept.run.CONCEPT_SAMPLING_DEFAULTS`: temperature 1, no truncation) and the ``soft`` rule with
+    the ``top_k`` largest weights (no noise, so deterministic)."""
+    from ..concept.run import CONCEPT_SAMPLING_DEFAULTS
+    from ..config import SamplingConfig
+    from ..decoding.mixing import MixingConfig
+
+    return SamplingConfig(**CONCEPT_SAMPLING_DEFAULTS), MixingConfig(rule="soft", max_topk=top_k)
+
+
+def versus_components(mixed: torch.Tensor, components: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What follows a fed mixture against what follows its components.
+
+    Args:
+        mixed: ``(..., V)`` log-probabilities after the mixture. components: ``(..., k, V)`` after each of its tokens,
+            largest weight first. weights: ``(k,)`` the mixture's weights (sum 1).
+
+    Returns:
+        ``linear`` ``(..., V)`` = ``log Σ wᵢ·p_i`` (a linear reading), ``kl_linear`` and ``kl_top1`` ``(...)`` nats
+        (``KL(p_mixed ‖ ·)``), ``same_top1`` ``(...)`` bool (the same most likely next token as after the top-1 token).
+    """
+    linear = torch.logsumexp(torch.log(weights)[:, None] + components, dim=-2)  # (..., V)
+    top1 = components[..., 0, :]  # (..., V)
+    return {"linear": linear, "kl_linear": kl(mixed, linear), "kl_top1": kl(mixed, top1),
+            "same_top1": mixed.argmax(-1) == top1.argmax(-1)}
+
+
 def single_token(tokenizer: Any, text: str, what: str) -> int:
     """The id of ``text`` when it is exactly one token (as written: a leading space is part of the token).
 
@@ -166,4 +194,4 @@ def share_ci(flags: Sequence[bool]) -> dict[str, float | int]:
     return {"n": n, "k": k, "share": k / n if n else float("nan"), "low": low, "high": high}
 
 
-__all__ = ["continuation_logprobs", "js", "kl", "load_prompts", "mean_ci", "next_logprobs", "share_ci", "single_token", "tv"]
+__all__ = ["concept_settings", "continuation_logprobs", "versus_components", "js", "kl", "load_prompts", "mean_ci", "next_logprobs", "share_ci", "single_token", "tv"]

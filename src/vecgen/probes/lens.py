@@ -30,7 +30,7 @@ import torch
 
 from ..backends.contract import Prompt, build_batch
 from ..errors import ConfigError
-from .common import kl, mean_ci, share_ci
+from .common import concept_settings, kl, mean_ci, share_ci, versus_components
 
 
 def _check_model(lm: Any) -> Any:
@@ -149,15 +149,12 @@ def lens_trace(lm: Any, prompt: str, *, n: int = 3, after: int = 3, mixture_top_
     Raises:
         ConfigError: a llama.cpp model.
     """
-    from ..config import SamplingConfig
     from ..decoding import generate
     from ..decoding.metrics import token_text
-    from ..decoding.mixing import MixingConfig
 
     _check_model(lm)
     ids = lm.encode(prompt)
-    soft = MixingConfig(rule="soft", max_topk=mixture_top_k)
-    t1 = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    t1, soft = concept_settings(mixture_top_k)
     gen = generate(lm, [ids], sampling=t1, mixing=soft, max_new_tokens=n, stop_ids=[], keep_vectors=True,
                    record_top_k=mixture_top_k)
     vecs = gen.vectors(0)  # (n, d)
@@ -224,10 +221,9 @@ def first_token_lens(lm: Any, prompts: Sequence[str], *, mixture_top_k: int = 10
         parts = [lens_logprobs(lm, seqs[j : j + batch_size])[:, :, 0] for j in range(0, len(seqs), batch_size)]
         logp = torch.cat(parts, dim=1)  # (L + 1, 1 + k, V)
         conc, comp = logp[:, 0], logp[:, 1:]  # (L + 1, V), (L + 1, k, V)
-        lin = torch.logsumexp(torch.log(w)[None, :, None] + comp, dim=1)  # (L + 1, V)
-        per.append({"prompt": p, "top1_weight": float(w[0]), "kl_top1": kl(conc, comp[:, 0]).tolist(),
-                    "kl_linear": kl(conc, lin).tolist(),
-                    "same_top1": (conc.argmax(-1) == comp[:, 0].argmax(-1)).tolist()})
+        v = versus_components(conc, comp, w)  # per layer
+        per.append({"prompt": p, "top1_weight": float(w[0]), "kl_top1": v["kl_top1"].tolist(),
+                    "kl_linear": v["kl_linear"].tolist(), "same_top1": v["same_top1"].tolist()})
         if on_progress:
             on_progress(i + 1, len(prompts))
     layers = len(per[0]["kl_top1"]) if per else 0

@@ -153,15 +153,13 @@ def make_examples(lm: Any, prompts: Sequence[str], config: ReaderConfig, *, seed
 
     One ``n_max``-step run per prompt serves every ``N``: its first ``N`` vectors are those of an ``N``-step run.
     """
-    from ..config import SamplingConfig
     from ..decoding import generate
     from ..decoding.metrics import token_text
-    from ..decoding.mixing import MixingConfig
+    from .common import concept_settings
 
     rng = random.Random(seed)
     ns = [rng.randint(config.n_min, config.n_max) for _ in prompts]
-    t1 = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
-    soft = MixingConfig(rule="soft", max_topk=config.mixture_top_k)
+    t1, soft = concept_settings(config.mixture_top_k)
     out = []
     for i in range(0, len(prompts), batch_size):
         chunk = list(prompts[i : i + batch_size])

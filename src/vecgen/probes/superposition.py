@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from .common import continuation_logprobs, js, kl, mean_ci, next_logprobs, share_ci, tv
+from .common import concept_settings, continuation_logprobs, js, kl, mean_ci, next_logprobs, share_ci, tv, versus_components
 
 #: α = 0, 0.1, …, 1.
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
@@ -206,13 +206,11 @@ def model_pairs(lm: Any, prompts: Sequence[str], *, batch_size: int = 32,
 def _mixture_inputs(lm: Any, prompts: Sequence[str], top_k: int, batch_size: int,
                     logp: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
     """The model's own concept token after each prompt: ``(mixture, vectors (P, d))`` (soft rule, T = 1)."""
-    from ..config import SamplingConfig
-    from ..decoding.mixing import MixingConfig, mix_embeddings, soft_rule
+    from ..decoding.mixing import mix_embeddings, soft_rule
 
     if logp is None:
         logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
-    sampling = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
-    mixture = soft_rule(logp, sampling, MixingConfig(rule="soft", max_topk=top_k))
+    mixture = soft_rule(logp, *concept_settings(top_k))
     return mixture, mix_embeddings(lm.backend, _to_device(mixture, lm.backend.device))  # (P, d)
 
 
@@ -282,12 +280,11 @@ def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[t
         toks = comps[r]
         mixed, comp = outs[len(items) + r][0], outs[len(items) + r][1:]  # (V,), (k, V)
         w = mixture.weights[r][: len(toks)].float().cpu()  # weights > 0 come first (descending)
-        lin = torch.logsumexp(torch.log(w)[:, None] + comp, dim=0)  # (V,): log Σ wᵢ·p_i
-        kl_lin, kl_top = float(kl(mixed, lin)), float(kl(mixed, comp[0]))
-        div = float(js(comp[0], lin))
+        v = versus_components(mixed, comp, w)
+        kl_lin, kl_top = float(v["kl_linear"]), float(v["kl_top1"])
+        div = float(js(comp[0], v["linear"]))
         mixtures.append(MixtureProbe(p, toks, [token_text(tok, t) for t in toks], w.tolist(), div, kl_lin, kl_top,
-                                     bool(int(mixed.argmax()) == int(comp[0].argmax())), kl_top < kl_lin,
-                                     div >= min_divergence))
+                                     bool(v["same_top1"]), kl_top < kl_lin, div >= min_divergence))
     settings = {"alphas": list(alphas), "min_divergence": min_divergence, "mixture_top_k": mixture_top_k,
                 "n_prompts": len(prompts), "n_user_pairs": len(user_pairs), "batch_size": batch_size}
     res = SuperpositionResult(pairs, mixtures, settings)
