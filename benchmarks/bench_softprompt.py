@@ -7,7 +7,7 @@ Usage::
 
 Settings default to the seed's (8 soft tokens, chat template, prefix placement, Adam lr 1e-3, greedy
 answers of at most 24 tokens). Each episode is timed in its parts, exactly as ``vecgen softprompt
-train`` runs them (:func:`vecgen.softprompt.train.respond`, :func:`~vecgen.softprompt.check_answer`,
+train`` runs them (:func:`vecgen.softprompt.train.respond`, :func:`~vecgen.benchmarks_data.checkers.check_answer`,
 :func:`~vecgen.softprompt.training_step`): answer generation, answer check, gradient step.
 
 Baseline measured in the same run: before each episode, the same question is answered by the same model
@@ -39,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from vecgen.models import load_model
-    from vecgen.softprompt import SoftPrompt, TrainConfig, check_answer, prompt_parts, target_ids, training_step
+    from vecgen.benchmarks_data.checkers import check_answer
+    from vecgen.softprompt import SoftPrompt, TrainConfig, arena_prompt, prompt_parts, target_ids, training_step
     from vecgen.softprompt.arena import heldout_set, training_item, training_schedule
     from vecgen.softprompt.train import respond
 
@@ -55,7 +56,7 @@ def main() -> None:
     rows = []
     for ep, (family, index) in enumerate(schedule):
         item = training_item(cfg.seed, family, index, cfg.difficulty)
-        parts = prompt_parts(lm, item.question, chat=cfg.chat_template, system=cfg.system)
+        parts = prompt_parts(lm, arena_prompt(item), chat=cfg.chat_template, system=cfg.system)
         t0 = time.perf_counter()
         plain = respond(lm, [parts.ids], max_new_tokens=cfg.max_new_tokens)[0]
         t1 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Benchmark data (GSM8K, task files), answer checking with math-verify, and the Wilson interval."""
+"""Benchmark data (GSM8K, task files), numeric answer checking with math-verify, and the Wilson interval."""
 
 import importlib.util
 import json
@@ -17,7 +17,15 @@ from vecgen.benchmarks_data import (
     write_task_file,
 )
 from vecgen.errors import ConfigError
-from vecgen.thinking.answers import check_answer, extract_answer
+
+
+def check_answer(output, reference):
+    return check_task(Task("t", "q", reference), output)
+
+
+def extract_answer(output):
+    return check_answer(output, "0").pred
+from vecgen.benchmarks_data import check_answer as check_task
 from vecgen.thinking.stats import paired_comparison, wilson_interval
 
 
@@ -26,7 +34,7 @@ from vecgen.thinking.stats import paired_comparison, wilson_interval
     [
         ("#### 18", "18"),
         ("The answer is 18.", "18"),
-        ("$18.00", "18.00"),
+        ("$18.00", "18"),
         ("She makes 9 * 2 = $18 a day.\n#### 18", "18"),
         ("Therefore she earns \\(\\boxed{18}\\) dollars.", "18"),
         (" 18\n", "18"),
@@ -90,7 +98,7 @@ def test_task_file_round_trip_and_defaults(tmp_path):
         '{"question": "Tom has 3 and buys 4.", "answer": "He has 7.\\n#### 7"}\n'
     )
     tasks = load_task_file(path)
-    assert tasks[0] == Task("a", "2 + 3?", "5", None, {"level": 1})
+    assert tasks[0] == Task("a", "2 + 3?", "5", "numeric") and tasks[0].meta == {"level": 1}
     assert tasks[1].id == "arith-3" and tasks[1].answer == "7" and tasks[1].solution.endswith("#### 7")
     again = tmp_path / "again.jsonl"
     write_task_file(again, tasks)
@@ -131,21 +139,23 @@ def test_bad_benchmark_requests():
 
 
 def test_arena_tasks_plug_in_as_a_benchmark(tmp_path):
-    from vecgen.softprompt.arena import heldout_set
+    from vecgen.softprompt.arena import FAMILIES, heldout_set
 
     tasks = load_benchmark("arena", limit=6)
-    items = heldout_set(0, 6, ["arithmetic", "sequence", "math_word"], 1)
-    assert [t.meta["family"] for t in tasks] == [it.family for it in items]
-    for t, it in zip(tasks, items):
-        assert t.answer == it.answer and it.question.startswith(t.question) and "Answer with only" not in t.question
-        assert check_answer(f"The answer is {it.answer}.", t.answer).correct
+    items = heldout_set(0, 6, list(FAMILIES), 1)
+    assert tasks == items and [t.meta["family"] for t in tasks] == list(FAMILIES)
+    assert {t.answer_type for t in tasks} == {"numeric", "yesno", "choice"}
+    for t in tasks:
+        assert "Answer with only" not in t.question
+        assert check_task(t, f"The answer is {t.answer}.").correct
     # A task file written from them reads back unchanged and runs as --benchmark PATH.
     path = write_task_file(tmp_path / "arena.jsonl", tasks)
     assert load_benchmark(str(path)) == tasks
     hard = load_benchmark("arena", source="math_word@3", limit=2)
     assert all(t.meta["difficulty"] == 3 and t.meta["source"] == "reasoning-gym:gsm_symbolic" for t in hard)
-    with pytest.raises(ConfigError, match="non-numeric answers"):
-        load_benchmark("arena", source="logic")
+    assert {t.answer_type for t in load_benchmark("arena", source="logic,causal", limit=4)} == {"yesno"}
+    with pytest.raises(ConfigError, match="unknown task family 'logik'"):
+        load_benchmark("arena", source="logik")
     with pytest.raises(ConfigError, match="FAMILY"):
         load_benchmark("arena", source="math_word@hard")
 

@@ -2,6 +2,7 @@
 exact resume, the arena and its checkers, bad input."""
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,7 +20,6 @@ from vecgen.softprompt import (
     SoftPrompt,
     TrainConfig,
     answer_loss,
-    check_answer,
     describe_vectors,
     evaluate_checkpoint,
     heldout_set,
@@ -30,7 +30,12 @@ from vecgen.softprompt import (
     train,
     training_step,
 )
+from vecgen.benchmarks_data import check_answer as _check
 from vecgen.softprompt.arena import training_item, training_schedule
+
+
+def check_answer(item, response):
+    return _check(item, response)
 from vecgen.softprompt.checkpoint import check_model_identity, model_identity
 from vecgen.softprompt.prompt import DEFAULT_SYSTEM
 
@@ -277,7 +282,7 @@ def test_arena_is_deterministic_for_a_seed():
     c = heldout_set(8, 24, families, 2)
     assert [(i.question, i.answer) for i in a] == [(i.question, i.answer) for i in b]
     assert [i.question for i in a] != [i.question for i in c]
-    assert [i.family for i in a[:6]] == families  # round-robin
+    assert [i.meta["family"] for i in a[:6]] == families  # round-robin
     s = training_schedule(7, 40, families, a, 2)
     assert s == training_schedule(7, 40, families, b, 2)
     assert training_schedule(7, 15, families, a, 2) == s[:15]  # prefix-stable
@@ -298,9 +303,9 @@ def test_heldout_set_is_disjoint_from_training_items(difficulty):
 
 
 def _wrong(item):
-    if item.kind == "number":
+    if item.answer_type == "numeric":
         return str(int(float(item.answer)) + 1)
-    if item.kind == "yesno":
+    if item.answer_type == "yesno":
         return "No" if item.answer == "Yes" else "Yes"
     return next(c for c in item.choices if c != item.answer)
 
@@ -319,19 +324,19 @@ def test_every_checker_accepts_the_reference_and_rejects_a_wrong_answer(family, 
 
 def test_number_checker_is_tolerant_of_formatting():
     item = training_item(0, "math_word", 0, 1)
-    item = type(item)(**{**item.__dict__, "answer": "42"})
+    item = dataclasses.replace(item, answer="42")
     for ok in ("42", "42.0", "The answer is 42.", "$42$", "\\boxed{42}", "= 42", "42 apples",
                "42.0\nTo solve this problem, we add 40 and 2.", "40 + 2 = 42", "The answer is:\n\n42",
                "First 40, then 2 more.\nSo the answer is 42.", "42\n```python\nx = 40 + 2\nprint(x)\n```"):
         assert check_answer(item, ok).correct, ok
     for bad in ("41", "4.2", "420", "The answer is 24.", "24\nTo check: 40 + 2 = 42", "x"):
         assert not check_answer(item, bad).correct, bad
-    assert check_answer(item, "The answer is 42.0").extracted == "42"
+    assert check_answer(item, "The answer is 42.0").pred == "42"
 
 
 def test_yes_no_and_choice_checkers():
     yes = training_item(0, "causal", 0, 1)
-    yes = type(yes)(**{**yes.__dict__, "answer": "Yes"})
+    yes = dataclasses.replace(yes, answer="Yes")
     assert check_answer(yes, "yes, it does").correct
     assert check_answer(yes, "Yes.\nExplanation: no rule stops it.").correct
     assert not check_answer(yes, "No\nExplanation: yes, the alarm rings, but").correct
@@ -340,6 +345,7 @@ def test_yes_no_and_choice_checkers():
     cmp = training_item(0, "comparison", 0, 2)
     other = next(c for c in cmp.choices if c != cmp.answer)
     assert check_answer(cmp, f"{cmp.answer} is {'larger' if 'larger' in cmp.question else 'smaller'}").correct
+    assert check_answer(cmp, f"**{cmp.letter}**").correct and check_answer(cmp, f"({cmp.letter}) {cmp.answer}").correct
     assert not check_answer(cmp, f"{other}").correct
 
 

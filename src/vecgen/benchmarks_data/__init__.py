@@ -1,8 +1,10 @@
-"""Benchmark data: named benchmarks (GSM8K) and the task-file format other task sets plug into.
+"""Benchmark data: one task type, one checker per answer type, named benchmarks and task files.
 
-:func:`load_benchmark` is what commands call: a registered name (``gsm8k``) or a path to a task
-file (see :mod:`vecgen.benchmarks_data.tasks` for the format). New benchmarks register a loader
-with :func:`register_benchmark`.
+:func:`load_benchmark` is what commands call: a registered name (``gsm8k``, ``arena``) or a path to a
+task file (JSONL or BIG-bench JSON; :mod:`vecgen.benchmarks_data.tasks` has the formats). Every source
+gives :class:`Task` objects of one of four answer types (``numeric``, ``choice``, ``yesno``, ``exact``),
+checked by :func:`check_answer` (:mod:`vecgen.benchmarks_data.checkers`). New benchmarks register a
+loader with :func:`register_benchmark`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,18 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .gsm8k import GSM8K_TEST_SIZE, load_gsm8k, shipped_gsm8k_path
-from .tasks import Task, final_answer_of_solution, load_task_file, task_from_record, tasks_from_records, write_task_file
+from .checkers import CHECKERS, Checker, Verdict, check_answer, extract_answer
+from .tasks import (
+    ANSWER_TYPES,
+    Task,
+    final_answer_of_solution,
+    infer_answer_type,
+    load_task_file,
+    task_from_record,
+    task_text,
+    tasks_from_records,
+    write_task_file,
+)
 
 #: A loader: ``fn(source) -> list[Task]``; ``source`` is loader-specific (``"shipped"``, ``"hub"``, a path).
 BenchmarkLoader = Callable[[str], list[Task]]
@@ -41,15 +54,16 @@ ARENA_BENCHMARK_SIZE = 300
 
 @register_benchmark("arena")
 def _arena(source: str = "shipped") -> list[Task]:
-    """The soft-prompt arena's numeric-answer families as tasks (:func:`vecgen.softprompt.arena.arena_tasks`).
+    """The soft-prompt arena's families as tasks (:func:`vecgen.softprompt.arena.arena_tasks`), each of its
+    family's answer type (numeric, yesno, choice).
 
-    ``source``: ``shipped`` (the default: arithmetic, sequence and math_word at difficulty 1) or
-    ``FAMILY[,FAMILY...][@DIFFICULTY]``, e.g. ``math_word@3`` (reasoning-gym's GSM8K-style problems).
-    Items come from the arena's held-out stream of seed 0, round-robin over the families.
+    ``source``: ``shipped`` (the default: every family at difficulty 1) or ``FAMILY[,FAMILY...][@DIFFICULTY]``,
+    e.g. ``causal@2`` or ``math_word@3`` (reasoning-gym's GSM8K-style problems). Items come from the arena's
+    held-out stream of seed 0, round-robin over the families.
     """
-    from ..softprompt.arena import NUMERIC_FAMILIES, arena_tasks
+    from ..softprompt.arena import FAMILIES, arena_tasks
 
-    families, difficulty = list(NUMERIC_FAMILIES), 1
+    families, difficulty = list(FAMILIES), 1
     if source != "shipped":
         names, _, level = source.partition("@")
         families = [f.strip() for f in names.split(",") if f.strip()]
@@ -64,7 +78,7 @@ def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = 
     """Tasks of a named benchmark or a task file, the first ``limit`` of them.
 
     Args:
-        spec: a registered name (``gsm8k``) or a path to a ``.jsonl`` task file.
+        spec: a registered name (``gsm8k``, ``arena``) or a path to a task file (``.jsonl``, or BIG-bench ``.json``).
         limit: keep the first ``limit`` tasks (>= 1); None = all.
         source: for named benchmarks, where the data comes from (GSM8K: ``shipped`` (default),
             ``hub``, or a JSONL path; ``arena``: ``shipped`` or ``FAMILY[,FAMILY...][@DIFFICULTY]``);
@@ -78,30 +92,38 @@ def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = 
         raise ConfigError(f"--limit={limit}: allowed range is >= 1 (or leave it out for all items)")
     if spec in BENCHMARKS:
         tasks = BENCHMARKS[spec](source or "shipped")
-    elif spec.endswith(".jsonl") or Path(spec).is_file():
+    elif spec.endswith((".jsonl", ".json")) or Path(spec).is_file():
         if source is not None:
             raise ConfigError("--data-source applies to named benchmarks only, not to a task file")
         tasks = load_task_file(spec)
     else:
         raise ConfigError(
             f"unknown benchmark {spec!r}; choose one of: {', '.join(sorted(BENCHMARKS))}, "
-            "or give the path of a task file (.jsonl with question/answer/id per line)"
+            "or give the path of a task file (.jsonl with question/answer per line, or a BIG-bench task .json)"
         )
     return tasks if limit is None else tasks[:limit]
 
 
 __all__ = [
+    "ANSWER_TYPES",
     "ARENA_BENCHMARK_SIZE",
     "BENCHMARKS",
+    "CHECKERS",
+    "Checker",
     "GSM8K_TEST_SIZE",
     "Task",
+    "Verdict",
+    "check_answer",
+    "extract_answer",
     "final_answer_of_solution",
+    "infer_answer_type",
     "load_benchmark",
     "load_gsm8k",
     "load_task_file",
     "register_benchmark",
     "shipped_gsm8k_path",
     "task_from_record",
+    "task_text",
     "tasks_from_records",
     "write_task_file",
 ]

@@ -1,27 +1,48 @@
-"""The task-file format: one question with a checkable final answer per JSONL line.
+"""The task-file formats: one question with a checkable final answer per item, of one of four answer types.
 
-Every benchmark loader in vecgen returns :class:`Task` objects, and any JSONL file in this format
-plugs into ``vecgen think --benchmark PATH``. The soft-prompt arena's numeric tasks come in the same
-form (:func:`vecgen.softprompt.arena.arena_tasks`, ``vecgen think --benchmark arena``) and
-:func:`write_task_file` saves any list of tasks as such a file.
+Every benchmark loader in vecgen returns :class:`Task` objects, and any file in these formats plugs into
+``vecgen think --benchmark PATH``. The soft-prompt arena's families produce the same type
+(:func:`vecgen.softprompt.arena.arena_tasks`, ``vecgen think --benchmark arena``), and
+:func:`write_task_file` saves any list of tasks as a JSONL task file. Answers are checked by the
+task's type's checker (:mod:`vecgen.benchmarks_data.checkers`).
 
-Format (UTF-8, one JSON object per line, blank lines ignored)::
+**JSONL task file** (``.jsonl``; UTF-8, one JSON object per line, blank lines ignored)::
 
     {"id": "add-1", "question": "What is 2 + 3?", "answer": "5"}
     {"question": "Tom has 3 apples ...", "answer": "He has 3 + 4 = 7 apples.\\n#### 7", "level": 1}
+    {"question": "Is ice cold?", "answer": "Yes"}
+    {"question": "Which is a fruit?", "choices": ["stone", "pear"], "answer": "B"}
+    {"question": "Spell 3 as a word.", "answer": "three", "answer_type": "exact", "aliases": ["3"]}
 
 Fields:
 
 ``question`` (required)
-    Non-empty string: the problem as shown to the model.
+    Non-empty string: the problem as shown to the model (a ``choice`` task's options are listed after
+    it, lettered A, B, ...: :func:`task_text`).
 ``answer`` (required)
-    The final answer as a string or a number (``"18"``, ``18``, ``"1/2"``, ``"\\\\frac{1}{2}"``).
-    A string with a GSM8K-style ``#### N`` line is reduced to ``N`` (commas removed) and the whole
-    string is kept as the worked ``solution``. Answers are compared with math-verify.
+    The final answer as a string or a number. Numeric: ``"18"``, ``18``, ``"1/2"``,
+    ``"\\\\frac{1}{2}"``; a string with a GSM8K-style ``#### N`` line is reduced to ``N`` (commas removed)
+    and the whole string is kept as the worked ``solution``. Choice: the correct option's text or its
+    letter (``"B"``). Yes/no: ``"Yes"`` or ``"No"`` (any case).
+``answer_type`` (optional)
+    ``numeric``, ``choice``, ``yesno`` or ``exact``. Inferred when absent: ``choice`` when ``choices``
+    is given, ``yesno`` for a yes/no answer, ``numeric`` for an answer math-verify reads as a number or
+    expression, else ``exact``. Items without it must all infer the same type: a file that mixes types
+    must name them.
+``choices`` (``choice`` only)
+    The options (2–26 distinct non-empty strings); the answer must be one of them or its letter.
+``aliases`` (optional)
+    Other accepted answers (``["three", "3"]``): numeric and exact tasks.
 ``id`` (optional)
     String or integer, unique within the file; default ``<file stem>-<line number>``.
 anything else
     Kept in :attr:`Task.meta` (e.g. a difficulty level or the source of the item).
+
+**BIG-bench JSON task** (``.json``; the format of BIG-bench's ``task.json``, Srivastava et al. 2022): an
+object with ``examples``, each with ``input`` and either ``target`` (a string or a list of accepted
+strings: the first is the answer, the rest aliases; the type is inferred as above, per file) or
+``target_scores`` (``{"option": score}``: a ``choice`` task whose answer is the single highest-scoring
+option). The task's ``task_prefix`` (if any) is put before every input; ids are ``<file stem>-<index>``.
 """
 
 from __future__ import annotations
@@ -39,14 +60,22 @@ from ..io import atomic_write_text
 _GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
 
 
+#: The answer types (one checker each: :data:`vecgen.benchmarks_data.checkers.CHECKERS`).
+ANSWER_TYPES = ("numeric", "choice", "yesno", "exact")
+
+
 @dataclass(frozen=True)
 class Task:
     """One benchmark item.
 
     Attributes:
         id: unique id within its benchmark (records and resumption key on it).
-        question: the problem text shown to the model.
-        answer: the final answer as a string (``"18"``), checked with math-verify.
+        question: the problem text shown to the model (without options; :func:`task_text` adds them).
+        answer: the final answer as a string: a number (``"18"``), ``"Yes"``/``"No"``, the correct
+            option's text, or a short string.
+        answer_type: ``numeric``, ``choice``, ``yesno`` or ``exact`` (:data:`ANSWER_TYPES`).
+        choices: the options of a ``choice`` task, in the order they are lettered; else empty.
+        aliases: other accepted answers (numeric and exact tasks).
         solution: a worked solution when the source has one (GSM8K), else None.
         meta: any other fields of the source record.
     """
@@ -54,16 +83,43 @@ class Task:
     id: str
     question: str
     answer: str
+    answer_type: str = "numeric"
+    choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
     solution: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def letter(self) -> str | None:
+        """The correct option's letter (``"B"``) of a ``choice`` task, else None."""
+        from .checkers import LETTERS
+
+        return LETTERS[self.choices.index(self.answer)] if self.answer in self.choices else None
 
     def to_json(self) -> dict[str, Any]:
-        """The task-file line for this task (``id``, ``question``, ``answer``, plus ``solution``/meta)."""
-        out: dict[str, Any] = {"id": self.id, "question": self.question, "answer": self.answer}
+        """The task-file line for this task (``id``, ``question``, ``answer``, ``answer_type``, plus
+        ``choices``/``aliases``/``solution``/meta when present)."""
+        out: dict[str, Any] = {"id": self.id, "question": self.question, "answer": self.answer,
+                               "answer_type": self.answer_type}
+        if self.choices:
+            out["choices"] = list(self.choices)
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
         if self.solution is not None:
             out["solution"] = self.solution
         out.update(self.meta)
         return out
+
+
+def task_text(task: Task) -> str:
+    """The question as shown to the model: for a ``choice`` task followed by its options, one per line,
+    lettered (``"A. pear"``)."""
+    if task.answer_type != "choice":
+        return task.question
+    from .checkers import LETTERS
+
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(task.choices))
+    return f"{task.question.rstrip()}\n{options}"
 
 
 def final_answer_of_solution(solution: str) -> str | None:
@@ -77,7 +133,28 @@ def final_answer_of_solution(solution: str) -> str | None:
     return found[-1].replace(",", "").strip() or None
 
 
-def task_from_record(record: Any, *, default_id: str, where: str) -> Task:
+def infer_answer_type(answer: str, choices: Sequence[str] = ()) -> str:
+    """The answer type of a record without ``answer_type``: ``choice`` with choices, ``yesno`` for a yes/no
+    answer, ``numeric`` when math-verify reads the answer as a number or expression, else ``exact``."""
+    from .checkers import CHECKERS, yesno_value
+
+    if choices:
+        return "choice"
+    if yesno_value(answer) is not None:
+        return "yesno"
+    return "numeric" if CHECKERS["numeric"].unscorable(answer) is None else "exact"
+
+
+def _string_list(value: Any, name: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                                              and str(v).strip() for v in value):
+        raise ConfigError(f"{where}: {name!r} must be a list of non-empty strings")
+    return tuple(str(v).strip() for v in value)
+
+
+def task_from_record(record: Any, *, default_id: str, where: str) -> tuple[Task, bool]:
     """Validate one decoded task record.
 
     Args:
@@ -85,9 +162,16 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> Task:
         default_id: the id when the record has none.
         where: location used in error messages (``"tasks.jsonl line 3"``).
 
+    Returns:
+        ``(task, typed)``: the task and whether its record named its ``answer_type`` (else it was inferred).
+
     Raises:
-        ConfigError: not an object, a missing or empty ``question``/``answer``, a bad ``id``.
+        ConfigError: not an object, a missing or empty ``question``/``answer``, a bad ``id``, an unknown
+            ``answer_type``, bad ``choices``/``aliases``, a choice answer not among the choices, or an answer
+            its type's checker can never count correct.
     """
+    from .checkers import CHECKERS, LETTERS, yesno_value
+
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected a JSON object with 'question' and 'answer', got {type(record).__name__}")
     data = dict(record)
@@ -95,6 +179,9 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> Task:
     answer = data.pop("answer", None)
     tid = data.pop("id", default_id)
     solution = data.pop("solution", None)
+    answer_type = data.pop("answer_type", None)
+    choices = _string_list(data.pop("choices", None), "choices", where)
+    aliases = _string_list(data.pop("aliases", None), "aliases", where)
     if not isinstance(question, str) or not question.strip():
         raise ConfigError(f"{where}: 'question' must be a non-empty string")
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
@@ -103,27 +190,52 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> Task:
         raise ConfigError(f"{where}: 'id' must be a non-empty string or an integer")
     if solution is not None and not isinstance(solution, str):
         raise ConfigError(f"{where}: 'solution' must be a string")
+    if answer_type is not None and answer_type not in ANSWER_TYPES:
+        raise ConfigError(f"{where}: unknown answer_type {answer_type!r}; choose one of: {', '.join(ANSWER_TYPES)}")
+    if choices and answer_type not in (None, "choice"):
+        raise ConfigError(f"{where}: 'choices' given for an answer_type {answer_type!r} task; "
+                          "choices belong to answer_type \"choice\"")
+    if len(set(c.lower() for c in choices)) != len(choices):
+        raise ConfigError(f"{where}: 'choices' has the same option twice: {list(choices)}")
     answer = str(answer).strip()
-    if "####" in answer:
+    if "####" in answer and answer_type in (None, "numeric") and not choices:
         final = final_answer_of_solution(answer)
         if final is None:
             raise ConfigError(f"{where}: 'answer' has '####' but no final answer after it")
         solution = solution or answer
         answer = final
-    return Task(id=str(tid), question=question, answer=answer, solution=solution, meta=data)
+    typed = answer_type is not None
+    answer_type = answer_type or infer_answer_type(answer, choices)
+    if answer_type == "choice":
+        if answer not in choices and len(answer) == 1 and answer.upper() in LETTERS[: len(choices)]:
+            answer = choices[LETTERS.index(answer.upper())]
+        if aliases:
+            raise ConfigError(f"{where}: 'aliases' do not apply to a choice task (the letter and the option text "
+                              "are both accepted)")
+    if answer_type == "yesno":
+        answer = yesno_value(answer) or answer
+    task = Task(id=str(tid), question=question, answer=answer, answer_type=answer_type, choices=choices,
+                aliases=aliases, solution=solution, meta=data)
+    CHECKERS[answer_type].validate(task, where)
+    return task, typed
 
 
-def check_scorable(task: Task, where: str) -> None:
-    """Refuse a task whose answer the checker can never match (scored wrong whatever the model says).
+class _TypeGuard:
+    """Refuses a file whose untyped items infer different answer types."""
 
-    Raises:
-        ConfigError: naming ``where`` (file and line), the answer and why.
-    """
-    from ..thinking.answers import unscorable_reason
+    def __init__(self, source: str):
+        self.source, self.first = source, None
 
-    why = unscorable_reason(task.answer)
-    if why is not None:
-        raise ConfigError(f"{where}: answer {task.answer!r} can never be scored correct: {why}")
+    def add(self, task: Task, typed: bool, where: str) -> None:
+        if typed:
+            return
+        if self.first is None:
+            self.first = (task.answer_type, where)
+        elif task.answer_type != self.first[0]:
+            raise ConfigError(
+                f"{self.source} mixes answer types without 'answer_type': {where} reads as {task.answer_type} "
+                f"(answer {task.answer!r}) but {self.first[1]} as {self.first[0]}; add \"answer_type\" "
+                f"({', '.join(ANSWER_TYPES)}) to the items")
 
 
 def tasks_from_records(records: Iterable[Any], *, source: str, id_prefix: str) -> list[Task]:
@@ -135,25 +247,29 @@ def tasks_from_records(records: Iterable[Any], *, source: str, id_prefix: str) -
         id_prefix: default ids are ``<id_prefix>-<index>`` (4 digits, 0-based).
 
     Raises:
-        ConfigError: an invalid record or a duplicate id (the record index is named).
+        ConfigError: an invalid record, a duplicate id (the record index is named), or untyped records
+            of different inferred answer types.
     """
     tasks, seen = [], set()
+    guard = _TypeGuard(source)
     for i, rec in enumerate(records):
-        task = task_from_record(rec, default_id=f"{id_prefix}-{i:04d}", where=f"{source} record {i}")
-        check_scorable(task, f"{source} record {i}")
+        where = f"{source} record {i}"
+        task, typed = task_from_record(rec, default_id=f"{id_prefix}-{i:04d}", where=where)
+        guard.add(task, typed, where)
         if task.id in seen:
-            raise ConfigError(f"{source} record {i}: duplicate id {task.id!r}")
+            raise ConfigError(f"{where}: duplicate id {task.id!r}")
         seen.add(task.id)
         tasks.append(task)
     return tasks
 
 
 def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids: bool = False) -> list[Task]:
-    """Read a task file (format in the module docstring).
+    """Read a task file: JSONL (``.jsonl`` or any other name) or BIG-bench JSON (``.json``); formats in the
+    module docstring.
 
     Args:
-        path: a ``.jsonl`` file.
-        id_prefix: prefix of default ids (default: the file stem); a line without ``id`` gets
+        path: the file.
+        id_prefix: prefix of default ids (default: the file stem); a JSONL line without ``id`` gets
             ``<prefix>-<line number>`` (1-based line numbers, as an editor shows them).
         index_ids: default ids are ``<prefix>-NNNN`` with the 0-based task index instead (GSM8K).
 
@@ -161,16 +277,20 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
         The tasks in file order.
 
     Raises:
-        ConfigError: missing file, invalid JSON, a bad record, a duplicate id, or no tasks; the
-            message names the file and line number.
+        ConfigError: missing file, invalid JSON, a bad record, a duplicate id, mixed inferred answer
+            types, or no tasks; the message names the file and line number (JSONL) or example index
+            (BIG-bench).
     """
     from ..io import read_user_text
 
     path = Path(path)
     prefix = id_prefix or path.stem
+    text = read_user_text(path, "task file")
+    if path.suffix.lower() == ".json":
+        return _bigbench_tasks(path, text, prefix)
     tasks: list[Task] = []
     seen: dict[str, int] = {}
-    text = read_user_text(path, "task file")
+    guard = _TypeGuard(str(path))
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -180,8 +300,8 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
         default_id = f"{prefix}-{len(tasks):04d}" if index_ids else f"{prefix}-{lineno}"
-        task = task_from_record(record, default_id=default_id, where=where)
-        check_scorable(task, where)
+        task, typed = task_from_record(record, default_id=default_id, where=where)
+        guard.add(task, typed, f"line {lineno}")
         if task.id in seen:
             raise ConfigError(f"{where}: duplicate id {task.id!r} (first on line {seen[task.id]})")
         seen[task.id] = lineno
@@ -191,7 +311,50 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
     return tasks
 
 
+def _bigbench_tasks(path: Path, text: str, prefix: str) -> list[Task]:
+    """Tasks of a BIG-bench ``task.json`` (the module docstring says how examples map to answer types)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    examples = data.get("examples") if isinstance(data, dict) else None
+    if not isinstance(examples, list) or not examples:
+        raise ConfigError(f"{path}: a BIG-bench task file needs a non-empty 'examples' list "
+                          "(objects with 'input' and 'target' or 'target_scores')")
+    task_prefix = data.get("task_prefix") or ""
+    if not isinstance(task_prefix, str):
+        raise ConfigError(f"{path}: 'task_prefix' must be a string")
+    records = []
+    for i, ex in enumerate(examples):
+        where = f"{path} example {i}"
+        if not isinstance(ex, dict) or not isinstance(ex.get("input"), str):
+            raise ConfigError(f"{where}: expected an object with a string 'input'")
+        rec: dict[str, Any] = {"id": f"{prefix}-{i:04d}", "question": task_prefix + ex["input"]}
+        scores, target = ex.get("target_scores"), ex.get("target")
+        if scores is not None:
+            if (not isinstance(scores, dict) or len(scores) < 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values())):
+                raise ConfigError(f"{where}: 'target_scores' must map at least 2 options to numbers")
+            best = max(scores.values())
+            winners = [k for k, v in scores.items() if v == best]
+            if len(winners) != 1:
+                raise ConfigError(f"{where}: 'target_scores' has {len(winners)} options with the top score {best}; "
+                                  "a choice task needs exactly one correct option")
+            rec.update(choices=list(scores), answer=winners[0], answer_type="choice")
+        elif isinstance(target, str) and target.strip():
+            rec["answer"] = target
+        elif isinstance(target, list) and target and all(isinstance(t, str) and t.strip() for t in target):
+            rec["answer"], rest = target[0], target[1:]
+            if rest:
+                rec["aliases"] = rest
+        else:
+            raise ConfigError(f"{where}: needs 'target' (a non-empty string or list of strings) or 'target_scores'")
+        records.append(rec)
+    tasks = tasks_from_records(records, source=str(path), id_prefix=prefix)
+    return tasks
+
+
 def write_task_file(path: str | Path, tasks: Sequence[Task]) -> Path:
-    """Write ``tasks`` as a task file (atomically); :func:`load_task_file` reads it back unchanged."""
+    """Write ``tasks`` as a JSONL task file (atomically); :func:`load_task_file` reads it back unchanged."""
     lines = [json.dumps(t.to_json(), ensure_ascii=False) for t in tasks]
     return atomic_write_text(path, "\n".join(lines) + "\n")

@@ -141,9 +141,9 @@ def source_texts(source: str) -> list[str]:
 
         return [t.question for t in load_gsm8k("shipped")]
     if source == "arena":
-        from ..softprompt.arena import FAMILIES, heldout_set
+        from ..softprompt.arena import FAMILIES, arena_prompt, heldout_set
 
-        return [it.question for it in heldout_set(0, 40 * len(FAMILIES), list(FAMILIES))]
+        return [arena_prompt(it) for it in heldout_set(0, 40 * len(FAMILIES), list(FAMILIES))]
     raise ConfigError(f"unknown reader data source {source!r}; choose gsm8k or arena")
 
 

@@ -1,8 +1,9 @@
 """The reasoning arena: procedurally generated task families with answer checkers.
 
-Every family turns ``(seed, index, difficulty)`` into one :class:`TaskItem` deterministically (same
-inputs → same question on any machine) and checks a model's free-text response against the reference
-answer, tolerant of formatting (``"42"``, ``"42.0"``, ``"The answer is 42."`` are all accepted for 42).
+Every family turns ``(seed, index, difficulty)`` into one :class:`~vecgen.benchmarks_data.Task`
+deterministically (same inputs → same question on any machine); responses are checked by the task's
+answer type's checker (:func:`vecgen.benchmarks_data.checkers.check_answer`), tolerant of formatting
+(``"42"``, ``"42.0"``, ``"The answer is 42."`` are all accepted for 42).
 Answers are short (a number, Yes/No, or a name) so that a 0.5B Instruct model can answer in
 16–32 new tokens.
 
@@ -34,13 +35,8 @@ Why some generators are our own (reasoning-gym 0.1.x covers the rest):
   transitive relation. Level 1: two integers; level 2: two decimals with different digit counts
   (3.9 vs 3.11); level 3: three or four people ordered by height ("Who is the tallest?").
 
-Checking (:func:`check_answer`): a plain-completion response is first cut at ``"\\nQuestion:"`` (the
-model starting a new question); the answer is read from :func:`answer_span` — the line after the last
-"answer is" / "answer:", else the first non-empty line (small models answer first and explain or write
-code after), else the whole response. Numbers are read with math-verify's parser and compared with
-``verify`` (``42``, ``42.0``, ``$42$``, ``\\boxed{42}``, "The answer is 42." all match 42), then, for
-reasoning-gym families, with the dataset's own ``score_answer``; Yes/No answers take the first
-``yes``/``no`` word; choices take the first option named.
+Prompts (:func:`arena_prompt`): the question (a ``choice`` task's options lettered after it) and one
+answer-format instruction per answer type (:data:`INSTRUCTIONS`).
 
 Evaluation set: :func:`heldout_set` draws ``size`` items round-robin over the families from a
 stream seeded separately from training, without duplicates; :func:`training_schedule` draws the
@@ -54,18 +50,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ..benchmarks_data.tasks import Task
-
-AnswerKind = Literal["number", "yesno", "choice"]
+from ..benchmarks_data.tasks import Task, task_text
 
 #: Virtual size of every reasoning-gym dataset (``gsm_symbolic`` draws its template list from the size,
 #: so it must be fixed for indices to mean the same item in every run).
@@ -73,58 +65,35 @@ RG_VIRTUAL_SIZE = 100_000
 #: Difficulty levels accepted by every family.
 DIFFICULTIES = (1, 2, 3)
 
-_INSTRUCTIONS: dict[str, str] = {
-    "number": "Answer with only the final number.",
+#: The soft-prompt arena's answer-format instruction per answer type (after the question).
+INSTRUCTIONS: dict[str, str] = {
+    "numeric": "Answer with only the final number.",
     "yesno": "Answer with only Yes or No.",
-    "choice": "Answer with only the answer, no explanation.",
+    "choice": "Answer with only the correct option, no explanation.",
+    "exact": "Answer with only the answer, no explanation.",
 }
 
 
-@dataclass(frozen=True)
-class TaskItem:
-    """One arena task.
-
-    Attributes:
-        family: family name.
-        index: index in the family's stream (with ``seed`` and ``difficulty``, identifies the item).
-        question: the full question shown to the model, answer-format instruction included.
-        answer: the reference answer as text ("42", "Yes", "Alice").
-        kind: ``"number"``, ``"yesno"`` or ``"choice"`` (how responses are parsed).
-        choices: the options of a ``choice`` item, else empty.
-        source: where it came from (``reasoning-gym:basic_arithmetic`` or ``vecgen:causal``).
-        entry: the reasoning-gym entry (question, answer, metadata), or None.
-        verifier: the reasoning-gym dataset's ``score_answer(answer, entry) -> float`` (1.0 = correct), or None.
-    """
-
-    family: str
-    index: int
-    question: str
-    answer: str
-    kind: AnswerKind
-    choices: tuple[str, ...] = ()
-    source: str = ""
-    entry: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    verifier: Callable[[str, dict[str, Any]], float] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def problem(self) -> str:
-        """The question without the arena's answer-format instruction (for prompts that ask their own)."""
-        return self.question.removesuffix(f"\n{_INSTRUCTIONS[self.kind]}")
-
-    def brief(self) -> dict[str, Any]:
-        """JSON-friendly summary for records."""
-        return {"family": self.family, "index": self.index, "question": self.question, "answer": self.answer}
+def arena_prompt(task: Task) -> str:
+    """The question as the soft-prompt arena asks it: :func:`~vecgen.benchmarks_data.tasks.task_text` and the
+    type's :data:`INSTRUCTIONS` line."""
+    return f"{task_text(task)}\n{INSTRUCTIONS[task.answer_type]}"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Result of checking one response: ``correct`` and the answer read from it (None if none)."""
+def _task(family: str, seed: int, index: int, difficulty: int, question: str, answer: str, answer_type: str,
+          source: str, choices: tuple[str, ...] = ()) -> Task:
+    return Task(id=f"arena-{family}-{difficulty}-{index}", question=question, answer=answer, answer_type=answer_type,
+                choices=choices, meta={"family": family, "index": index, "source": source, "seed": seed,
+                                       "difficulty": difficulty})
 
-    correct: bool
-    extracted: str | None
+
+def brief(task: Task) -> dict[str, Any]:
+    """JSON-friendly summary of an arena task for records: family, index, question (as asked), answer."""
+    return {"family": task.meta["family"], "index": task.meta["index"], "question": arena_prompt(task),
+            "answer": task.answer}
 
 
-Generator = Callable[[int, int, int], TaskItem]
+Generator = Callable[[int, int, int], Task]
 
 
 @dataclass(frozen=True)
@@ -135,7 +104,7 @@ class TaskFamily:
         name: registry key.
         description: one line for help texts and reports.
         source: ``reasoning-gym:<dataset>`` or ``vecgen`` (own generator).
-        make: ``make(seed, index, difficulty) -> TaskItem``, deterministic.
+        make: ``make(seed, index, difficulty) -> Task``, deterministic.
     """
 
     name: str
@@ -143,7 +112,7 @@ class TaskFamily:
     source: str
     make: Generator
 
-    def item(self, seed: int, index: int, difficulty: int = 1) -> TaskItem:
+    def item(self, seed: int, index: int, difficulty: int = 1) -> Task:
         """The task at ``index`` of the stream seeded by ``seed``.
 
         Raises:
@@ -201,10 +170,10 @@ def _rg_family(
     family: str,
     dataset: str,
     levels: dict[int, dict[str, Any]],
-    kind: AnswerKind,
+    answer_type: str,
     template: str = "{q}",
 ) -> Generator:
-    def make(seed: int, index: int, difficulty: int) -> TaskItem:
+    def make(seed: int, index: int, difficulty: int) -> Task:
         if not 0 <= index < RG_VIRTUAL_SIZE:
             raise ConfigError(f"{family}: index {index} outside [0, {RG_VIRTUAL_SIZE})")
         settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in levels[difficulty].items()))
@@ -212,10 +181,9 @@ def _rg_family(
         entry = ds[index]
         question = template.format(q=entry["question"].strip())
         answer = str(entry["answer"]).strip()
-        if kind == "yesno":
+        if answer_type == "yesno":
             answer = answer.capitalize()
-        return TaskItem(family, index, f"{question}\n{_INSTRUCTIONS[kind]}", answer, kind,
-                        source=f"reasoning-gym:{dataset}", entry=entry, verifier=ds.score_answer)
+        return _task(family, seed, index, difficulty, question, answer, answer_type, f"reasoning-gym:{dataset}")
 
     return make
 
@@ -229,7 +197,7 @@ register_family(TaskFamily(
                 allow_parentheses=False, allow_negation=False),
         3: dict(min_terms=3, max_terms=4, min_digits=1, max_digits=2, operators=("+", "-", "*", "/"),
                 allow_parentheses=True, allow_negation=True),
-    }, "number"),
+    }, "numeric"),
 ))
 
 register_family(TaskFamily(
@@ -238,7 +206,7 @@ register_family(TaskFamily(
         1: dict(min_terms=5, max_terms=6, max_complexity=1),
         2: dict(min_terms=5, max_terms=7, max_complexity=2),
         3: dict(min_terms=4, max_terms=8, max_complexity=3),
-    }, "number", template="What number comes next in the sequence {q}"),
+    }, "numeric", template="What number comes next in the sequence {q}"),
 ))
 
 register_family(TaskFamily(
@@ -295,13 +263,12 @@ def _word_problem(rng: random.Random, level: int) -> tuple[str, int]:
             f"How many {item} does {friend} have?"), 2 * a * b
 
 
-def _make_math_word(seed: int, index: int, difficulty: int) -> TaskItem:
+def _make_math_word(seed: int, index: int, difficulty: int) -> Task:
     if difficulty == 3:
-        return _rg_family("math_word", "gsm_symbolic", {3: {}}, "number")(seed, index, 3)
+        return _rg_family("math_word", "gsm_symbolic", {3: {}}, "numeric")(seed, index, 3)
     rng = _rng(seed, "math_word", index, difficulty)
     question, answer = _word_problem(rng, difficulty)
-    return TaskItem("math_word", index, f"{question}\n{_INSTRUCTIONS['number']}", str(answer), "number",
-                    source="vecgen:math_word")
+    return _task("math_word", seed, index, difficulty, question, str(answer), "numeric", "vecgen:math_word")
 
 
 register_family(TaskFamily(
@@ -322,7 +289,7 @@ _EVENTS = (
 )
 
 
-def _make_causal(seed: int, index: int, difficulty: int) -> TaskItem:
+def _make_causal(seed: int, index: int, difficulty: int) -> Task:
     rng = _rng(seed, "causal", index, difficulty)
     length = difficulty  # rules in the chain that starts at the fact
     events = rng.sample(range(len(_EVENTS)), 2 * length + 3)
@@ -344,13 +311,13 @@ def _make_causal(seed: int, index: int, difficulty: int) -> TaskItem:
     text = " ".join(f"If {_EVENTS[a][0]}, {_EVENTS[b][0]}." for a, b in rules)
     question = (f"Rules: {text} Nothing happens unless a fact or a rule causes it.\n"
                 f"Fact: {_EVENTS[fact][0]}.\nQuestion: {_EVENTS[target][1]}")
-    return TaskItem("causal", index, f"{question}\n{_INSTRUCTIONS['yesno']}", answer, "yesno", source="vecgen:causal")
+    return _task("causal", seed, index, difficulty, question, answer, "yesno", "vecgen:causal")
 
 
 register_family(TaskFamily("causal", "cause-and-effect chains: does an event happen", "vecgen", _make_causal))
 
 
-def _make_comparison(seed: int, index: int, difficulty: int) -> TaskItem:
+def _make_comparison(seed: int, index: int, difficulty: int) -> Task:
     rng = _rng(seed, "comparison", index, difficulty)
     if difficulty in (1, 2):
         if difficulty == 1:
@@ -369,8 +336,8 @@ def _make_comparison(seed: int, index: int, difficulty: int) -> TaskItem:
         word = "larger" if larger else "smaller"
         answer = max(sa, sb, key=float) if larger else min(sa, sb, key=float)
         question = f"Which number is {word}: {sa} or {sb}?"
-        return TaskItem("comparison", index, f"{question}\n{_INSTRUCTIONS['choice']}", answer, "choice",
-                        choices=(sa, sb), source="vecgen:comparison")
+        return _task("comparison", seed, index, difficulty, question, answer, "choice", "vecgen:comparison",
+                     choices=(sa, sb))
     people = rng.sample(_NAMES, rng.choice((3, 4)))  # tallest first
     pairs = [(people[i], people[i + 1]) for i in range(len(people) - 1)]
     rng.shuffle(pairs)
@@ -378,122 +345,11 @@ def _make_comparison(seed: int, index: int, difficulty: int) -> TaskItem:
     tallest = rng.random() < 0.5
     answer = people[0] if tallest else people[-1]
     question = f"{facts} Who is the {'tallest' if tallest else 'shortest'}?"
-    return TaskItem("comparison", index, f"{question}\n{_INSTRUCTIONS['choice']}", answer, "choice",
-                    choices=tuple(sorted(people)), source="vecgen:comparison")
+    return _task("comparison", seed, index, difficulty, question, answer, "choice", "vecgen:comparison",
+                 choices=tuple(sorted(people)))
 
 
 register_family(TaskFamily("comparison", "which number is larger / who is tallest", "vecgen", _make_comparison))
-
-# ---------------------------------------------------------------- checking
-
-_YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
-
-
-def clean_response(text: str) -> str:
-    """The part of a response that answers: cut at ``"\\nQuestion:"`` (a plain-completion model
-    starting a new question), stripped."""
-    return text.split("\nQuestion:")[0].strip()
-
-
-def _canonical_number(text: str) -> str | None:
-    try:
-        value = float(text.replace(",", ""))
-    except ValueError:
-        return None
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-_ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|:|=)\s*", re.IGNORECASE)
-
-
-def answer_span(text: str) -> str:
-    """The part of a (cleaned) response that states the answer.
-
-    * a ``\\boxed{...}`` anywhere: the whole text (math-verify reads the box);
-    * else the first non-empty line after the last "answer is" / "answer:";
-    * else the first non-empty line — prompts ask for only the answer, and small models put it first
-      and explain (or write code) after it: ``"11.0\\nTo solve this, add 7 and 4"`` answers 11.
-    """
-    if "\\boxed" in text:
-        return text
-    found = list(_ANSWER_PHRASE.finditer(text))
-    rest = text[found[-1].end() :] if found else text
-    lines = [line.strip() for line in rest.splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
-def extract_number(text: str) -> str | None:
-    """The answer number of ``text`` as canonical text ("42" for "The answer is 42.0"), or None.
-
-    Reads :func:`answer_span` (the whole text if the span holds no number) with math-verify's parser
-    (last expression, ``\\boxed``, LaTeX), then falls back to the last plain number.
-    """
-    from math_verify import parse
-
-    span = answer_span(text)
-    if not _NUMBER.search(span):
-        span = text
-    parsed = parse(span)  # [sympy value, matched text] or []
-    for candidate in parsed:
-        try:
-            number = _canonical_number(str(float(candidate)))
-        except (TypeError, ValueError):
-            number = _canonical_number(str(candidate))
-        if number is not None:
-            return number
-    matches = _NUMBER.findall(span)
-    return _canonical_number(matches[-1]) if matches else None
-
-
-def _numbers_equal(gold: str, answer: str) -> bool:
-    from math_verify import parse, verify
-
-    try:
-        return bool(verify(parse(gold), parse(answer)))
-    except Exception:  # noqa: BLE001 - math-verify can fail on odd text; then the answer is not verified
-        return False
-
-
-def check_answer(item: TaskItem, response: str) -> Verdict:
-    """Check a free-text response against the item's reference answer.
-
-    The answer is read from :func:`answer_span` of the response (falling back to the whole response
-    when the span holds no answer of the item's kind).
-
-    Args:
-        item: the task.
-        response: the model's decoded answer (special tokens removed).
-
-    Returns:
-        A :class:`Verdict`: correct or not, and the answer that was read from the response.
-    """
-    text = clean_response(response)
-    span = answer_span(text)
-    if item.kind == "number":
-        extracted = extract_number(text)
-        if extracted is None:
-            return Verdict(False, None)
-        correct = _numbers_equal(item.answer, extracted)
-        if not correct and item.verifier is not None:  # reasoning-gym's own verifier on the extracted number
-            correct = item.verifier(extracted, item.entry) >= 1.0
-        return Verdict(bool(correct), extracted)
-    if item.kind == "yesno":
-        match = _YES_NO.search(span) or _YES_NO.search(text)
-        extracted = match.group(1).capitalize() if match else None
-        return Verdict(extracted == item.answer, extracted)
-    extracted = _first_choice(item.choices, span) or _first_choice(item.choices, text)
-    return Verdict(extracted is not None and extracted.lower() == item.answer.lower(), extracted)
-
-
-def _first_choice(choices: Sequence[str], text: str) -> str | None:
-    found = []
-    for option in choices:
-        match = re.search(rf"(?<![\w.]){re.escape(option)}(?![\w]|\.\d)", text, flags=re.IGNORECASE)
-        if match:
-            found.append((match.start(), option))
-    return min(found)[1] if found else None
-
 
 # ---------------------------------------------------------------- held-out set and schedule
 
@@ -516,7 +372,7 @@ def train_seed(seed: int) -> int:
     return derive_seed("train", seed)
 
 
-def heldout_set(seed: int, size: int, families: Sequence[str], difficulty: int = 1) -> list[TaskItem]:
+def heldout_set(seed: int, size: int, families: Sequence[str], difficulty: int = 1) -> list[Task]:
     """The fixed held-out evaluation set of a run: ``size`` items, round-robin over ``families``.
 
     Items of one family are taken in index order from the eval stream, skipping repeated questions.
@@ -529,7 +385,7 @@ def heldout_set(seed: int, size: int, families: Sequence[str], difficulty: int =
         raise ConfigError(f"eval_size={size}: allowed range is >= 1")
     seen: set[str] = set()
     next_index = dict.fromkeys(families, 0)
-    items: list[TaskItem] = []
+    items: list[Task] = []
     for k in range(size):
         name = families[k % len(families)]
         for _ in range(1000):
@@ -544,41 +400,24 @@ def heldout_set(seed: int, size: int, families: Sequence[str], difficulty: int =
     return items
 
 
-#: Families whose answers are numbers, so math-verify can check them as benchmark tasks.
-NUMERIC_FAMILIES = ("arithmetic", "sequence", "math_word")
-
-
 def arena_tasks(
-    families: Sequence[str] = NUMERIC_FAMILIES, size: int = 300, *, seed: int = 0, difficulty: int = 1
+    families: Sequence[str] | None = None, size: int = 300, *, seed: int = 0, difficulty: int = 1
 ) -> list[Task]:
-    """Held-out arena items as benchmark tasks (:class:`~vecgen.benchmarks_data.Task`), for ``vecgen think``.
+    """Held-out arena items as benchmark tasks, for ``vecgen think --benchmark arena``.
 
-    The items are :func:`heldout_set`'s (round-robin over ``families``, eval stream of ``seed``); the
-    question loses its answer-format instruction (the thinking prompts ask their own), and ``meta``
-    keeps ``family``, ``index``, ``source``, ``seed`` and ``difficulty``. Ids are
-    ``arena-<family>-<difficulty>-<index>``. :func:`~vecgen.benchmarks_data.write_task_file` saves them
-    as a task file.
+    The items are :func:`heldout_set`'s (round-robin over ``families``, default all, eval stream of
+    ``seed``), each of its family's answer type; ids are ``arena-<family>-<difficulty>-<index>`` and ``meta``
+    keeps ``family``, ``index``, ``source``, ``seed`` (the stream's) and ``difficulty``.
+    :func:`~vecgen.benchmarks_data.write_task_file` saves them as a task file.
 
     Raises:
-        ConfigError: an unknown family, a family whose answers are not numbers (yes/no, names:
-            math-verify cannot check them), or a bad ``size`` / ``difficulty``.
+        ConfigError: an unknown family, or a bad ``size`` / ``difficulty``.
     """
-    from ..benchmarks_data.tasks import Task
-
-    families = _check_families(families)
-    bad = [f for f in families if f not in NUMERIC_FAMILIES]
-    if bad:
-        raise ConfigError(f"arena family {bad[0]!r} has non-numeric answers; benchmark tasks can use: "
-                          f"{', '.join(NUMERIC_FAMILIES)}")
-    return [  # heldout_set checks size and difficulty
-        Task(id=f"arena-{it.family}-{difficulty}-{it.index}", question=it.problem, answer=it.answer,
-             meta={"family": it.family, "index": it.index, "source": it.source, "seed": seed, "difficulty": difficulty})
-        for it in heldout_set(seed, size, families, difficulty)
-    ]
+    return heldout_set(seed, size, list(FAMILIES) if families is None else families, difficulty)
 
 
 def training_schedule(
-    seed: int, episodes: int, families: Sequence[str], heldout: Sequence[TaskItem], difficulty: int = 1
+    seed: int, episodes: int, families: Sequence[str], heldout: Sequence[Task], difficulty: int = 1
 ) -> list[tuple[str, int]]:
     """The data order of training: ``(family, index)`` per episode (index in the training stream).
 
@@ -603,6 +442,6 @@ def training_schedule(
     return order
 
 
-def training_item(seed: int, family: str, index: int, difficulty: int = 1) -> TaskItem:
+def training_item(seed: int, family: str, index: int, difficulty: int = 1) -> Task:
     """The training item ``(family, index)`` of a run seeded ``seed``."""
     return get_family(family).item(train_seed(seed), index, difficulty)

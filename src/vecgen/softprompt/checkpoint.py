@@ -82,10 +82,13 @@ def check_model_identity(saved: dict[str, Any], lm: Any, *, where: str = "checkp
 
 
 def questions_digest(items: Any) -> str:
-    """sha256 of the held-out questions and answers, in order (detects a changed arena on resume)."""
+    """sha256 of the held-out questions (as asked, :func:`~vecgen.softprompt.arena.arena_prompt`) and answers, in
+    order (detects a changed arena on resume)."""
+    from .arena import arena_prompt
+
     h = hashlib.sha256()
     for item in items:
-        h.update(f"{item.family}\x00{item.question}\x00{item.answer}\x01".encode())
+        h.update(f"{item.meta['family']}\x00{arena_prompt(item)}\x00{item.answer}\x01".encode())
     return h.hexdigest()
 
 

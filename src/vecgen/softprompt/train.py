@@ -34,7 +34,9 @@ from ..decoding.engine import check_context
 from ..backends import accepts_logits_to_keep
 from ..errors import ConfigError
 from ..io import atomic_write_text
-from .arena import FAMILIES, TaskItem, check_answer, heldout_set, training_item, training_schedule
+from ..benchmarks_data import Task
+from ..benchmarks_data.checkers import check_answer
+from .arena import FAMILIES, arena_prompt, brief, heldout_set, training_item, training_schedule
 from .checkpoint import (
     check_model_identity,
     load_checkpoint,
@@ -178,7 +180,7 @@ def _accuracy_table(rows: Sequence[dict[str, Any]], families: Sequence[str]) -> 
 
 def evaluate(
     lm: Any,
-    items: Sequence[TaskItem],
+    items: Sequence[Task],
     soft: SoftPrompt | None,
     config: TrainConfig,
     *,
@@ -207,7 +209,7 @@ def evaluate(
         prompts = [assemble(_parts(lm, it, config), vectors, config.placement) for it in chunk]
         for j, (item, response) in enumerate(zip(chunk, respond(lm, prompts, max_new_tokens=config.max_new_tokens))):
             verdict = check_answer(item, response)
-            indexed.append((start + j, {**item.brief(), "response": response, "extracted": verdict.extracted,
+            indexed.append((start + j, {**brief(item), "response": response, "extracted": verdict.pred,
                                         "correct": verdict.correct}))
         if on_batch is not None:
             on_batch(len(chunk))
@@ -219,8 +221,8 @@ def evaluate(
     return _accuracy_table(rows, config.families), rows
 
 
-def _parts(lm: Any, item: TaskItem, config: TrainConfig) -> PromptParts:
-    return prompt_parts(lm, item.question, chat=config.chat_template, system=config.system)
+def _parts(lm: Any, item: Task, config: TrainConfig) -> PromptParts:
+    return prompt_parts(lm, arena_prompt(item), chat=config.chat_template, system=config.system)
 
 
 # ---------------------------------------------------------------- the gradient step
@@ -530,7 +532,7 @@ def train(
                 loss = training_step(lm, soft, optimizer, parts, target_ids(lm, item.answer, chat=config.chat_template),
                                      config.placement)
                 t3 = time.perf_counter()
-                record = {"episode": ep + 1, **item.brief(), "response": response, "extracted": verdict.extracted,
+                record = {"episode": ep + 1, **brief(item), "response": response, "extracted": verdict.pred,
                           "correct": verdict.correct, "loss": loss, "generate_s": t1 - t0, "check_s": t2 - t1,
                           "step_s": t3 - t2}
                 state["log"].append(record)

@@ -1,14 +1,13 @@
-"""Soft thinking vs discrete chain-of-thought: runners, Cold Stop, prompts, answer checking, evaluation.
+"""Soft thinking vs discrete chain-of-thought: runners, Cold Stop, prompts, evaluation (answers are checked
+by :mod:`vecgen.benchmarks_data.checkers`).
 
 * :mod:`.runner` — ``direct`` / ``cot`` / ``soft`` as one batched two-phase loop on the decode loop;
 * :mod:`.coldstop` — Cold Stop (entropy below τ for L consecutive steps);
 * :mod:`.markers` — end-of-thinking marker detection on the top-1 trace;
 * :mod:`.prompts` — prompts per model style (``</think>`` thinking models, text-marker Instruct models);
-* :mod:`.answers` — answer extraction and checking with math-verify;
 * :mod:`.evaluate` — batched benchmark runs with resumable JSONL records, summary, report, plot.
 """
 
-from .answers import Verdict, check_answer, extract_answer
 from .coldstop import ColdStop
 from .markers import EndMarker
 from .prompts import DEFAULT_TEXT_MARKER, PromptStyle, build_prompt, prompt_style
@@ -26,10 +25,7 @@ __all__ = [
     "StopReason",
     "ThinkConfig",
     "ThinkOutput",
-    "Verdict",
     "build_prompt",
-    "check_answer",
-    "extract_answer",
     "paired_comparison",
     "prompt_style",
     "run_thinking",

@@ -17,11 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..benchmarks_data import Task
+from ..benchmarks_data import Task, check_answer
 from ..config import changed_settings
 from ..errors import ConfigError
 from ..io import atomic_write_json, to_jsonable
-from .answers import check_answer
 from .prompts import PromptStyle, build_prompt
 from .runner import Method, ThinkConfig, ThinkOutput, run_thinking, think_budget
 from .stats import PairedComparison, paired_comparison, wilson_interval
@@ -106,8 +105,8 @@ class ThinkRecord:
 
 def make_record(task: Task, method: str, out: ThinkOutput, seconds: float, batch_seconds: float,
                 batch_size: int) -> ThinkRecord:
-    """The record of one item: ``out`` checked against ``task``'s answer (math-verify)."""
-    verdict = check_answer(out.answer, task.answer)
+    """The record of one item: ``out`` checked against ``task`` by its answer type's checker."""
+    verdict = check_answer(task, out.answer)
     mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
     return ThinkRecord(
         method=method, id=task.id, question=task.question, reference=task.answer, trace=out.trace,
@@ -202,7 +201,7 @@ def evaluate(
     def prompt_ids(task: Task, direct: bool) -> list[int]:
         key = (task.id, direct)
         if key not in prompts:
-            prompts[key] = lm.encode(build_prompt(lm, task.question, style, direct=direct))
+            prompts[key] = lm.encode(build_prompt(lm, task, style, direct=direct))
         return prompts[key]
 
     from ..decoding.engine import check_context

@@ -24,18 +24,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from ..models.chat import format_prompt, has_thinking_switch
 from .markers import EndMarker
+
+if TYPE_CHECKING:
+    from ..benchmarks_data.tasks import Task
+
+#: Text that opens the assistant turn of a thinking prompt (text-marker style), per answer type; measured on the
+#: default model (README "Answer types"): without it, short non-math questions get the answer line at once.
+REASONING_CUES: dict[str, str] = {
+    "numeric": "",
+    "choice": "Let's think step by step.\n",
+    "yesno": "Let's think step by step.\n",
+    "exact": "Let's think step by step.\n",
+}
 
 #: Default end-of-thinking marker for models without thinking tokens.
 DEFAULT_TEXT_MARKER = "Answer:"
 
-COT_REQUEST = (
-    'Solve the problem step by step. Then write the final answer as a number on a last line that starts with "{marker}".'
-)
-DIRECT_REQUEST = 'Reply with only the final answer as a number, on one line that starts with "{marker}". Do not explain.'
-THINK_COT_REQUEST = "Please reason step by step, and put your final answer within \\boxed{}."
-THINK_DIRECT_REQUEST = "Put your final answer within \\boxed{}. Do not explain."
+#: What the final answer is, per answer type, in the requests below.
+ANSWER_KINDS: dict[str, str] = {
+    "numeric": "the final answer as a number",
+    "choice": "the letter of the correct option",
+    "yesno": "the final answer, Yes or No,",
+    "exact": "the final answer in as few words as possible",
+}
+#: Text-marker requests (``{what}``: :data:`ANSWER_KINDS`; ``{marker}``: the marker).
+COT_REQUEST = 'Solve the problem step by step. Then write {what} on a last line that starts with "{marker}".'
+DIRECT_REQUEST = 'Reply with only {what}, on one line that starts with "{marker}". Do not explain.'
+#: Think-token requests (Qwen's math prompt; ``{what}``: :data:`BOXED_KINDS`).
+THINK_COT_REQUEST = "Please reason step by step, and put {what} within \\boxed{{}}."
+THINK_DIRECT_REQUEST = "Put {what} within \\boxed{{}}. Do not explain."
+BOXED_KINDS: dict[str, str] = {
+    "numeric": "your final answer",
+    "choice": "the letter of the correct option",
+    "yesno": "your final answer (Yes or No)",
+    "exact": "your final answer",
+}
 
 
 @dataclass(frozen=True)
@@ -78,24 +105,30 @@ def prompt_style(lm: Any, marker: str | None = None) -> PromptStyle:
     return PromptStyle(marker=marker or DEFAULT_TEXT_MARKER, think_token=False, chat=chat)
 
 
-def build_prompt(lm: Any, question: str, style: PromptStyle, *, direct: bool) -> str:
+def build_prompt(lm: Any, question: "str | Task", style: PromptStyle, *, direct: bool) -> str:
     """The prompt text for one question.
 
     Args:
         lm: the model (its tokenizer's chat template is used when ``style.chat``).
-        question: the problem.
+        question: a :class:`~vecgen.benchmarks_data.Task` (its :func:`~vecgen.benchmarks_data.task_text`, and a
+            request for its answer type) or a question text (a numeric answer is asked for).
         style: from :func:`prompt_style`.
         direct: answer without reasoning (the prompt ends where the answer starts).
 
     Returns:
-        Prompt text; the thinking (or answer, for ``direct``) phase continues right after it.
+        Prompt text; the thinking (or answer, for ``direct``) phase continues right after it. Thinking prompts
+        of text-marker style end with the answer type's :data:`REASONING_CUES` entry (when it has one).
 
     Raises:
         ConfigError: an empty question.
     """
+    from ..benchmarks_data.tasks import Task, task_text
+
+    answer_type = question.answer_type if isinstance(question, Task) else "numeric"
+    question = task_text(question) if isinstance(question, Task) else question
     tok = lm.tokenizer
     if style.think_token:
-        request = THINK_DIRECT_REQUEST if direct else THINK_COT_REQUEST
+        request = (THINK_DIRECT_REQUEST if direct else THINK_COT_REQUEST).format(what=BOXED_KINDS[answer_type])
         text = format_prompt(tok, f"{question}\n{request}", chat=True)
         if direct:
             return text  # non-thinking render: an empty thinking block, then the answer
@@ -103,9 +136,9 @@ def build_prompt(lm: Any, question: str, style: PromptStyle, *, direct: bool) ->
         empty = f"{start}\n\n{end}\n\n"
         base = text[: -len(empty)] if text.endswith(empty) else text
         return base + style.open_think
-    request = (DIRECT_REQUEST if direct else COT_REQUEST).format(marker=style.marker)
+    request = (DIRECT_REQUEST if direct else COT_REQUEST).format(what=ANSWER_KINDS[answer_type], marker=style.marker)
     if style.chat:
         text = format_prompt(tok, f"{question}\n\n{request}", chat=True)
     else:
         text = f"Question: {question.strip()}\n{request}\n"
-    return text + style.marker if direct else text
+    return text + style.marker if direct else text + REASONING_CUES[answer_type]
