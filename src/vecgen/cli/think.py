@@ -59,11 +59,11 @@ def parse_methods(text: str) -> list[str]:
 def think(
     ctx: typer.Context,
     benchmark: Annotated[
-        str, typer.Option("--benchmark", "-b", help="A named benchmark: gsm8k (GSM8K test split) or arena (the soft-prompt arena's numeric tasks); or a task file (.jsonl; question/answer/id per line).")
+        str, typer.Option("--benchmark", "-b", help="A named benchmark: gsm8k (GSM8K test split) or arena (the soft-prompt arena's families: numeric, yes/no and multiple-choice); or a task file: .jsonl (question/answer per line, optional answer_type numeric|choice|yesno|exact, choices, aliases) or a BIG-bench task .json (examples with input and target or target_scores).")
     ] = "gsm8k",
     data_source: Annotated[
         Optional[str],
-        typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: comma-separated families, optionally @DIFFICULTY 1-3 (e.g. arithmetic,math_word@2; default arithmetic,sequence,math_word@1)."),
+        typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: comma-separated families, optionally @DIFFICULTY 1-3 (e.g. causal@2 or arithmetic,math_word@2; default every family @1)."),
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: direct, cot, soft (concept tokens with --rule), hidden (feed back the last hidden state, COCONUT-style; --hidden-scale).")] = "direct,cot,soft",
@@ -101,6 +101,18 @@ def think(
         Optional[str],
         typer.Option("--marker", help="End-of-thinking text marker the prompt asks for (default: </think> for thinking models, else \"Answer:\")."),
     ] = None,
+    grid: Annotated[
+        Optional[list[str]],
+        typer.Option("--grid", help="Ablation grid axis FIELD=V1,V2,... (repeatable): every combination of every method runs on the same items, named METHOD[field=value,...]. FIELD: a ThinkConfig field (max_think_tokens, cold_stop_steps (0 = off), cold_stop_tau, ...), a mixing field (noise, rule, max_topk, gumbel_tau, ...) or think_sampling.FIELD / answer_sampling.FIELD."),
+    ] = None,
+    baseline: Annotated[
+        Optional[str],
+        typer.Option("--baseline", help="The grid combination every other one is compared with (paired exact test), as FIELD=VALUE,...; default: every axis's first value."),
+    ] = None,
+    samples: Annotated[
+        Optional[int],
+        typer.Option("--samples", help="Answer every item K times per method (K >= 1), each sample seeded from --seed, the item id and the sample index (independent of the batch), and report pass@1 and pass@K (Chen et al. 2021 unbiased estimator) with bootstrap intervals. Methods must sample: give --temperature for cot/direct answers."),
+    ] = None,
     run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name; rerun with the same name to resume.")] = None,
     out_dir: OutDirOpt = Path("runs"),
     device: DeviceOpt = "auto",
@@ -133,6 +145,12 @@ def think(
     from ..thinking.evaluate import (
         check_settings,
         compare_methods,
+        compare_to_baselines,
+        comparison_table,
+        deterministic,
+        pass_at_k_summary,
+        pass_at_k_table,
+        record_key,
         evaluate,
         plot_summary,
         read_all_records,
@@ -140,6 +158,7 @@ def think(
         summarize,
         summary_table,
     )
+    from ..thinking.grid import baseline_names, expand_grid, parse_grid
     from ..thinking.prompts import prompt_style
 
     names = parse_methods(methods)
@@ -164,6 +183,16 @@ def think(
                                 mixing=mixing, **limits)
         for m in names
     }
+    axes = parse_grid(grid or [])
+    baselines = baseline_names(names, axes, baseline)
+    configs = expand_grid(configs, axes)
+    if samples is not None:
+        if samples < 1:
+            raise ConfigError(f"--samples={samples}: allowed range is >= 1")
+        fixed = [n for n, c in configs.items() if samples > 1 and deterministic(c)]
+        if fixed:
+            raise ConfigError(f"--samples {samples}: {fixed[0]} is greedy, so every sample would be the same; give "
+                              "--temperature (e.g. 0.7) or leave the method out")
     llamacpp = backend_options(backend, threads, n_ctx)
     check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
                       backend=backend)
@@ -180,8 +209,11 @@ def think(
         "model": model,
         "dtype": str(lm.dtype).replace("torch.", ""),
         "marker": style.marker,
-        "methods": {m: c.model_dump(mode="json") for m, c in configs.items()},
+        # stop_sequences (lm-eval's) is never set here: left out so runs of older versions stay resumable
+        "methods": {m: c.model_dump(mode="json", exclude={"stop_sequences"}) for m, c in configs.items()},
     }
+    if samples is not None:  # runs without samples keep the settings of older versions
+        settings.update(samples=samples, sample_seed=discrete.seed)
     if lm.backend.name != "transformers":  # runs of older versions (transformers only) stay resumable
         settings["backend"] = lm.backend.name
     if group.is_main:
@@ -190,11 +222,14 @@ def think(
     if not group.is_main:
         check_settings(writer, settings)  # the main process saved them; a mismatch here is a bug
     writer.config = {**settings, "limit": limit, "batch_size": batch_size, "run_dir": str(writer.dir)}
+    names = list(configs)
 
-    done_before = {(r.get("method"), r.get("id")) for r in read_all_records(writer)}
+    done_before = {record_key(r) for r in read_all_records(writer)}
+    draws = [None] if samples is None else list(range(samples))
     with Progress(TextColumn("{task.description:<6}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[at]}"),
                   TimeElapsedColumn(), transient=False, disable=not group.is_main) as progress:
-        bars = {m: progress.add_task(m, total=len(tasks), completed=sum((m, t.id) in done_before for t in tasks), at="")
+        bars = {m: progress.add_task(m, total=len(tasks) * len(draws),
+                                     completed=sum((m, t.id, s) in done_before for t in tasks for s in draws), at="")
                 for m in names}
 
         def on_step(m: str, step: int, rows: int) -> None:
@@ -205,17 +240,29 @@ def think(
             progress.update(bars[m], advance=n, at="")
 
         records = evaluate(lm, tasks, configs, writer, style, batch_size=batch_size, on_batch=on_batch,
-                           on_step=on_step, processes=group)
+                           on_step=on_step, processes=group, samples=samples, seed=discrete.seed)
     if not group.is_main:
         return
     summary = summarize(records, names)
     command = "vecgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     writer.save_figure(plot_summary(summary), "think.png")
-    paired = compare_methods(records, names)
-    writer.write_results(summary, model=lm.describe(), n_items=len(tasks), command_line=command, paired=paired)
+    paired = [] if axes else compare_methods(records, names)
+    grid_pairs = compare_to_baselines(records, names, baselines) if axes else []
+    pass_at = pass_at_k_summary(records, names, samples) if samples is not None else None
+    extra: dict = {"paired": paired}
+    if axes:
+        extra.update(grid={a.field: list(a.values) for a in axes}, baselines=baselines, grid_paired=grid_pairs)
+    if pass_at is not None:
+        extra["pass_at_k"] = pass_at
+    writer.write_results(summary, model=lm.describe(), n_items=len(tasks), command_line=command, **extra)
     writer.write_report(render_report(summary, records, title=f"vecgen think: {benchmark}, {len(tasks)} items, {model}",
-                                      settings=writer.config, command=command, paired=paired))
+                                      settings=writer.config, command=command, paired=paired,
+                                      baseline_pairs=grid_pairs, pass_at=pass_at))
     typer.echo(summary_table(summary))
+    if grid_pairs:
+        typer.echo(comparison_table(grid_pairs))
+    if pass_at is not None:
+        typer.echo(pass_at_k_table(pass_at))
     typer.echo(f"wrote {writer.dir}/records.jsonl, results.json, report.md, think.png")
 
 

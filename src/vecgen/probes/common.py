@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..backends.contract import Prompt, build_batch
+from ..thinking.stats import mean_ci  # noqa: F401  (re-exported for the probes)
 from ..errors import ConfigError
 from ..io import read_user_text
 
@@ -161,28 +162,6 @@ def single_token(tokenizer: Any, text: str, what: str) -> int:
         raise ConfigError(f"{what}: {text!r} is {len(ids)} tokens in this tokenizer ({pieces!r}), not one; give a "
                           "single token (a leading space is part of it)")
     return int(ids[0])
-
-
-def mean_ci(values: Sequence[float], *, seed: int = 0, confidence: float = 0.95) -> dict[str, float | int]:
-    """Mean with a percentile-bootstrap interval (scipy, 2,000 resamples, fixed seed).
-
-    Returns:
-        ``{"n", "mean", "low", "high"}`` (``low``/``high`` equal the mean for fewer than two values).
-    """
-    import numpy as np
-
-    v = np.asarray(list(values), dtype=float)
-    n = int(v.size)
-    if n == 0:
-        return {"n": 0, "mean": float("nan"), "low": float("nan"), "high": float("nan")}
-    mean = float(v.mean())
-    if n < 2 or float(v.std()) == 0.0:
-        return {"n": n, "mean": mean, "low": mean, "high": mean}
-    from scipy.stats import bootstrap
-
-    res = bootstrap((v,), np.mean, n_resamples=2000, confidence_level=confidence, method="percentile",
-                    random_state=np.random.default_rng(seed))
-    return {"n": n, "mean": mean, "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
 
 
 def share_ci(flags: Sequence[bool]) -> dict[str, float | int]:

@@ -197,23 +197,22 @@ def evaluate(
         ``(summary, rows)``: summary ``{"accuracy", "correct", "n", "per_family": {name: {...}}}``;
         one row per item (family, index, question, answer, response, extracted, correct).
     """
-    from ..parallel import Processes
+    from ..evaluation import answer_tasks
 
-    processes = processes or Processes()
     vectors = None if soft is None else soft.vectors.detach()
+
+    def answer(batch: list[Task]) -> list[tuple[str, None]]:
+        prompts = [assemble(_parts(lm, it, config), vectors, config.placement) for it in batch]
+        return [(r, None) for r in respond(lm, prompts, max_new_tokens=config.max_new_tokens)]
+
+    order = {id(it): i for i, it in enumerate(items)}
     indexed: list[tuple[int, dict[str, Any]]] = []
-    for start in range(0, len(items), config.eval_batch_size):
-        if not processes.owns(start // config.eval_batch_size):
-            continue
-        chunk = items[start : start + config.eval_batch_size]
-        prompts = [assemble(_parts(lm, it, config), vectors, config.placement) for it in chunk]
-        for j, (item, response) in enumerate(zip(chunk, respond(lm, prompts, max_new_tokens=config.max_new_tokens))):
-            verdict = check_answer(item, response)
-            indexed.append((start + j, {**brief(item), "response": response, "extracted": verdict.pred,
-                                        "correct": verdict.correct}))
-        if on_batch is not None:
-            on_batch(len(chunk))
-    if processes.count > 1:
+    for a in answer_tasks(items, {"soft_prompt" if soft is not None else "baseline": answer},
+                          batch_size=config.eval_batch_size, processes=processes,
+                          on_batch=None if on_batch is None else (lambda _run, n: on_batch(n))):
+        indexed.append((order[id(a.task)], {**brief(a.task), "response": a.text, "extracted": a.verdict.pred,
+                                            "correct": a.verdict.correct}))
+    if processes is not None and processes.count > 1:
         from accelerate.utils import gather_object
 
         indexed = gather_object(indexed)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -74,6 +73,7 @@ class ThinkRecord:
         seconds: this item's share of its batch's wall time. batch_seconds, batch_size: the batch's.
         steps: one :class:`TraceStep` per thinking step (empty for ``direct``, and in records written before
             steps were recorded).
+        sample: the sample index of a ``--samples k`` run (0..k-1), else None. seed: that sample's per-item seed.
     """
 
     method: str
@@ -95,6 +95,8 @@ class ThinkRecord:
     batch_seconds: float
     batch_size: int
     steps: list[TraceStep] = field(default_factory=list)
+    sample: int | None = None
+    seed: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ThinkRecord":
@@ -104,16 +106,19 @@ class ThinkRecord:
 
 
 def make_record(task: Task, method: str, out: ThinkOutput, seconds: float, batch_seconds: float,
-                batch_size: int) -> ThinkRecord:
-    """The record of one item: ``out`` checked against ``task`` by its answer type's checker."""
-    verdict = check_answer(task, out.answer)
+                batch_size: int, *, verdict: Any = None, sample: int | None = None,
+                seed: int | None = None) -> ThinkRecord:
+    """The record of one item: ``out`` checked against ``task`` by its answer type's checker (or ``verdict``, the
+    check already made)."""
+    verdict = verdict or check_answer(task, out.answer)
     mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
     return ThinkRecord(
         method=method, id=task.id, question=task.question, reference=task.answer, trace=out.trace,
         forced=out.forced, answer=out.answer, pred=verdict.pred, correct=verdict.correct,
         stop_reason=out.stop_reason, think_tokens=out.think_tokens, answer_tokens=out.answer_tokens,
         tokens=out.generated_tokens, mean_entropy=mean(out.entropies), mean_mix_entropy=mean(out.mix_entropies),
-        seconds=seconds, batch_seconds=batch_seconds, batch_size=batch_size, steps=trace_steps(out),
+        seconds=seconds, batch_seconds=batch_seconds, batch_size=batch_size, steps=trace_steps(out), sample=sample,
+        seed=seed,
     )
 
 
@@ -150,6 +155,26 @@ def check_settings(writer: Any, settings: dict[str, Any]) -> None:
     atomic_write_json(path, settings)
 
 
+def sample_seed(seed: int, task_id: str, sample: int) -> int:
+    """The seed of sample ``sample`` of item ``task_id`` in a run seeded ``seed`` (sha256; the same on every
+    machine and whatever the batch)."""
+    from ..softprompt.arena import derive_seed
+
+    return derive_seed("vecgen-sample", seed, task_id, sample)
+
+
+def deterministic(cfg: ThinkConfig) -> bool:
+    """True when a method's outputs cannot vary between samples: greedy thinking (or none: ``direct``; ``hidden``
+    feeds the hidden state, not a draw) and a greedy answer."""
+    thinking_fixed = cfg.method in (Method.direct, Method.hidden) or cfg.think_sampling.greedy
+    return thinking_fixed and cfg.answer_sampling.greedy
+
+
+def record_key(d: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The resume key of a record read back as a dict: ``(method, id, sample)``."""
+    return d.get("method"), d.get("id"), d.get("sample")
+
+
 def evaluate(
     lm: Any,
     tasks: Sequence[Task],
@@ -161,17 +186,20 @@ def evaluate(
     on_batch: BatchCallback | None = None,
     on_step: StepCallback | None = None,
     processes: Any = None,
+    samples: int | None = None,
+    seed: int = 0,
 ) -> list[ThinkRecord]:
-    """Run every method on ``tasks`` in batches, appending a record per item as batches complete.
+    """Run every method on ``tasks`` in batches (:func:`vecgen.evaluation.answer_tasks`), appending a record per
+    item as batches complete.
 
-    Items are taken in order, ``batch_size`` at a time; each chunk of items runs through every
-    method before the next chunk, so an interrupted run has results for all methods. Items
-    already in ``writer``'s records (same method and id) are skipped.
+    Items are taken in order, ``batch_size`` at a time; each chunk of items runs through every method (and
+    sample) before the next chunk, so an interrupted run has results for all methods. Items already in
+    ``writer``'s records (same method, id and sample) are skipped.
 
     Args:
         lm: the model.
         tasks: the items.
-        configs: method name → settings (the name is what records carry).
+        configs: name → settings (the name is what records carry: a method, or a grid combination).
         writer: a :class:`~vecgen.reports.RunWriter`.
         style: prompt style and marker (:func:`~vecgen.thinking.prompts.prompt_style`).
         batch_size: prompts per batch (>= 1).
@@ -180,23 +208,32 @@ def evaluate(
         processes: this process's share of a data-parallel run (:class:`~vecgen.parallel.Processes`):
             batch ``b`` (of ``batch_size`` items, as in one process) is run here when ``processes.owns(b)``,
             and records go to ``processes.records_file``. Default: one process.
+        samples: k >= 1: answer every item k times per method, sample ``s`` of item ``i`` drawing from its own
+            generators seeded :func:`sample_seed` (``seed``, item id, ``s``), so it does not depend on the batch
+            it ran in; records carry ``sample`` and ``seed``. None: one answer per item, the batch sharing one
+            generator per stream seeded by the configs' ``seed``.
+        seed: the run seed of ``samples``.
 
     Returns:
         All records of these tasks and methods (earlier runs' included, every process's once merged), in
-        task order per method.
+        method, task, sample order.
 
     Raises:
-        ConfigError: ``batch_size < 1``.
+        ConfigError: ``batch_size < 1`` or ``samples < 1``.
         ContextLengthError: an item whose prompt plus budget does not fit the model (checked before any batch).
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
+    if samples is not None and samples < 1:
+        raise ConfigError(f"--samples={samples}: allowed range is >= 1")
+    from ..evaluation import answer_tasks
     from ..parallel import Processes
 
     processes = processes or Processes()
     marker = style.end_marker(lm.tokenizer)
-    done = {(r.get("method"), r.get("id")) for r in read_all_records(writer)}
+    done = {record_key(r) for r in read_all_records(writer)}
     prompts: dict[tuple[str, bool], list[int]] = {}
+    draws: list[int | None] = [None] if samples is None else list(range(samples))
 
     def prompt_ids(task: Task, direct: bool) -> list[int]:
         key = (task.id, direct)
@@ -207,30 +244,32 @@ def evaluate(
     from ..decoding.engine import check_context
 
     for name, cfg in configs.items():  # every item fits the context, before the first batch runs
-        todo = [t for t in tasks if (name, t.id) not in done]
+        todo = [t for t in tasks if any((name, t.id, s) not in done for s in draws)]
         check_context(lm, [len(prompt_ids(t, cfg.method == Method.direct)) for t in todo],
                       [think_budget(cfg, marker)] * len(todo), names=[f"item {t.id!r} ({name})" for t in todo])
-    for start in range(0, len(tasks), batch_size):
-        if not processes.owns(start // batch_size):
-            continue
-        chunk = tasks[start : start + batch_size]
-        for name, cfg in configs.items():
-            todo = [t for t in chunk if (name, t.id) not in done]
-            if not todo:
-                continue
-            direct = cfg.method == Method.direct
-            t0 = time.perf_counter()
-            step_cb = None if on_step is None else (lambda s, n, _m=name: on_step(_m, s, n))
-            outs = run_thinking(lm, [prompt_ids(t, direct) for t in todo], cfg, marker, on_step=step_cb,
-                                trace_top_k=TRACE_TOP_K)
-            dt = time.perf_counter() - t0
-            for task, out in zip(todo, outs):
-                writer.append_record(make_record(task, name, out, dt / len(todo), dt, len(todo)),
-                                     processes.records_file)
-                done.add((name, task.id))
-            log.debug("%s: %d items in %.1f s", name, len(todo), dt)
-            if on_batch is not None:
-                on_batch(name, len(todo))
+
+    def answer_fn(name: str, sample: int | None):
+        cfg = configs[name]
+        direct = cfg.method == Method.direct
+        step_cb = None if on_step is None else (lambda s, n: on_step(name, s, n))
+
+        def fn(batch: list[Task]) -> list[tuple[str, ThinkOutput]]:
+            seeds = None if sample is None else [sample_seed(seed, t.id, sample) for t in batch]
+            outs = run_thinking(lm, [prompt_ids(t, direct) for t in batch], cfg, marker, on_step=step_cb,
+                                trace_top_k=TRACE_TOP_K, row_seeds=seeds)
+            return [(o.answer, o) for o in outs]
+
+        return fn
+
+    runs = {(name, s): answer_fn(name, s) for name in configs for s in draws}
+    for a in answer_tasks(tasks, runs, batch_size=batch_size, skip=lambda key, t: (*key[:1], t.id, key[1]) in done,
+                          processes=processes, on_batch=None if on_batch is None else (lambda key, n: on_batch(key[0], n))):
+        name, sample = a.run
+        rec = make_record(a.task, name, a.output, a.seconds, a.batch_seconds, a.batch_size, verdict=a.verdict,
+                          sample=sample, seed=None if sample is None else sample_seed(seed, a.task.id, sample))
+        writer.append_record(rec, processes.records_file)
+        done.add((name, a.task.id, sample))
+        log.debug("%s: %s in %.2f s", name, a.task.id, a.seconds)
     wanted = {t.id for t in tasks}
     order = {t.id: i for i, t in enumerate(tasks)}
     methods = list(configs)
@@ -238,13 +277,13 @@ def evaluate(
     if processes.is_main:  # the order a one-process run writes: batch by batch, method by method, item order
         merge_records(writer, key=lambda d: (order.get(d.get("id"), len(order)) // batch_size,
                                              methods.index(d["method"]) if d.get("method") in methods else len(methods),
-                                             order.get(d.get("id"), len(order))))
+                                             d.get("sample") or 0, order.get(d.get("id"), len(order))))
     processes.wait()
-    latest: dict[tuple[str, str], ThinkRecord] = {}
+    latest: dict[tuple[Any, Any, Any], ThinkRecord] = {}
     for d in writer.read_records():
-        if d.get("method") in configs and d.get("id") in wanted:
-            latest[(d["method"], d["id"])] = ThinkRecord.from_json(d)
-    return sorted(latest.values(), key=lambda r: (list(configs).index(r.method), order[r.id]))
+        if d.get("method") in configs and d.get("id") in wanted and d.get("sample") in draws:
+            latest[record_key(d)] = ThinkRecord.from_json(d)
+    return sorted(latest.values(), key=lambda r: (methods.index(r.method), order[r.id], r.sample or 0))
 
 
 def _rank_files(writer: Any) -> list[Any]:
@@ -261,16 +300,16 @@ def read_all_records(writer: Any) -> list[dict[str, Any]]:
 
 
 def merge_records(writer: Any, key: Callable[[dict[str, Any]], Any] | None = None) -> None:
-    """Fold every ``records.rank<i>.jsonl`` into ``records.jsonl`` (atomically; each (method, id) once, sorted
+    """Fold every ``records.rank<i>.jsonl`` into ``records.jsonl`` (atomically; each (method, id, sample) once, sorted
     by ``key`` when given, stably) and remove them. No-op when there are none (one-process runs)."""
     ranks = _rank_files(writer)
     if not ranks:
         return
     from ..io import atomic_write_text
 
-    merged: dict[tuple[Any, Any], dict[str, Any]] = {}
+    merged: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     for d in read_all_records(writer):
-        merged.setdefault((d.get("method"), d.get("id")), d)
+        merged.setdefault(record_key(d), d)
     rows = sorted(merged.values(), key=key) if key is not None else list(merged.values())
     lines = [json.dumps(d, ensure_ascii=False) + "\n" for d in rows]
     atomic_write_text(writer.path("records.jsonl"), "".join(lines))
@@ -343,17 +382,95 @@ def summarize(records: Sequence[ThinkRecord], methods: Sequence[str]) -> dict[st
     return out
 
 
-def compare_methods(records: Sequence[ThinkRecord], methods: Sequence[str]) -> list[MethodPair]:
-    """Paired comparison (:class:`MethodPair`) of every pair of methods on the items both answered, in
-    ``methods`` order."""
-    by = {m: {r.id: bool(r.correct) for r in records if r.method == m} for m in methods}
+def compare_pairs(records: Sequence[ThinkRecord], pairs: Sequence[tuple[str, str]]) -> list[MethodPair]:
+    """Paired comparison (:class:`MethodPair`) of each ``(a, b)`` on the items both answered (first samples only
+    in a ``--samples`` run: sample 0, the same draw index for every method)."""
+    by: dict[str, dict[str, bool]] = {}
+    for r in records:
+        if r.sample in (None, 0):
+            by.setdefault(r.method, {})[r.id] = bool(r.correct)
     out = []
-    for i, a in enumerate(methods):
-        for b in methods[i + 1 :]:
-            ids = [k for k in by[a] if k in by[b]]
-            cmp = paired_comparison([by[a][k] for k in ids], [by[b][k] for k in ids])
-            out.append(MethodPair(**vars(cmp), a=a, b=b))
+    for a, b in pairs:
+        ra, rb = by.get(a, {}), by.get(b, {})
+        ids = [k for k in ra if k in rb]
+        cmp = paired_comparison([ra[k] for k in ids], [rb[k] for k in ids])
+        out.append(MethodPair(**vars(cmp), a=a, b=b))
     return out
+
+
+def compare_methods(records: Sequence[ThinkRecord], methods: Sequence[str]) -> list[MethodPair]:
+    """:func:`compare_pairs` of every pair of methods, in ``methods`` order."""
+    return compare_pairs(records, [(a, b) for i, a in enumerate(methods) for b in methods[i + 1 :]])
+
+
+def compare_to_baselines(records: Sequence[ThinkRecord], names: Sequence[str],
+                         baselines: dict[str, str]) -> list[MethodPair]:
+    """Every grid combination against its method's baseline combination (``baselines``: method → name; a
+    combination ``METHOD[...]`` belongs to ``METHOD``)."""
+    pairs = []
+    for name in names:
+        base = baselines.get(name.split("[", 1)[0])
+        if base is not None and base != name:
+            pairs.append((base, name))
+    return compare_pairs(records, pairs)
+
+
+@dataclass
+class PassAtK:
+    """pass@1 and pass@k of one method over items sampled ``samples`` times (``results.json["pass_at_k"]``).
+
+    Attributes:
+        items: items with all samples. samples: n, the samples per item. k: the budget of ``pass_at_k``.
+        pass_at_1, pass_at_k: means over items of the unbiased per-item estimates (Chen et al. 2021);
+        ci95_1, ci95_k: percentile-bootstrap 95% intervals over items (2,000 resamples, seed 0).
+        any_correct: items with at least one correct sample.
+    """
+
+    items: int
+    samples: int
+    k: int
+    pass_at_1: float
+    ci95_1: list[float]
+    pass_at_k: float
+    ci95_k: list[float]
+    any_correct: int
+
+
+def pass_at_k_summary(records: Sequence[ThinkRecord], names: Sequence[str], samples: int,
+                      k: int | None = None) -> dict[str, PassAtK]:
+    """Per name, :class:`PassAtK` over the items that have all ``samples`` samples (``k`` defaults to ``samples``).
+
+    Raises:
+        ValueError: ``k`` outside ``[1, samples]``.
+    """
+    from .stats import mean_ci, pass_at_k
+
+    k = samples if k is None else k
+    if not 1 <= k <= samples:
+        raise ValueError(f"pass@k needs 1 <= k <= samples, got k={k}, samples={samples}")
+    out = {}
+    for name in names:
+        per: dict[str, list[bool]] = {}
+        for r in records:
+            if r.method == name and r.sample is not None:
+                per.setdefault(r.id, []).append(bool(r.correct))
+        full = [v for v in per.values() if len(v) == samples]
+        p1 = [pass_at_k(samples, sum(v), 1) for v in full]
+        pk = [pass_at_k(samples, sum(v), k) for v in full]
+        c1, ck = mean_ci(p1), mean_ci(pk)
+        out[name] = PassAtK(items=len(full), samples=samples, k=k, pass_at_1=c1["mean"], ci95_1=[c1["low"], c1["high"]],
+                            pass_at_k=ck["mean"], ci95_k=[ck["low"], ck["high"]], any_correct=sum(any(v) for v in full))
+    return out
+
+
+def pass_at_k_table(summary: dict[str, PassAtK]) -> str:
+    """The Markdown table of :func:`pass_at_k_summary`."""
+    lines = ["| method | items | samples | pass@1 % | 95% CI | pass@k % | 95% CI | items with a correct sample |",
+             "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: |"]
+    for m, p in summary.items():
+        lines.append(f"| {m} | {p.items} | {p.samples} | {_pct(p.pass_at_1)} | {_pct(p.ci95_1[0])}–{_pct(p.ci95_1[1])} | "
+                     f"{_pct(p.pass_at_k)} (k={p.k}) | {_pct(p.ci95_k[0])}–{_pct(p.ci95_k[1])} | {p.any_correct} |")
+    return "\n".join(lines)
 
 
 def comparison_table(pairs: Sequence[MethodPair]) -> str:
@@ -399,15 +516,19 @@ def render_report(
     settings: dict[str, Any],
     command: str | None = None,
     paired: Sequence[MethodPair] = (),
+    baseline_pairs: Sequence[MethodPair] = (),
+    pass_at: dict[str, PassAtK] | None = None,
     example_chars: int = 700,
 ) -> str:
-    """The Markdown report: settings, the summary table, the plot, the paired comparison
-    (``paired`` from :func:`compare_methods`; the section is left out when empty) and one example per method."""
+    """The Markdown report: settings, the summary table, the plot, the paired comparison (``paired`` from
+    :func:`compare_methods`), a grid's comparisons with its baselines (``baseline_pairs``), pass@k (``pass_at``;
+    each section left out when empty) and one example per method."""
     parts = [f"# {title}", ""]
     if command:
         parts += ["Reproduce:", "", "```bash", command, "```", ""]
     parts += [summary_table(summary), "", "![accuracy and tokens](think.png)", ""]
-    parts += ["Accuracy is the share of items whose extracted answer equals the reference (math-verify); "
+    parts += ["Accuracy is the share of items whose extracted answer matches the reference (the answer type's "
+              "checker: math-verify for numeric, the option for choice, yes/no, normalised string for exact); "
               "the interval is Wilson's 95% score interval. Thinking tokens are fed thinking steps "
               "(tokens for cot, concept tokens for soft, fed hidden states for hidden); wall time is the sum of batch times.", ""]
     if paired:
@@ -415,6 +536,16 @@ def render_report(
                   "The methods answered the same items; only items where exactly one of two methods is right "
                   "tell them apart (exact McNemar test, two-sided).", "",
                   comparison_table(paired), ""]
+    if baseline_pairs:
+        parts += ["## Ablation grid: each combination against its baseline", "",
+                  "A = the baseline combination, B = the ablated one; exact McNemar test on the items both answered"
+                  " (first sample of each).", "", comparison_table(baseline_pairs), ""]
+    if pass_at:
+        parts += ["## pass@k", "",
+                  "Every item was answered `samples` times per method, each sample from generators seeded by the run "
+                  "seed, the item id and the sample index. pass@k is the unbiased estimator of Chen et al. (2021), "
+                  "averaged over items; intervals are percentile bootstraps over items.", "",
+                  pass_at_k_table(pass_at), ""]
     parts += ["## Settings", "", "```json", json.dumps(to_jsonable(settings), indent=2), "```", ""]
     parts += ["## Examples (first item of each method; the trace is the top-1 token of each thinking step)", ""]
     for m in summary:

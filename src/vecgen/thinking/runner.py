@@ -99,9 +99,11 @@ class ThinkConfig(BaseModel):
         max_think_tokens: thinking steps before the marker is forced (>= 1).
         max_answer_tokens: answer tokens before the row stops (>= 1).
         cold_stop_tau: Cold Stop τ in nats (>= 0; 0 = off).
-        cold_stop_steps: Cold Stop L (>= 1).
+        cold_stop_steps: Cold Stop L (>= 0; 0 = off, like ``cold_stop_tau = 0``).
         answer_stops_at_newline: end the answer at the first newline after non-blank text
             (None = yes for text markers like ``"Answer:"``, no for ``</think>``).
+        stop_sequences: the answer also ends once its decoded text contains one of these strings (lm-eval's
+            ``until``; the text is kept whole, callers cut it: :func:`cut_at_stop`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -113,8 +115,9 @@ class ThinkConfig(BaseModel):
     max_think_tokens: int = Field(DEFAULT_MAX_THINK_TOKENS, ge=1)
     max_answer_tokens: int = Field(DEFAULT_MAX_ANSWER_TOKENS, ge=1)
     cold_stop_tau: float = Field(DEFAULT_COLD_STOP_TAU, ge=0.0)
-    cold_stop_steps: int = Field(DEFAULT_COLD_STOP_STEPS, ge=1)
+    cold_stop_steps: int = Field(DEFAULT_COLD_STOP_STEPS, ge=0)
     answer_stops_at_newline: bool | None = None
+    stop_sequences: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -227,11 +230,16 @@ class ThinkPolicy:
     """
 
     def __init__(self, cfg: ThinkConfig, marker: EndMarker, stops: frozenset[int], newline_stop: bool,
-                 tokenizer: Any, cold: ColdStop, row: int):
+                 tokenizer: Any, cold: ColdStop, row: int, seed: int | None = None):
         self.cfg, self.marker, self.stops, self.newline_stop, self.tokenizer = cfg, marker, stops, newline_stop, tokenizer
         self.cold, self.row = cold, row
-        self.think_mode = Mode("think", cfg.think_sampling, cfg.thinking_rule(), stream="think")
-        self.answer_mode = Mode("answer", cfg.answer_sampling, MixingConfig(rule="onehot"), stream="answer")
+        think_sampling, answer_sampling, suffix = cfg.think_sampling, cfg.answer_sampling, ""
+        if seed is not None:  # the row's own random streams: its draws do not depend on the other rows
+            think_sampling = think_sampling.model_copy(update={"seed": seed})
+            answer_sampling = answer_sampling.model_copy(update={"seed": seed})
+            suffix = f"-row{row}"
+        self.think_mode = Mode("think", think_sampling, cfg.thinking_rule(), stream="think" + suffix)
+        self.answer_mode = Mode("answer", answer_sampling, MixingConfig(rule="onehot"), stream="answer" + suffix)
         self.out = ThinkOutput()
         self.phase = _ANSWER if cfg.method == Method.direct else _THINK
         self.queue: list[int] = []
@@ -277,7 +285,9 @@ class ThinkPolicy:
             return Action.feed
         out.answer_ids.append(y)
         if (y in self.stops or out.answer_tokens >= self.cfg.max_answer_tokens
-                or (self.newline_stop and _ends_line(self.tokenizer, out.answer_ids))):
+                or (self.newline_stop and _ends_line(self.tokenizer, out.answer_ids))
+                or (self.cfg.stop_sequences and cut_at_stop(self.tokenizer.decode(out.answer_ids, skip_special_tokens=True),
+                                                            self.cfg.stop_sequences)[1])):
             self.phase = _DONE
             return Action.done
         return Action.feed
@@ -292,6 +302,7 @@ def run_thinking(
     allowed: Any = None,
     on_step: Callable[[int, int], None] | None = None,
     trace_top_k: int = 0,
+    row_seeds: Sequence[int] | None = None,
 ) -> list[ThinkOutput]:
     """Run one method on a batch of prompts (one :class:`ThinkPolicy` per prompt on the decode engine).
 
@@ -308,6 +319,10 @@ def run_thinking(
         trace_top_k: record the ``trace_top_k`` largest weights of every thinking step
             (:attr:`ThinkOutput.top_ids` / ``top_weights``; 0 = none): the fed mixture for ``soft``, the
             model's distribution for ``cot`` and ``hidden`` (:attr:`ThinkConfig.steps_record_mixture`).
+        row_seeds: one seed per prompt: each row samples from its own generators (thinking and answer streams)
+            seeded with it, so a row's draws do not depend on which rows share its batch (its logits still
+            carry the batch's float rounding). None: one generator per stream for the batch, seeded by the
+            configs' ``seed``.
 
     Returns:
         One :class:`ThinkOutput` per prompt, in order.
@@ -320,8 +335,11 @@ def run_thinking(
         return []
     stops = frozenset(lm.stop_token_ids())
     newline_stop = (marker.token_id is None) if cfg.answer_stops_at_newline is None else cfg.answer_stops_at_newline
-    cold = ColdStop(cfg.cold_stop_tau, cfg.cold_stop_steps, len(prompts))
-    policies = [ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, i) for i in range(len(prompts))]
+    if row_seeds is not None and len(row_seeds) != len(prompts):
+        raise ConfigError(f"row_seeds has {len(row_seeds)} seeds for {len(prompts)} prompts")
+    cold = ColdStop(cfg.cold_stop_tau if cfg.cold_stop_steps > 0 else 0.0, max(cfg.cold_stop_steps, 1), len(prompts))
+    policies = [ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, i,
+                            None if row_seeds is None else int(row_seeds[i])) for i in range(len(prompts))]
     result = run(lm, [list(p) for p in prompts], policies, allowed=allowed, on_step=on_step,
                  record_top_k=max(int(trace_top_k), 0))
     tok = lm.tokenizer
@@ -353,6 +371,12 @@ def run_thinking(
 def _decode_each(tokenizer: Any, ids: list[int]) -> list[str]:
     """Each token decoded on its own (special tokens kept; a byte of a split character shows as U+FFFD)."""
     return tokenizer.batch_decode([[t] for t in ids], skip_special_tokens=False) if ids else []
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to (without) the earliest of ``stops``, and whether one was found."""
+    found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return (text[: min(found)], True) if found else (text, False)
 
 
 def _ends_line(tokenizer: Any, answer_ids: list[int]) -> bool:

@@ -86,3 +86,46 @@ def paired_comparison(a: Sequence[bool], b: Sequence[bool]) -> PairedComparison:
     else:
         p = 1.0
     return PairedComparison(len(a), both, only_a, only_b, len(a) - both - discordant, p)
+
+
+def mean_ci(values: Sequence[float], *, seed: int = 0, confidence: float = 0.95) -> dict[str, float | int]:
+    """Mean with a percentile-bootstrap interval (``scipy.stats.bootstrap``, 2,000 resamples, fixed seed).
+
+    Returns:
+        ``{"n", "mean", "low", "high"}`` (``low``/``high`` equal the mean for fewer than two values or no
+        spread; all NaN without values).
+    """
+    import numpy as np
+
+    v = np.asarray(list(values), dtype=float)
+    n = int(v.size)
+    if n == 0:
+        return {"n": 0, "mean": float("nan"), "low": float("nan"), "high": float("nan")}
+    mean = float(v.mean())
+    if n < 2 or float(v.std()) == 0.0:
+        return {"n": n, "mean": mean, "low": mean, "high": mean}
+    from scipy.stats import bootstrap
+
+    res = bootstrap((v,), np.mean, n_resamples=2000, confidence_level=confidence, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return {"n": n, "mean": mean, "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate of one item: ``1 - C(n - c, k) / C(n, k)`` (Chen et al. 2021,
+    arXiv 2107.03374, eq. 1), computed as their numerically stable product.
+
+    Args:
+        n: samples drawn for the item (>= k). c: correct samples (0 <= c <= n). k: the budget (>= 1).
+
+    Raises:
+        ValueError: ``k < 1``, ``n < k`` or ``c`` outside ``[0, n]``.
+    """
+    if k < 1 or n < k or not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 1 <= k <= n and 0 <= c <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
