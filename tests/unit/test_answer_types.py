@@ -23,7 +23,8 @@ CHOICE = Task("c", "Which is a fruit?", "pear", "choice", choices=("stone", "pea
 @pytest.mark.parametrize("output", [
     "B", " B\n", "B.", "(B)", "**B**", "**(B)**", "Answer: B.", "The answer is B", "\\boxed{B}", "$\\boxed{B}$",
     "Option B", "B) pear", "B. pear", "pear", "The correct option is B.", "**B. pear**", "b",
-    "The answer is:\n\n**B**", "B\nBecause a pear grows on a tree, while A is a stone.",
+    "The answer is:\n\n**B**", "B\nBecause a pear grows on a tree, while A is a stone.", "A pear is a fruit.",
+    "Option B is correct", "B pear",
 ])
 def test_choice_reads_letters_and_option_text_with_decorations(output):
     verdict = check_answer(CHOICE, output)

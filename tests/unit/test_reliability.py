@@ -357,9 +357,15 @@ def test_unscorable_answers_are_refused_with_their_line(answer, tmp_path):
     from vecgen.benchmarks_data import load_benchmark
 
     p = tmp_path / "tasks.jsonl"
+    # typed numeric: the checker could never count an output correct
+    p.write_text(json.dumps({"question": "q1", "answer": "4"}) + "\n"
+                 + json.dumps({"question": "q2", "answer": answer, "answer_type": "numeric"}) + "\n")
+    with pytest.raises(ConfigError, match=r"tasks.jsonl line 2: answer .* can never be scored"):
+        load_benchmark(str(p))
+    # untyped beside a number: it reads as another answer type, and the file must say which it means
     p.write_text(json.dumps({"question": "q1", "answer": "4"}) + "\n" + json.dumps({"question": "q2", "answer": answer})
                  + "\n")
-    with pytest.raises(ConfigError, match=r"tasks.jsonl line 2: answer .* can never be scored"):
+    with pytest.raises(ConfigError, match=r"mixes answer types without 'answer_type': line 2 reads as exact"):
         load_benchmark(str(p))
 
 

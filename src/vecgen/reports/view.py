@@ -122,10 +122,14 @@ def _step_weights(cfg: Any) -> str:
 def _think_payload(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
     from ..thinking.evaluate import ThinkRecord
 
+    def column(data: dict[str, Any]) -> str:  # a --samples run: one column per method and sample
+        sample = data.get("sample")
+        return data.get("method") if sample in (None, 0) else f"{data.get('method')} #{sample}"
+
     methods = list((run.get("config") or {}).get("methods") or {})
     for rec in records:
-        if rec.get("method") not in methods:
-            methods.append(rec.get("method"))
+        if column(rec) not in methods:
+            methods.append(column(rec))
     strings = _Strings()
     items: dict[str, dict[str, Any]] = {}
     for data in records:
@@ -139,10 +143,10 @@ def _think_payload(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
         }
         if steps:  # weights and entropies in thousandths (integers keep the page ~25% smaller)
             row.update(_steps(steps, strings))
-        item["r"][rec.method] = row
+        item["r"][column(data)] = row
     results = run.get("results") or {}
     cfgs = (run.get("config") or {}).get("methods") or {}
-    kinds = {m: _step_weights(cfgs.get(m)) for m in methods}
+    kinds = {m: _step_weights(cfgs.get(m.split(" #")[0])) for m in methods}
     return {"methods": methods, "kinds": kinds, "summary": results, "paired": run.get("paired") or [],
             "items": list(items.values()), "tokens": strings.items}
 

@@ -1,0 +1,180 @@
+"""`vecgen think --grid / --baseline / --samples`: ablation grids, pass@k with per-item seeds, the evaluation loop."""
+
+import json
+import math
+from itertools import combinations
+
+import pytest
+from typer.testing import CliRunner
+
+from vecgen.benchmarks_data import Task
+from vecgen.cli import app
+from vecgen.errors import ConfigError
+from vecgen.evaluation import answer_tasks
+from vecgen.thinking.grid import baseline_names, expand_grid, parse_grid
+from vecgen.thinking.runner import ThinkConfig, run_thinking
+from vecgen.thinking.stats import pass_at_k
+
+TASKS = [{"id": f"t{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(1, 6)]
+
+
+@pytest.fixture()
+def task_file(tmp_path):
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
+    return path
+
+
+def args(model_dir, task_file, out_dir, *extra, batch_size=2, run_name="g"):
+    return ["think", "--benchmark", str(task_file), "--model", str(model_dir), "--batch-size", str(batch_size),
+            "--max-think-tokens", "3", "--max-answer-tokens", "2", "--run-name", run_name, "--out-dir", str(out_dir),
+            "--device", "cpu", *extra]
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_pass_at_k_is_the_unbiased_estimator():
+    for n in range(1, 8):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                exact = 1 - math.comb(n - c, k) / math.comb(n, k)
+                assert pass_at_k(n, c, k) == pytest.approx(exact)
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25) and pass_at_k(4, 1, 4) == 1.0 and pass_at_k(4, 0, 4) == 0.0
+    # pass@k is the chance that k of the n samples, drawn without replacement, hold a correct one
+    n, c, k = 6, 2, 3
+    subsets = list(combinations([True] * c + [False] * (n - c), k))
+    assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets))
+    for bad in ((3, 1, 4), (3, 4, 1), (3, 1, 0)):
+        with pytest.raises(ValueError):
+            pass_at_k(*bad)
+
+
+def test_grid_expands_every_combination_with_its_values():
+    axes = parse_grid(["cold_stop_steps=0,48", "noise=none,gumbel", "think_sampling.temperature=0.6,1.0"])
+    cfgs = expand_grid({"soft": ThinkConfig.create(method="soft")}, axes)
+    assert len(cfgs) == 8
+    c = cfgs["soft[cold_stop_steps=0,noise=gumbel,temperature=1.0]"]
+    assert c.cold_stop_steps == 0 and c.mixing.noise.value == "gumbel" and c.think_sampling.temperature == 1.0
+    assert c.think_sampling.top_p == 0.95  # the method's other settings are kept
+    assert baseline_names(["soft"], axes, None) == {"soft": "soft[cold_stop_steps=0,noise=none,temperature=0.6]"}
+    assert baseline_names(["soft"], axes, "cold_stop_steps=48") == {"soft": "soft[cold_stop_steps=48,noise=none,temperature=0.6]"}
+    assert expand_grid({"cot": ThinkConfig.create(method="cot")}, []) == {"cot": ThinkConfig.create(method="cot")}
+
+
+@pytest.mark.parametrize("grid,baseline,fragment", [
+    (["colour=red,blue"], None, "unknown field 'colour'"),
+    (["noise=none,perlin"], None, "--grid noise=perlin"),
+    (["cold_stop_steps=-1,48"], None, "--grid cold_stop_steps=-1"),
+    (["max_think_tokens=0"], None, "--grid max_think_tokens=0"),
+    (["temperature=0.5"], None, "think_sampling.temperature or answer_sampling.temperature"),
+    (["noise"], None, "expected FIELD=VALUE1,VALUE2"),
+    (["noise=none,"], None, "non-empty"),
+    (["noise=none,none"], None, "listed twice"),
+    (["noise=none", "mixing.noise=gumbel"], None, "already in the grid"),
+    (["method=cot,soft"], None, "--methods"),
+    (["noise=none,gumbel"], "noise=dirichlet", "not among the grid's values"),
+    (["noise=none,gumbel"], "rule=soft", "not in the --grid"),
+    ([], "noise=none", "--baseline needs a --grid"),
+])
+def test_bad_grids_are_one_clear_error_before_loading(grid, baseline, fragment):
+    extra = [a for g in grid for a in ("--grid", g)] + ([] if baseline is None else ["--baseline", baseline])
+    res = CliRunner().invoke(app, ["think", "--methods", "soft", "--model", "no-such-model", *extra])
+    assert isinstance(res.exception, ConfigError) and fragment in str(res.exception), res.output + repr(res.exception)
+
+
+def test_samples_of_a_greedy_method_are_refused():
+    res = CliRunner().invoke(app, ["think", "--methods", "cot,soft", "--samples", "4", "--model", "no-such-model"])
+    assert isinstance(res.exception, ConfigError) and "cot[" not in str(res.exception)
+    assert "cot is greedy" in str(res.exception) and "--temperature" in str(res.exception)
+
+
+def test_grid_runs_every_combination_compares_with_the_baseline_and_resumes(tiny_model_dir, task_file, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "runs"
+    extra = ["--methods", "soft", "--grid", "cold_stop_steps=0,1", "--grid", "noise=none,gumbel",
+             "--baseline", "cold_stop_steps=1"]
+    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *extra))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    recs = records(out / "g")
+    names = {r["method"] for r in recs}
+    assert names == {f"soft[cold_stop_steps={c},noise={n}]" for c in (0, 1) for n in ("none", "gumbel")}
+    assert len(recs) == 20
+    # cold_stop_steps=1 with τ = 0.01 stops at the first near-certain step; 0 never does
+    assert all(r["stop_reason"] != "cold_stop" for r in recs if "cold_stop_steps=0" in r["method"])
+    results = json.loads((out / "g" / "results.json").read_text())
+    base = "soft[cold_stop_steps=1,noise=none]"
+    assert results["baselines"] == {"soft": base}
+    assert {(p["a"], p["b"]) for p in results["grid_paired"]} == {(base, n) for n in names if n != base}
+    for p in results["grid_paired"]:
+        assert p["n"] == 5 and p["both"] + p["only_a"] + p["only_b"] + p["neither"] == 5
+    assert "Ablation grid" in (out / "g" / "report.md").read_text()
+    # resume: a rerun runs nothing new and keeps the records
+    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *extra))
+    assert res.exit_code == 0 and len(records(out / "g")) == 20
+    # another grid in the same folder is refused
+    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, "--methods", "soft", "--grid", "noise=none,dirichlet"))
+    assert isinstance(res.exception, ConfigError) and "different settings" in str(res.exception)
+
+
+def test_samples_report_pass_at_k_and_do_not_depend_on_the_batch(tiny_model_dir, task_file, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "runs"
+    common = ["--methods", "cot", "--temperature", "1.0", "--samples", "3", "--seed", "5"]
+    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *common))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    recs = records(out / "g")
+    assert len(recs) == 15 and {(r["id"], r["sample"]) for r in recs} == {(t["id"], s) for t in TASKS for s in range(3)}
+    assert len({r["seed"] for r in recs}) == 15
+    results = json.loads((out / "g" / "results.json").read_text())
+    p = results["pass_at_k"]["cot"]
+    per = {}
+    for r in recs:
+        per.setdefault(r["id"], []).append(r["correct"])
+    assert p["items"] == 5 and p["samples"] == 3 and p["k"] == 3
+    assert p["pass_at_1"] == pytest.approx(sum(sum(v) / 3 for v in per.values()) / 5)
+    assert p["pass_at_k"] == pytest.approx(sum(any(v) for v in per.values()) / 5)
+    assert "pass@k" in (out / "g" / "report.md").read_text()
+    # the same samples with another batch size: every trace is the same (each row has its own seeded generators)
+    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *common, batch_size=5, run_name="g5"))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    again = {(r["id"], r["sample"]): r["trace"] for r in records(out / "g5")}
+    assert again == {(r["id"], r["sample"]): r["trace"] for r in recs}
+    assert len({r["trace"] for r in recs}) > 5  # samples differ
+
+
+def test_row_seeds_make_a_row_independent_of_its_batch(tiny_lm):
+    from vecgen.thinking.prompts import build_prompt, prompt_style
+
+    lm = tiny_lm("qwen2")
+    style = prompt_style(lm)
+    marker = style.end_marker(lm.tokenizer)
+    cfg = ThinkConfig.create(method="soft", max_think_tokens=6, max_answer_tokens=2,
+                             mixing={"rule": "soft", "noise": "gumbel"})
+    prompts = [lm.encode(build_prompt(lm, q, style, direct=False)) for q in ("2 + 2?", "Halve 10.", "Hi")]
+    alone = run_thinking(lm, prompts[1:2], cfg, marker, row_seeds=[11])[0]
+    batched = run_thinking(lm, prompts, cfg, marker, row_seeds=[3, 11, 4])[1]
+    assert batched.trace_ids == alone.trace_ids and batched.answer_ids == alone.answer_ids
+    other = run_thinking(lm, prompts[1:2], cfg, marker, row_seeds=[12])[0]
+    assert other.trace_ids != alone.trace_ids or other.answer_ids != alone.answer_ids
+    with pytest.raises(ConfigError, match="row_seeds"):
+        run_thinking(lm, prompts, cfg, marker, row_seeds=[1])
+
+
+def test_answer_tasks_batches_checks_and_skips():
+    tasks = [Task(f"n{i}", "q", str(i)) for i in range(5)]
+    calls = []
+
+    def echo(batch):
+        calls.append([t.id for t in batch])
+        return [(t.answer if t.id != "n3" else "no idea", None) for t in batch]
+
+    got = list(answer_tasks(tasks, {"a": echo, "b": echo}, batch_size=2, skip=lambda run, t: run == "b" and t.id == "n0"))
+    assert calls == [["n0", "n1"], ["n1"], ["n2", "n3"], ["n2", "n3"], ["n4"], ["n4"]]
+    assert [(a.run, a.task.id, a.verdict.correct) for a in got][:3] == [("a", "n0", True), ("a", "n1", True), ("b", "n1", True)]
+    assert sum(not a.verdict.correct for a in got) == 2 and all(a.batch_size in (1, 2) for a in got)
+    with pytest.raises(RuntimeError, match="returned 0 answers"):
+        list(answer_tasks(tasks, {"x": lambda batch: []}))
+    with pytest.raises(ConfigError, match="--batch-size=0"):
+        list(answer_tasks(tasks, {"a": echo}, batch_size=0))
