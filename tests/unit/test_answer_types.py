@@ -208,3 +208,20 @@ def test_the_checker_keeps_the_verdicts_of_the_shipped_gsm8k_runs():
             assert verdict.correct == rec["correct"], rec["answer"]
             n += 1
     assert n == 500
+
+
+def test_prompts_ask_for_each_answer_type_and_cue_non_numeric_reasoning(tiny_lm):
+    from vecgen.thinking.prompts import build_prompt, prompt_style
+
+    lm = tiny_lm("qwen2")
+    style = prompt_style(lm)
+    cot = build_prompt(lm, CHOICE, style, direct=False)
+    assert "A. stone\nB. pear\nC. chair" in cot and "the letter of the correct option" in cot
+    assert cot.endswith("Let's think step by step.\n")
+    assert build_prompt(lm, YES, style, direct=True).endswith("Answer:") and "Yes or No" in build_prompt(lm, YES, style, direct=True)
+    numeric = Task("n", "What is 2 + 3?", "5")
+    assert build_prompt(lm, numeric, style, direct=False) == build_prompt(lm, "What is 2 + 3?", style, direct=False)
+    assert not build_prompt(lm, numeric, style, direct=False).endswith("step by step.\n")
+    q3 = tiny_lm("qwen3")
+    think = build_prompt(q3, CHOICE, prompt_style(q3), direct=False)
+    assert "put the letter of the correct option within \\boxed{}" in think and think.endswith("<think>\n")

@@ -22,9 +22,7 @@ Models without a chat template get the same request as plain text (``Question: .
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..models.chat import format_prompt, has_thinking_switch
 from .markers import EndMarker
@@ -32,36 +30,40 @@ from .markers import EndMarker
 if TYPE_CHECKING:
     from ..benchmarks_data.tasks import Task
 
-#: Text that opens the assistant turn of a thinking prompt (text-marker style), per answer type; measured on the
-#: default model (README "Answer types"): without it, short non-math questions get the answer line at once.
-REASONING_CUES: dict[str, str] = {
-    "numeric": "",
-    "choice": "Let's think step by step.\n",
-    "yesno": "Let's think step by step.\n",
-    "exact": "Let's think step by step.\n",
-}
-
 #: Default end-of-thinking marker for models without thinking tokens.
 DEFAULT_TEXT_MARKER = "Answer:"
 
-#: What the final answer is, per answer type, in the requests below.
-ANSWER_KINDS: dict[str, str] = {
-    "numeric": "the final answer as a number",
-    "choice": "the letter of the correct option",
-    "yesno": "the final answer, Yes or No,",
-    "exact": "the final answer in as few words as possible",
-}
-#: Text-marker requests (``{what}``: :data:`ANSWER_KINDS`; ``{marker}``: the marker).
+#: Text-marker requests (``{what}``: :attr:`AnswerRequest.what`; ``{marker}``: the marker).
 COT_REQUEST = 'Solve the problem step by step. Then write {what} on a last line that starts with "{marker}".'
 DIRECT_REQUEST = 'Reply with only {what}, on one line that starts with "{marker}". Do not explain.'
-#: Think-token requests (Qwen's math prompt; ``{what}``: :data:`BOXED_KINDS`).
+#: Think-token requests (Qwen's math prompt; ``{what}``: :attr:`AnswerRequest.boxed`).
 THINK_COT_REQUEST = "Please reason step by step, and put {what} within \\boxed{{}}."
 THINK_DIRECT_REQUEST = "Put {what} within \\boxed{{}}. Do not explain."
-BOXED_KINDS: dict[str, str] = {
-    "numeric": "your final answer",
-    "choice": "the letter of the correct option",
-    "yesno": "your final answer (Yes or No)",
-    "exact": "your final answer",
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """How the prompts of one answer type ask for the answer.
+
+    Attributes:
+        what: the final answer in text-marker requests ("the letter of the correct option").
+        boxed: what goes in ``\\boxed{}`` in think-token requests.
+        cue: text that opens the assistant turn of a thinking prompt (text-marker style). Measured on the default
+            model (README "Answer types"): without it, short non-math questions get the answer line at once.
+    """
+
+    what: str
+    boxed: str
+    cue: str = ""
+
+
+_COT_CUE = "Let's think step by step.\n"
+#: One :class:`AnswerRequest` per answer type.
+ANSWER_REQUESTS: dict[str, AnswerRequest] = {
+    "numeric": AnswerRequest("the final answer as a number", "your final answer"),
+    "choice": AnswerRequest("the letter of the correct option", "the letter of the correct option", _COT_CUE),
+    "yesno": AnswerRequest("the final answer, Yes or No,", "your final answer (Yes or No)", _COT_CUE),
+    "exact": AnswerRequest("the final answer in as few words as possible", "your final answer", _COT_CUE),
 }
 
 
@@ -117,7 +119,7 @@ def build_prompt(lm: Any, question: "str | Task", style: PromptStyle, *, direct:
 
     Returns:
         Prompt text; the thinking (or answer, for ``direct``) phase continues right after it. Thinking prompts
-        of text-marker style end with the answer type's :data:`REASONING_CUES` entry (when it has one).
+        of text-marker style end with the answer type's :attr:`AnswerRequest.cue` (when it has one).
 
     Raises:
         ConfigError: an empty question.
@@ -128,7 +130,8 @@ def build_prompt(lm: Any, question: "str | Task", style: PromptStyle, *, direct:
     question = task_text(question) if isinstance(question, Task) else question
     tok = lm.tokenizer
     if style.think_token:
-        request = (THINK_DIRECT_REQUEST if direct else THINK_COT_REQUEST).format(what=BOXED_KINDS[answer_type])
+        ask = ANSWER_REQUESTS[answer_type]
+        request = (THINK_DIRECT_REQUEST if direct else THINK_COT_REQUEST).format(what=ask.boxed)
         text = format_prompt(tok, f"{question}\n{request}", chat=True)
         if direct:
             return text  # non-thinking render: an empty thinking block, then the answer
@@ -136,9 +139,10 @@ def build_prompt(lm: Any, question: "str | Task", style: PromptStyle, *, direct:
         empty = f"{start}\n\n{end}\n\n"
         base = text[: -len(empty)] if text.endswith(empty) else text
         return base + style.open_think
-    request = (DIRECT_REQUEST if direct else COT_REQUEST).format(what=ANSWER_KINDS[answer_type], marker=style.marker)
+    ask = ANSWER_REQUESTS[answer_type]
+    request = (DIRECT_REQUEST if direct else COT_REQUEST).format(what=ask.what, marker=style.marker)
     if style.chat:
         text = format_prompt(tok, f"{question}\n\n{request}", chat=True)
     else:
         text = f"Question: {question.strip()}\n{request}\n"
-    return text + style.marker if direct else text + REASONING_CUES[answer_type]
+    return text + style.marker if direct else text + ask.cue
