@@ -2,11 +2,10 @@
 
 import pytest
 
-from vecgen.benchmarks_data import load_benchmark
+from vecgen.benchmarks_data import Task, check_answer, load_benchmark
 from vecgen.config import SamplingConfig
 from vecgen.decoding import MixingConfig, generate
-from vecgen.thinking.answers import check_answer
-from vecgen.thinking.prompts import build_prompt, prompt_style
+from vecgen.thinking.prompts import ANSWER_REQUESTS, build_prompt, prompt_style
 from vecgen.thinking.runner import ThinkConfig, run_thinking
 
 pytestmark = pytest.mark.integration
@@ -40,5 +39,26 @@ def test_direct_answers_an_easy_question(default_lm):
     style = prompt_style(lm)
     ids = lm.encode(build_prompt(lm, "What is 2 + 3?", style, direct=True))
     out = run_thinking(lm, [ids], ThinkConfig.create(method="direct"), style.end_marker(lm.tokenizer))[0]
-    verdict = check_answer(out.answer, "5")
+    verdict = check_answer(Task("easy", "What is 2 + 3?", "5"), out.answer)
     assert verdict.correct, out.answer
+
+
+def test_the_reasoning_cue_makes_cot_reason_on_yes_no_items(default_lm):
+    """On short yes/no questions the plain cot prompt gets the answer line at once; the cue that opens the
+    assistant turn (AnswerRequest.cue) makes the default model reason first (README "Answer types")."""
+
+    lm = default_lm
+    style = prompt_style(lm)
+    marker = style.end_marker(lm.tokenizer)
+    tasks = load_benchmark("arena", source="causal@1", limit=4)
+    assert {t.answer_type for t in tasks} == {"yesno"}
+    cfg = ThinkConfig.create(method="cot", max_think_tokens=32, max_answer_tokens=4)
+    cue = ANSWER_REQUESTS["yesno"].cue
+    texts = [build_prompt(lm, t, style, direct=False) for t in tasks]
+    assert all(t.endswith(cue) for t in texts)
+    cued = run_thinking(lm, [lm.encode(t) for t in texts], cfg, marker)
+    plain = run_thinking(lm, [lm.encode(t[: -len(cue)]) for t in texts], cfg, marker)
+    mean = lambda outs: sum(o.think_tokens for o in outs) / len(outs)  # noqa: E731
+    assert mean(cued) > 3 * max(mean(plain), 1.0), (mean(cued), mean(plain))
+    for t, o in zip(tasks, cued):
+        assert check_answer(t, o.answer).pred in ("Yes", "No", None)
