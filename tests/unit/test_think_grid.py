@@ -136,6 +136,14 @@ def test_samples_report_pass_at_k_and_do_not_depend_on_the_batch(tiny_model_dir,
     assert p["pass_at_1"] == pytest.approx(sum(sum(v) / 3 for v in per.values()) / 5)
     assert p["pass_at_k"] == pytest.approx(sum(any(v) for v in per.values()) / 5)
     assert "pass@k" in (out / "g" / "report.md").read_text()
+    # interrupted after 9 records: the rerun answers only the 6 missing (item, sample) pairs, with the same seeds
+    lines = (out / "g" / "records.jsonl").read_text().splitlines(keepends=True)
+    (out / "g" / "records.jsonl").write_text("".join(lines[:9]))
+    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *common))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    resumed = records(out / "g")
+    assert len(resumed) == 15 and resumed[:9] == recs[:9]
+    assert {(r["id"], r["sample"], r["trace"]) for r in resumed} == {(r["id"], r["sample"], r["trace"]) for r in recs}
     # the same samples with another batch size: every trace is the same (each row has its own seeded generators)
     res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *common, batch_size=5, run_name="g5"))
     assert res.exit_code == 0, res.output + repr(res.exception)
