@@ -225,3 +225,13 @@ def test_prompts_ask_for_each_answer_type_and_cue_non_numeric_reasoning(tiny_lm)
     q3 = tiny_lm("qwen3")
     think = build_prompt(q3, CHOICE, prompt_style(q3), direct=False)
     assert "put the letter of the correct option within \\boxed{}" in think and think.endswith("<think>\n")
+
+
+def test_the_example_task_files_in_the_docs_load():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    odd = load_benchmark(str(docs / "bigbench_odd_one_out.json"))
+    assert len(odd) == 5 and all(t.answer_type == "choice" for t in odd) and odd[0].answer == "hammer"
+    mixed = load_benchmark(str(docs / "mixed_types.jsonl"))
+    assert [t.answer_type for t in mixed] == ["numeric", "choice", "yesno", "exact"] and mixed[1].answer == "pear"
