@@ -11,6 +11,7 @@ the value and the allowed range.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,9 @@ def load_yaml_section(path: str | Path, section: str) -> dict[str, Any]:
     if not isinstance(inner, dict):
         raise ConfigError(f"config file {path}: section {section!r} must be a mapping")
     return dict(inner)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 31-bit seed from any parts (sha256 of their text; stable across processes and machines)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

@@ -48,13 +48,13 @@ the data order).
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ..config import derive_seed
 from ..errors import ConfigError
 
 from ..benchmarks_data.tasks import Task, task_text
@@ -144,12 +144,6 @@ def get_family(name: str) -> TaskFamily:
         return FAMILIES[name]
     except KeyError:
         raise ConfigError(f"unknown task family {name!r}; choose from: {', '.join(FAMILIES)}") from None
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 31-bit seed from any parts (sha256 of their text; stable across processes and machines)."""
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def _rng(seed: int, family: str, index: int, difficulty: int) -> random.Random:

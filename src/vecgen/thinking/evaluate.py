@@ -158,7 +158,7 @@ def check_settings(writer: Any, settings: dict[str, Any]) -> None:
 def sample_seed(seed: int, task_id: str, sample: int) -> int:
     """The seed of sample ``sample`` of item ``task_id`` in a run seeded ``seed`` (sha256; the same on every
     machine and whatever the batch)."""
-    from ..softprompt.arena import derive_seed
+    from ..config import derive_seed
 
     return derive_seed("vecgen-sample", seed, task_id, sample)
 
