@@ -84,10 +84,26 @@ def test_bad_grids_are_one_clear_error_before_loading(grid, baseline, fragment):
     assert isinstance(res.exception, ConfigError) and fragment in str(res.exception), res.output + repr(res.exception)
 
 
-def test_samples_of_a_greedy_method_are_refused():
-    res = CliRunner().invoke(app, ["think", "--methods", "cot,soft", "--samples", "4", "--model", "no-such-model"])
-    assert isinstance(res.exception, ConfigError) and "cot[" not in str(res.exception)
-    assert "cot is greedy" in str(res.exception) and "--temperature" in str(res.exception)
+@pytest.mark.parametrize("extra,refused", [
+    (["--methods", "cot,soft"], "cot"),
+    (["--methods", "soft"], "soft"),  # concept tokens without noise are the mixture itself, not a draw
+    (["--methods", "hidden", "--temperature", "0"], "hidden"),
+    (["--methods", "soft", "--rule", "full"], "soft"),
+])
+def test_samples_of_a_method_that_draws_nothing_are_refused(extra, refused):
+    res = CliRunner().invoke(app, ["think", *extra, "--samples", "4", "--model", "no-such-model"])
+    assert isinstance(res.exception, ConfigError), res.output
+    assert f"{refused} draws nothing" in str(res.exception) and "--temperature" in str(res.exception)
+
+
+def test_methods_that_draw_may_be_sampled():
+    from vecgen.thinking.evaluate import deterministic
+
+    assert not deterministic(ThinkConfig.create(method="soft", mixing={"rule": "soft", "noise": "gumbel"}))
+    assert not deterministic(ThinkConfig.create(method="soft", mixing={"rule": "moi"}))
+    assert not deterministic(ThinkConfig.create(method="cot", think_sampling={"temperature": 0.7}))
+    assert not deterministic(ThinkConfig.create(method="soft", answer_sampling={"temperature": 0.7}))
+    assert deterministic(ThinkConfig.create(method="soft")) and deterministic(ThinkConfig.create(method="cot"))
 
 
 def test_grid_runs_every_combination_compares_with_the_baseline_and_resumes(tiny_model_dir, task_file, tmp_path):

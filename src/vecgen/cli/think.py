@@ -191,8 +191,10 @@ def think(
             raise ConfigError(f"--samples={samples}: allowed range is >= 1")
         fixed = [n for n, c in configs.items() if samples > 1 and deterministic(c)]
         if fixed:
-            raise ConfigError(f"--samples {samples}: {fixed[0]} is greedy, so every sample would be the same; give "
-                              "--temperature (e.g. 0.7) or leave the method out")
+            raise ConfigError(f"--samples {samples}: {fixed[0]} draws nothing (greedy, or concept tokens without "
+                              "noise, and a greedy answer), so every sample would be the same; give --temperature "
+                              "(e.g. 0.7; it also samples the answers of soft), --noise gumbel for soft, or leave the "
+                              "method out")
     llamacpp = backend_options(backend, threads, n_ctx)
     check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
                       backend=backend)

@@ -164,9 +164,13 @@ def sample_seed(seed: int, task_id: str, sample: int) -> int:
 
 
 def deterministic(cfg: ThinkConfig) -> bool:
-    """True when a method's outputs cannot vary between samples: greedy thinking (or none: ``direct``; ``hidden``
-    feeds the hidden state, not a draw) and a greedy answer."""
-    thinking_fixed = cfg.method in (Method.direct, Method.hidden) or cfg.think_sampling.greedy
+    """True when a method's outputs cannot vary between samples: its thinking draws nothing and its answer is
+    greedy. Thinking draws nothing for ``direct`` (none), ``hidden`` (the hidden state), greedy sampling, and the
+    ``soft`` / ``full`` concept-token rules without noise: a concept token is the weighted mixture itself, not a
+    draw (only ``onehot`` and ``moi`` sample a token; ``gumbel`` / ``dirichlet`` noise draws weights)."""
+    rule = cfg.thinking_rule()
+    thinking_fixed = (cfg.method in (Method.direct, Method.hidden) or cfg.think_sampling.greedy or rule.feeds_hidden
+                      or (rule.rule in ("soft", "full") and rule.noise.value == "none"))
     return thinking_fixed and cfg.answer_sampling.greedy
 
 
