@@ -221,8 +221,7 @@ class VecgenLM(LM):
         Raises:
             ConfigError: a backend other than transformers, or an empty continuation.
         """
-        from .backends import accepts_logits_to_keep
-        from .backends.contract import build_batch
+        from .softprompt.train import target_logits
 
         if self.lm.backend.name != "transformers":
             raise ConfigError(f"loglikelihood needs the transformers backend (this model runs on {self.lm.backend.name}); "
@@ -230,21 +229,17 @@ class VecgenLM(LM):
         limit = self.max_length
         results: list[tuple[float, bool]] = []
         for start in range(0, len(contexts), self.batch_size):
-            rows, targets = [], []
+            prompts, targets = [], []
             for ctx, cont in zip(contexts[start : start + self.batch_size], continuations[start : start + self.batch_size]):
                 if not cont:
                     raise ConfigError("loglikelihood of an empty continuation")
                 seq = (list(ctx) + list(cont))[-(limit + 1):]
-                rows.append(seq[:-1])
-                targets.append(list(cont)[-len(seq) + 1:] if len(cont) >= len(seq) else list(cont))
-            batch = build_batch(self.lm, rows)
-            mask = batch.attention_mask  # (B, T)
-            positions = (mask.cumsum(-1) - 1).clamp_min(0)
+                target = list(cont)[-(len(seq) - 1):] if len(cont) >= len(seq) else list(cont)
+                prompts.append([seq[: len(seq) - len(target)]])
+                targets.append(target)
             K = max(len(t) for t in targets)
-            kwargs = {"logits_to_keep": K} if accepts_logits_to_keep(self.lm.model) else {}
             with torch.no_grad():
-                logits = self.lm.model(input_ids=batch.input_ids, attention_mask=mask, position_ids=positions,
-                                       use_cache=False, **kwargs).logits[:, -K:, : self.lm.n_real_vocab].float()  # (B, K, V)
+                logits = target_logits(self.lm, prompts, targets)[..., : self.lm.n_real_vocab]  # (B, K, V)
             logp = torch.log_softmax(logits, dim=-1)
             for b, t in enumerate(targets):
                 lp = logp[b, K - len(t):]  # (len(t), V): each position predicts the next token

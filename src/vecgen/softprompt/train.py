@@ -227,14 +227,41 @@ def _parts(lm: Any, item: Task, config: TrainConfig) -> PromptParts:
 # ---------------------------------------------------------------- the gradient step
 
 
+def target_logits(lm: Any, prompts: Sequence[Sequence[Any]], targets: Sequence[Sequence[int]], *,
+                  what: str | None = None) -> torch.Tensor:
+    """Teacher-forced logits at the target positions: one left-padded batch of ``[*prompts[i], targets[i]]`` built
+    by :func:`vecgen.decoding.build_batch` (the same path as generation), positions from 0 after each row's padding,
+    one forward pass keeping only the last ``K + 1`` positions (``logits_to_keep``).
+
+    Args:
+        prompts: each a list of segments (token ids or ``(n, d)`` vectors; gradients flow into the vectors).
+        targets: token ids per row.
+        what: the sequences' name in a context-length error; None: the caller fits rows to the context itself.
+
+    Returns:
+        ``(B, K, V)`` float32, ``K = max len(targets)``: position ``k`` of row ``b`` predicts that row's target
+        token at ``k``; row ``b``'s targets are its last ``len(targets[b])`` positions.
+
+    Raises:
+        ContextLengthError: a row longer than the model's context (with ``what``).
+    """
+    targets = [list(t) for t in targets]
+    batch = build_batch(lm, [[*p, t] for p, t in zip(prompts, targets)])
+    mask = batch.attention_mask  # (B, T)
+    if what is not None:
+        check_context(lm, mask.sum(-1).tolist(), [0] * len(targets), names=[what] * len(targets))
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T)
+    K = max(len(t) for t in targets)  # targets sit at the end of each left-padded row
+    kwargs = {"logits_to_keep": K + 1} if accepts_logits_to_keep(lm.model) else {}
+    inputs = {"input_ids": batch.input_ids} if batch.inputs_embeds is None else {"inputs_embeds": batch.inputs_embeds}
+    out = lm.model(**inputs, attention_mask=mask, position_ids=positions, use_cache=False, **kwargs)
+    return out.logits[:, -(K + 1) : -1].float()  # the position before each target token predicts it
+
+
 def teacher_forced_loss(lm: Any, prompts: Sequence[Sequence[Any]], targets: Sequence[Sequence[int]], *,
                         what: str = "a training sequence") -> torch.Tensor:
     """Teacher-forced cross-entropy of each ``targets[i]`` after ``prompts[i]``, in nats per target token (averaged
-    over every target token of the batch).
-
-    The input is one left-padded batch of ``[*prompts[i], targets[i]]`` built by :func:`vecgen.decoding.build_batch`
-    (the same path as generation); positions start at 0 after each row's padding; only the target positions get
-    logits (``logits_to_keep``) and count.
+    over every target token of the batch); the logits are :func:`target_logits`'.
 
     Args:
         prompts: each a list of segments (token ids or ``(n, d)`` vectors; gradients flow into the vectors).
@@ -248,15 +275,8 @@ def teacher_forced_loss(lm: Any, prompts: Sequence[Sequence[Any]], targets: Sequ
         ContextLengthError: a row longer than the model's context.
     """
     targets = [list(t) for t in targets]
-    batch = build_batch(lm, [[*p, t] for p, t in zip(prompts, targets)])
-    mask = batch.attention_mask  # (B, T)
-    check_context(lm, mask.sum(-1).tolist(), [0] * len(targets), names=[what] * len(targets))
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T)
-    K = max(len(t) for t in targets)  # targets sit at the end of each left-padded row
-    kwargs = {"logits_to_keep": K + 1} if accepts_logits_to_keep(lm.model) else {}
-    out = lm.model(inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=False,
-                   **kwargs)
-    logits = out.logits[:, -(K + 1) : -1].float()  # (B, K, V): the position before each target token predicts it
+    logits = target_logits(lm, prompts, targets, what=what)  # (B, K, V)
+    K = logits.shape[1]
     labels = torch.full((len(targets), K), -100, dtype=torch.long, device=logits.device)  # (B, K)
     for b, t in enumerate(targets):
         labels[b, K - len(t) :] = torch.tensor(t, device=logits.device)
