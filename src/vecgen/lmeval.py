@@ -139,16 +139,14 @@ class VecgenLM(LM):
 
         discrete = SamplingConfig.create(defaults={"temperature": 0.0}, temperature=opts.get("temperature"),
                                          seed=opts.get("seed"))
-        concept = SamplingConfig.create(defaults=R.SOFT_THINKING_SAMPLING, temperature=opts.get("concept_temperature"),
-                                        top_p=opts.get("concept_top_p"), top_k=opts.get("concept_top_k"),
-                                        min_p=opts.get("concept_min_p"), seed=discrete.seed)
         mixing = MixingConfig.create(rule=opts.get("rule") or "soft", max_topk=opts.get("max_topk"),
                                      noise=opts.get("noise"), gumbel_tau=opts.get("gumbel_tau"),
                                      dirichlet_alpha=opts.get("dirichlet_alpha"), hidden_scale=opts.get("hidden_scale"))
-        return R.ThinkConfig.create(method=self.method, think_sampling=concept if self.method == "soft" else discrete,
-                                    answer_sampling=SamplingConfig(), mixing=mixing,
-                                    max_think_tokens=opts.get("max_think_tokens"), cold_stop_tau=opts.get("cold_stop_tau"),
-                                    cold_stop_steps=opts.get("cold_stop_steps"), answer_stops_at_newline=False)
+        concept = {k: opts.get(f"concept_{k}") for k in ("temperature", "top_p", "top_k", "min_p")}
+        return R.method_configs([self.method], discrete=discrete, mixing=mixing, concept=concept,
+                                answer=SamplingConfig(), max_think_tokens=opts.get("max_think_tokens"),
+                                cold_stop_tau=opts.get("cold_stop_tau"), cold_stop_steps=opts.get("cold_stop_steps"),
+                                answer_stops_at_newline=False)[self.method]
 
     # ------------------------------------------------------------------ generation
 

@@ -202,3 +202,28 @@ def test_answer_tasks_batches_checks_and_skips():
         list(answer_tasks(tasks, {"x": lambda batch: []}))
     with pytest.raises(ConfigError, match="--batch-size=0"):
         list(answer_tasks(tasks, {"a": echo}, batch_size=0))
+
+
+def test_method_configs_give_soft_the_concept_distribution_and_the_rest_the_discrete_sampler():
+    """The one builder of per-method settings (``vecgen think`` and the lm-eval model): soft thinks with Soft
+    Thinking's concept-token defaults overridden by the given entries and seeded like the discrete sampler."""
+    from vecgen.config import SamplingConfig
+    from vecgen.decoding.mixing import MixingConfig
+    from vecgen.thinking.runner import SOFT_THINKING_SAMPLING, method_configs
+
+    discrete = SamplingConfig(temperature=0.7, seed=5)
+    mixing = MixingConfig(rule="soft", noise="gumbel")
+    cfgs = method_configs(["direct", "cot", "soft"], discrete=discrete, mixing=mixing,
+                          concept={"top_k": 7, "temperature": None}, max_think_tokens=12, cold_stop_steps=None)
+    assert list(cfgs) == ["direct", "cot", "soft"]
+    soft = cfgs["soft"].think_sampling
+    assert (soft.top_k, soft.temperature, soft.top_p, soft.seed) == (7, SOFT_THINKING_SAMPLING["temperature"],
+                                                                   SOFT_THINKING_SAMPLING["top_p"], 5)
+    assert cfgs["cot"].think_sampling == discrete and all(c.answer_sampling == discrete for c in cfgs.values())
+    assert all(c.max_think_tokens == 12 and c.mixing == mixing for c in cfgs.values())
+    greedy = SamplingConfig()
+    assert method_configs(["cot"], discrete=discrete, mixing=mixing, answer=greedy)["cot"].answer_sampling == greedy
+    with pytest.raises(ConfigError, match="top_p"):
+        method_configs(["soft"], discrete=discrete, mixing=mixing, concept={"top_p": 1.5})
+    with pytest.raises(ConfigError):
+        method_configs(["sideways"], discrete=discrete, mixing=mixing)

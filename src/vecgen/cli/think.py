@@ -135,7 +135,6 @@ def think(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..benchmarks_data import load_benchmark
-    from ..config import SamplingConfig
     from ..decoding.mixing import MixingConfig
     from ..errors import ConfigError
     from ..models import check_model_specs, load_model
@@ -170,19 +169,14 @@ def think(
     tasks = load_benchmark(benchmark, limit=limit, source=data_source)
     discrete = build_sampling(preset, config, defaults={"max_new_tokens": 1}, temperature=temperature, top_p=top_p,
                               top_k=top_k, min_p=min_p, seed=seed)
-    concept = SamplingConfig.create(
-        defaults=R.SOFT_THINKING_SAMPLING, temperature=concept_temperature, top_p=concept_top_p, top_k=concept_top_k,
-        min_p=concept_min_p, seed=discrete.seed,
-    )
     mixing = MixingConfig.create(rule=rule, max_topk=max_topk, noise=noise, gumbel_tau=gumbel_tau,
                                  dirichlet_alpha=dirichlet_alpha, hidden_scale=hidden_scale, beta=beta)
-    limits = dict(max_think_tokens=max_think_tokens, max_answer_tokens=max_answer_tokens, cold_stop_tau=cold_stop_tau,
-                  cold_stop_steps=cold_stop_steps)
-    configs = {
-        m: R.ThinkConfig.create(method=m, think_sampling=concept if m == "soft" else discrete, answer_sampling=discrete,
-                                mixing=mixing, **limits)
-        for m in names
-    }
+    configs = R.method_configs(
+        names, discrete=discrete, mixing=mixing,
+        concept=dict(temperature=concept_temperature, top_p=concept_top_p, top_k=concept_top_k, min_p=concept_min_p),
+        max_think_tokens=max_think_tokens, max_answer_tokens=max_answer_tokens, cold_stop_tau=cold_stop_tau,
+        cold_stop_steps=cold_stop_steps,
+    )
     axes = parse_grid(grid or [])
     baselines = baseline_names(names, axes, baseline)
     configs = expand_grid(configs, axes)

@@ -34,7 +34,7 @@ With greedy thinking sampling every rule's mixture is one-hot, so ``soft`` with 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -154,6 +154,33 @@ class ThinkConfig(BaseModel):
         if self.method == Method.hidden:
             return MixingConfig(rule="hidden", hidden_scale=self.mixing.hidden_scale)
         return MixingConfig(rule="onehot")
+
+
+def method_configs(
+    methods: Sequence[str],
+    *,
+    discrete: SamplingConfig,
+    mixing: MixingConfig,
+    concept: Mapping[str, Any] | None = None,
+    answer: SamplingConfig | None = None,
+    **settings: Any,
+) -> dict[str, ThinkConfig]:
+    """One :class:`ThinkConfig` per method, built the one way ``vecgen think`` and the lm-eval model build them.
+
+    ``soft`` thinks with the concept-token distribution: :data:`SOFT_THINKING_SAMPLING` overridden by
+    ``concept``'s non-None entries (``temperature``, ``top_p``, ``top_k``, ``min_p``) and seeded like
+    ``discrete``; every other method thinks with ``discrete``. Answers use ``answer`` (default ``discrete``).
+    ``settings`` are further :class:`ThinkConfig` fields (``None`` values ignored), e.g. ``max_think_tokens``.
+
+    Raises:
+        ConfigError: a concept-sampling value or a setting out of range (field, value, range), or an unknown method.
+    """
+    concept_sampling = SamplingConfig.create(defaults=SOFT_THINKING_SAMPLING, seed=discrete.seed, **(concept or {}))
+    return {
+        m: ThinkConfig.create(method=m, think_sampling=concept_sampling if m == Method.soft else discrete,
+                              answer_sampling=answer or discrete, mixing=mixing, **settings)
+        for m in methods
+    }
 
 
 @dataclass
