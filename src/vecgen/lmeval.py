@@ -41,6 +41,7 @@ Requests:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +57,11 @@ except ImportError as exc:  # pragma: no cover - the optional extra is missing
 
 #: Default text that opens the thinking of ``cot`` / ``soft`` / ``hidden`` after a task's context (text markers).
 THINK_CUE = ' Let\'s think step by step, and then write the final answer on a line that starts with "{marker}".\n'
+
+log = logging.getLogger(__name__)
+
+#: lm-eval ``gen_kwargs`` that :meth:`VecgenLM.generate_until` reads.
+_GEN_KWARGS = {"until", "max_gen_toks", "do_sample", "temperature", "top_p", "top_k", "min_p"}
 
 _INT = ("batch_size", "max_think_tokens", "cold_stop_steps", "max_topk", "concept_top_k", "seed", "max_batch_size")
 _FLOAT = ("cold_stop_tau", "gumbel_tau", "dirichlet_alpha", "hidden_scale", "concept_temperature", "concept_top_p",
@@ -159,27 +165,47 @@ class VecgenLM(LM):
             cue = self.cue if self.cue is not None else THINK_CUE.format(marker=self.style.marker)
         return self.lm.encode(context + cue)
 
+    def _answer_sampling(self, gen: dict[str, Any]) -> Any:
+        """The answer's sampler from lm-eval's ``gen_kwargs``: greedy unless ``do_sample`` is true, then
+        ``temperature`` (default 1.0, as in transformers), ``top_p``, ``top_k``, ``min_p``; seeded like thinking."""
+        from .config import SamplingConfig
+
+        seed = self.config.think_sampling.seed
+        if not gen.get("do_sample", False):
+            return SamplingConfig(seed=seed)
+        values = {k: gen.get(k) for k in ("top_p", "top_k", "min_p")}
+        temperature = gen.get("temperature")
+        return SamplingConfig.create(temperature=1.0 if temperature is None else float(temperature), seed=seed,
+                                     **values)
+
     def generate_until(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[str]:
-        """One answer text per request (``args = (context, gen_kwargs)``; ``gen_kwargs``: ``until``,
-        ``max_gen_toks``, ``do_sample``, ``temperature``); the thinking trace is not returned."""
+        """One answer text per request (``args = (context, gen_kwargs)``); the thinking trace is not returned.
+
+        ``gen_kwargs`` read: ``until`` (stop strings, cut from the answer), ``max_gen_toks`` (answer budget,
+        default 256), and with ``do_sample`` true ``temperature``, ``top_p``, ``top_k``, ``min_p`` (the answer's
+        sampler; greedy otherwise). Other keys are ignored with one warning naming them.
+
+        Raises:
+            ConfigError: a sampling value out of range (field, value, range).
+        """
         from tqdm import tqdm
 
         from .thinking.runner import cut_at_stop, run_thinking
 
         marker = self.style.end_marker(self.lm.tokenizer)
-        groups: dict[tuple[tuple[str, ...], int, float], list[int]] = {}
+        groups: dict[tuple[tuple[str, ...], int, Any], list[int]] = {}
+        ignored: set[str] = set()
         for i, req in enumerate(requests):
             context, gen = req.args
             until = gen.get("until") or []
             until = (until,) if isinstance(until, str) else tuple(until)
-            temp = float(gen.get("temperature", 0.0) or 0.0) if gen.get("do_sample", False) else 0.0
-            groups.setdefault((until, int(gen.get("max_gen_toks", 256)), temp), []).append(i)
+            ignored |= set(gen) - _GEN_KWARGS
+            groups.setdefault((until, int(gen.get("max_gen_toks", 256)), self._answer_sampling(gen)), []).append(i)
+        if ignored:
+            log.warning("vecgen ignores these lm-eval generation kwargs: %s", ", ".join(sorted(ignored)))
         out: list[str] = [""] * len(requests)
         bar = tqdm(total=len(requests), disable=disable_tqdm, desc=f"vecgen {self.method}")
-        for (until, max_toks, temp), idx in groups.items():
-            from .config import SamplingConfig
-
-            answer = SamplingConfig(temperature=temp, seed=self.config.think_sampling.seed)
+        for (until, max_toks, answer), idx in groups.items():
             cfg = self.config.model_copy(update={"stop_sequences": until, "max_answer_tokens": max(1, max_toks),
                                                  "answer_sampling": answer})
             for start in range(0, len(idx), self.batch_size):

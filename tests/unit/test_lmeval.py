@@ -169,3 +169,27 @@ def test_lm_eval_multiple_choice_accuracy_follows_the_loglikelihoods(tiny_model_
         scores = [_direct_logprob(model.lm, doc["question"], " " + c) for c in doc["choices"]]
         hits += int(max(range(len(scores)), key=scores.__getitem__) == doc["label"])
     assert acc == pytest.approx(hits / len(MC))
+
+
+def test_generate_until_reads_the_answer_sampler_from_gen_kwargs(tiny_model_dir, caplog):
+    from lm_eval.api.instance import Instance
+
+    def reqs(gen):
+        return [Instance(request_type="generate_until", doc={}, arguments=(f"Question: {q['question']}\nAnswer:",
+                                                                          {"until": ["\n"], "max_gen_toks": 5, **gen}),
+                         idx=i) for i, q in enumerate(QA)]
+
+    direct = _model(tiny_model_dir, method="direct", seed=3)
+    greedy = direct.generate_until(reqs({}), disable_tqdm=True)
+    # top_k=1 leaves one token to draw, so a hot sampler must give the greedy answers: top_k is honoured
+    with caplog.at_level("WARNING", logger="vecgen.lmeval"):
+        hot = direct.generate_until(reqs({"do_sample": True, "temperature": 2.0, "top_k": 1, "num_beams": 1}),
+                                    disable_tqdm=True)
+    assert hot == greedy
+    assert direct.generate_until(reqs({"do_sample": True, "temperature": 2.0}), disable_tqdm=True) != greedy  # sampling on
+    assert "num_beams" in caplog.text
+    s = direct._answer_sampling({"do_sample": True, "top_p": 0.9, "min_p": 0.05})
+    assert (s.temperature, s.top_p, s.min_p, s.seed) == (1.0, 0.9, 0.05, 3)
+    assert direct._answer_sampling({"temperature": 0.8}).temperature == 0.0  # no do_sample: greedy
+    with pytest.raises(ConfigError, match="top_p"):
+        direct._answer_sampling({"do_sample": True, "top_p": 2.0})
