@@ -28,7 +28,8 @@ Requests:
     The task's context (as lm-eval renders it), then for ``cot`` / ``soft`` / ``hidden`` the cue and a thinking
     phase that ends at the marker (or is forced at the budget / by Cold Stop), then the answer phase, which
     stops at any of the request's ``until`` strings (the returned text is cut before it), at ``max_gen_toks``
-    or at the end of the turn. The text returned to lm-eval is the answer phase only: the thinking trace is not
+    or at the end of the turn; it is greedy unless ``do_sample`` is set, then sampled with the request's
+    ``temperature`` / ``top_p`` / ``top_k`` / ``min_p``. The text returned to lm-eval is the answer phase only: the thinking trace is not
     part of the generation it scores. Every method is one :class:`~vecgen.thinking.ThinkPolicy` per request
     on vecgen's decode engine, batched.
 ``loglikelihood`` / ``loglikelihood_rolling``
