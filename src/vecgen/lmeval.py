@@ -176,7 +176,7 @@ class VecgenLM(LM):
             return SamplingConfig(seed=seed)
         values = {k: gen.get(k) for k in ("top_p", "top_k", "min_p")}
         temperature = gen.get("temperature")
-        return SamplingConfig.create(temperature=1.0 if temperature is None else float(temperature), seed=seed,
+        return SamplingConfig.create(temperature=1.0 if temperature is None else temperature, seed=seed,
                                      **values)
 
     def generate_until(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[str]:

@@ -193,3 +193,5 @@ def test_generate_until_reads_the_answer_sampler_from_gen_kwargs(tiny_model_dir,
     assert direct._answer_sampling({"temperature": 0.8}).temperature == 0.0  # no do_sample: greedy
     with pytest.raises(ConfigError, match="top_p"):
         direct._answer_sampling({"do_sample": True, "top_p": 2.0})
+    with pytest.raises(ConfigError, match="temperature"):  # a task file's typo is a config error, not a crash
+        direct._answer_sampling({"do_sample": True, "temperature": "warm"})
