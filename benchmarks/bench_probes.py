@@ -35,7 +35,7 @@ def main() -> None:
 
     from vecgen.models import load_model
     from vecgen.probes.common import continuation_logprobs, load_prompts, next_logprobs
-    from vecgen.probes.superposition import _interp_vectors, model_pairs
+    from vecgen.probes.sweep import _interp_vectors, model_pairs
 
     torch.set_grad_enabled(False)
     lm = load_model(args.model, show_progress=False)

@@ -41,7 +41,7 @@ def main() -> None:
     from vecgen.models import load_model
     from vecgen.benchmarks_data.checkers import check_answer
     from vecgen.softprompt import SoftPrompt, TrainConfig, arena_prompt, prompt_parts, target_ids, training_step
-    from vecgen.softprompt.arena import heldout_set, training_item, training_schedule
+    from vecgen.benchmarks_data.arena import heldout_set, training_item, training_schedule
     from vecgen.softprompt.train import respond
 
     cfg = TrainConfig.create(model=args.model, episodes=args.episodes + 1, eval_interval=1,

@@ -157,3 +157,48 @@ def tiny_runs(tiny_model_dir, tmp_path_factory):
         assert res.exit_code == 0, res.output + repr(res.exception)
         out[kind] = root / kind
     return out
+
+
+# ------------------------------------------------------------------------------------------------- test tiers
+
+#: Test files that are slow as a whole: real-model, browser, torchrun and disk-offload runs.
+SLOW_FILES = ("tests/integration/", "tests/browser/", "tests/unit/test_parallel.py", "tests/unit/test_device_map.py")
+#: Slow single tests (subprocesses, full command runs, training loops; each several seconds on 2 cores). Their
+#: modules stay covered in the fast tier by the other tests of the same files.
+SLOW_TESTS = (
+    "test_llamacpp.py::test_a_full_context_is_a_clear_error_not_a_crash",
+    "test_llamacpp.py::test_sequences_are_released_with_their_states_and_forks_share_nothing",
+    "test_llamacpp.py::test_scoring_and_per_layer_reading_are_unsupported_capabilities_not_crashes",
+    "test_lmeval.py::test_lm_eval_command_runs_a_local_task_with_soft_thinking",
+    "test_lmeval.py::test_lm_eval_multiple_choice_accuracy_follows_the_loglikelihoods",
+    "test_reliability.py::test_ctrl_c_says_what_was_kept_and_how_to_resume",
+    "test_reliability.py::test_generate_ctrl_c_says_nothing_was_written",
+    "test_reader.py::test_training_lowers_the_loss_and_a_fresh_adapter_changes_nothing",
+    "test_reader.py::test_a_resumed_run_ends_bit_identical",
+    "test_reader.py::test_reader_run_and_checkpoints_of_another_model",
+    "test_reference.py::test_verify_command",
+    "test_probes.py::test_probe_commands_write_their_runs",
+    "test_think_grid.py::test_samples_report_pass_at_k_and_do_not_depend_on_the_batch",
+    "test_think_grid.py::test_grid_runs_every_combination_compares_with_the_baseline_and_resumes",
+    "test_think_cli.py::test_malformed_task_file_is_one_line_with_exit_2",
+    "test_softprompt.py::test_cli_train_eval_inspect_on_a_tiny_model",
+    "test_softprompt.py::test_cli_bad_input_is_one_line_with_exit_status_2",
+    "test_cli.py::test_generate_on_a_local_tiny_model",
+    "test_cli.py::test_bad_input_is_one_clear_line",
+    "test_cli.py::test_models_lists_the_default",
+)
+#: The contract suite runs every backend × tiny family (about 2.5 minutes); the fast tier keeps the transformers
+#: backend on Qwen2 (every contract check once), the full suite runs them all.
+FAST_CONTRACT = "transformers-qwen2"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow tier (``slow``): ``pytest -m "not slow"`` is the fast tier, ``pytest`` runs everything."""
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        name = item.nodeid.split("[")[0].split("/")[-1]
+        slow = path.startswith(SLOW_FILES) or name in SLOW_TESTS
+        if path.startswith("tests/contract/") and FAST_CONTRACT not in item.nodeid:
+            slow = True
+        if slow:
+            item.add_marker(pytest.mark.slow)

@@ -19,6 +19,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .io import read_user_text
+
+#: The seeds' prompts (``vecgen concept``'s and the logit lens's defaults).
+DEFAULT_PROMPTS: tuple[str, ...] = ("The capital of France is", "2 plus 2 equals", "Once upon a time")
+#: Sampling defaults for concept tokens (``vecgen concept``, the probes, the reader): the plain softmax at
+#: temperature 1 (no truncation besides the mixing rule's ``max_topk``), as in the seeds and Soft Thinking.
+CONCEPT_SAMPLING_DEFAULTS: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "seed": 0}
 
 #: Presets. ``qwen3-non-thinking`` and ``qwen3-thinking-card`` are the Qwen3 model card's
 #: recommended values (temperature / top_p / top_k / min_p): 0.7/0.8/20/0 and 0.6/0.95/20/0.
@@ -164,8 +171,6 @@ def load_yaml_section(path: str | Path, section: str) -> dict[str, Any]:
         ConfigError: the file is missing, unreadable, not UTF-8, not valid YAML (line and column named), or not
             a mapping.
     """
-    from .io import read_user_text
-
     path = Path(path)
     text = read_user_text(path, "config file")
     try:

@@ -8,11 +8,15 @@ CPUs we measured, and float32 keeps numerical comparisons tight).
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import ConfigError
+from .io import read_user_text
 
 _DTYPES = {
     "float32": torch.float32,
@@ -75,17 +79,12 @@ def parse_device_map(spec: str | dict | None) -> str | dict[str, Any] | None:
     Raises:
         ConfigError: an unknown name, unreadable or invalid JSON, or a value that is not a device.
     """
-    import json
-    from pathlib import Path
-
     if spec is None or isinstance(spec, dict) and spec:
         return spec
     text = str(spec).strip()
     if text in DEVICE_MAP_STRATEGIES:
         return text
     if text.endswith(".json") and not text.startswith("{"):
-        from .io import read_user_text
-
         text = read_user_text(Path(text), "--device-map file")
     try:
         mapping = json.loads(text)
@@ -111,9 +110,6 @@ def parse_max_memory(spec: str | dict | None) -> dict[Any, str] | None:
     Raises:
         ConfigError: a malformed entry or size.
     """
-    import json
-    import re
-
     if spec is None or isinstance(spec, dict):
         return spec
     text = spec.strip()

@@ -26,16 +26,23 @@ mean token norm), ``concept`` (concept tokens of the prompt: ``soft`` rule, temp
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import GenerationMixin
 
-from .config import SamplingConfig
+from .backends.contract import Prompt, Segment, build_batch
+from .config import SEED_MAX, SamplingConfig
+from .decoding.engine import check_context
+from .decoding.loop import generate
 from .decoding.metrics import embedding_index
+from .decoding.mixing import MixingConfig
 from .decoding.translate import chat_segments, describe_ids
-from .errors import ConfigError
-
+from .errors import ConfigError, UnsupportedError
+from .models import LoadedModel
+from .models.chat import decode, format_prompt
 
 #: Vector inputs fed besides the token-id reference.
 INPUT_KINDS: tuple[str, ...] = ("embeddings", "noise", "concept", "real + noise")
@@ -105,27 +112,18 @@ class DiagnoseResult:
 
 
 @torch.inference_mode()
-def _all_logits(model: Any, *, input_ids=None, inputs_embeds=None) -> torch.Tensor:
-    """``(T, V)`` float32 logits of every position of one unpadded prompt (no cache)."""
-    out = model(input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=False)
-    return out.logits[0].float()
+def _all_logits(lm: LoadedModel, prompt: Prompt) -> torch.Tensor:
+    """``(T, V)`` float32 logits of every position of one prompt (token ids, ``(T, d)`` vectors or segments; no
+    cache), through the backend contract (:meth:`~vecgen.backends.contract.Backend.forward_logits`)."""
+    with torch.no_grad():
+        return lm.backend.forward_logits(build_batch(lm, [prompt]))[0]
 
 
-def _segments_for(vectors: torch.Tensor, template: str, chat: tuple[list[int], list[int]] | None) -> list:
-    if template == "plain":
+def _segments_for(vectors: torch.Tensor, template: str, chat: tuple[list[int], list[int]] | None) -> list[Segment]:
+    if template == "plain" or chat is None:
         return [vectors]
     before, after = chat
     return [before, vectors, after]
-
-
-def _flat_embeds(lm: Any, segments: list) -> torch.Tensor:
-    parts = []
-    for s in segments:
-        if isinstance(s, torch.Tensor):
-            parts.append(s.to(device=lm.device, dtype=lm.dtype))
-        elif len(s):
-            parts.append(lm.embed(torch.tensor([list(s)]))[0])
-    return torch.cat(parts)[None]  # (1, T, d)
 
 
 def _flat_ids(segments: list, vector_ids: list[int]) -> list[int]:
@@ -143,10 +141,6 @@ def check_settings(*, prompt: str, chat_prompt: str, n_vectors: int, mix_noise: 
         ConfigError: an empty prompt, ``n_vectors < 1``, ``mix_noise`` negative or not finite,
             ``max_new_tokens < 1``, a seed outside ``[0, 2^63 - 1]``.
     """
-    import math
-
-    from .config import SEED_MAX
-
     if not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"seed={seed}: allowed range is [0, 2^63 - 1]")
     if not math.isfinite(mix_noise):
@@ -162,7 +156,7 @@ def check_settings(*, prompt: str, chat_prompt: str, n_vectors: int, mix_noise: 
 
 
 def diagnose_embeds(
-    lm: Any,
+    lm: LoadedModel,
     *,
     prompt: str = "The capital of France is",
     chat_prompt: str = "What is the capital of France?",
@@ -194,11 +188,6 @@ def diagnose_embeds(
         ConfigError: empty prompts, ``n_vectors < 1``, ``mix_noise < 0``, ``max_new_tokens < 1``, an unknown kind.
         ContextLengthError: ``n_vectors`` plus ``max_new_tokens`` exceed the model's context.
     """
-    from .decoding.loop import generate
-    from .decoding.mixing import MixingConfig
-
-    from .decoding.engine import check_context
-
     check_settings(prompt=prompt, chat_prompt=chat_prompt, n_vectors=n_vectors, mix_noise=mix_noise,
                    max_new_tokens=max_new_tokens, seed=seed)
     check_context(lm, [n_vectors], [max_new_tokens], names=["a row of --n-vectors vectors"])  # before allocating
@@ -227,14 +216,12 @@ def diagnose_embeds(
     chat = chat_segments(lm, "") if "chat" in templates else None
     chat_ids = None
     if "chat" in templates:
-        from .models.chat import format_prompt
-
         chat_ids = lm.encode(format_prompt(lm.tokenizer, chat_prompt, chat=True))
 
     rows: list[DiagnoseRow] = []
     gen_check = None
     for template in templates:
-        ref_ids = ids if template == "plain" else chat_ids
+        ref_ids = ids if template == "plain" or chat_ids is None else chat_ids
         ref = generate(lm, [ref_ids], sampling=greedy, stop_ids=stops)
         ref_t = describe_ids(lm, "ids", ref.token_ids(0), bool(ref.finished[0]), "")
         rows.append(DiagnoseRow("token ids", template, len(ref_ids), None, "reference",
@@ -242,8 +229,7 @@ def diagnose_embeds(
                                 ref_t.empty_reason, id_path_ids=list(ref_ids)))
         # The same ids as embeddings: the id path is the original ids.
         emb = lm.embed(torch.tensor([ref_ids]))  # (1, T, d)
-        diff = (_all_logits(lm.model, input_ids=torch.tensor([ref_ids], device=lm.device))
-                - _all_logits(lm.model, inputs_embeds=emb)).abs().max().item()
+        diff = (_all_logits(lm, list(ref_ids)) - _all_logits(lm, emb[0])).abs().max().item()
         out = generate(lm, [emb[0]], sampling=greedy, stop_ids=stops)
         t = describe_ids(lm, "embeddings", out.token_ids(0), bool(out.finished[0]), "")
         rows.append(DiagnoseRow("embeddings", template, len(ref_ids), diff, "the same token ids", t.token_ids, t.tokens,
@@ -252,13 +238,12 @@ def diagnose_embeds(
         if template == "chat" and generate_check:
             gen_check = _generate_check(lm, emb, t.token_ids, max_new_tokens)
         for kind, vectors in (("noise", noise), ("concept", concept), ("real + noise", noisy_real)):
-            if kind not in kinds:
+            if kind not in kinds or vectors is None:
                 continue
             segments = _segments_for(vectors, template, chat)
             nearest, _ = index.nearest(vectors, 1, "cosine")  # (n, 1)
             id_path = _flat_ids(segments, nearest[:, 0].tolist())
-            diff = (_all_logits(lm.model, input_ids=torch.tensor([id_path], device=lm.device))
-                    - _all_logits(lm.model, inputs_embeds=_flat_embeds(lm, segments))).abs().max().item()
+            diff = (_all_logits(lm, id_path) - _all_logits(lm, segments)).abs().max().item()
             out = generate(lm, [segments], sampling=greedy, stop_ids=stops)
             t = describe_ids(lm, kind, out.token_ids(0), bool(out.finished[0]), "")
             rows.append(DiagnoseRow(kind, template, vectors.shape[0], diff, "nearest-token ids (cosine)", t.token_ids,
@@ -273,7 +258,11 @@ def diagnose_embeds(
     return result
 
 
-def _generate_check(lm: Any, emb: torch.Tensor, loop_ids: list[int], max_new_tokens: int) -> GenerateCheck:
+def _generate_check(lm: LoadedModel, emb: torch.Tensor, loop_ids: list[int], max_new_tokens: int) -> GenerateCheck:
+    """transformers' own ``generate(inputs_embeds=...)`` on the chat embeddings (a transformers model only: the check
+    is of transformers' behaviour, so it needs its ``GenerationMixin``)."""
+    if not isinstance(lm.model, GenerationMixin):
+        raise UnsupportedError("the generate check compares with transformers' generate; use backend transformers")
     mask = torch.ones(emb.shape[:2], dtype=torch.long, device=lm.device)
     with torch.inference_mode():
         out = lm.model.generate(inputs_embeds=emb, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
@@ -281,7 +270,7 @@ def _generate_check(lm: Any, emb: torch.Tensor, loop_ids: list[int], max_new_tok
     returned = out[0].tolist()
     sliced = returned[emb.shape[1]:]
     return GenerateCheck(emb.shape[1], len(returned), returned, returned == loop_ids, sliced,
-                         lm.tokenizer.decode(sliced, skip_special_tokens=True))
+                         decode(lm.tokenizer, sliced, skip_special_tokens=True))
 
 
 def verdict(result: DiagnoseResult) -> list[str]:

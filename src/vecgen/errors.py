@@ -10,7 +10,16 @@ from __future__ import annotations
 
 
 class VecgenError(Exception):
-    """Base class of errors caused by input or environment, with a message naming the fix."""
+    """Base class of errors caused by input or environment, with a message naming the fix.
+
+    Attributes:
+        params: the library parameters the message names (``("batch_size",)``), or empty. Library messages name
+            parameters; the command line shows its own flags for them instead (``--batch-size``).
+    """
+
+    def __init__(self, message: str = "", *, param: str | tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.params: tuple[str, ...] = (param,) if isinstance(param, str) else tuple(param or ())
 
 
 class ConfigError(VecgenError, ValueError):
@@ -61,3 +70,15 @@ class NonFiniteError(VecgenError, FloatingPointError):
 
 class UnsupportedModelError(VecgenError, ValueError):
     """A model architecture that a feature does not support."""
+
+
+class UnsupportedError(VecgenError, NotImplementedError):
+    """A backend lacks a capability a feature needs (e.g. llama.cpp returns no per-layer hidden states and no
+    gradients); the message names the backend that has it."""
+
+
+class ContractError(RuntimeError):
+    """A backend or policy broke its contract (a bug in vecgen or in a third-party backend, not bad input).
+
+    The CLI reports it in one line and exits with status 1.
+    """

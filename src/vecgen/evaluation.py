@@ -13,17 +13,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .benchmarks_data import Task, Verdict, check_answer
 from .errors import ConfigError
 
+#: The key of a run (a method name, ``(name, sample)``, ...).
+K = TypeVar("K", bound=Hashable)
+#: An answer function's raw output per task.
+R = TypeVar("R")
 #: Answers a batch of tasks: one ``(answer text, raw output)`` per task, in order. The text is what is checked.
-AnswerFn = Callable[[list[Task]], list[tuple[str, Any]]]
+AnswerFn = Callable[[list[Task]], list[tuple[str, R]]]
 
 
 @dataclass
-class Answered:
+class Answered(Generic[K, R]):
     """One task answered by one run.
 
     Attributes:
@@ -34,9 +38,9 @@ class Answered:
     """
 
     task: Task
-    run: Hashable
+    run: K
     text: str
-    output: Any
+    output: R
     verdict: Verdict
     seconds: float
     batch_seconds: float
@@ -45,13 +49,13 @@ class Answered:
 
 def answer_tasks(
     tasks: Sequence[Task],
-    runs: Mapping[Hashable, AnswerFn],
+    runs: Mapping[K, AnswerFn[R]],
     *,
     batch_size: int = 8,
-    skip: Callable[[Hashable, Task], bool] | None = None,
+    skip: Callable[[K, Task], bool] | None = None,
     processes: Any = None,
-    on_batch: Callable[[Hashable, int], None] | None = None,
-) -> Iterator[Answered]:
+    on_batch: Callable[[K, int], None] | None = None,
+) -> Iterator[Answered[K, R]]:
     """Answer ``tasks`` with every run, ``batch_size`` tasks at a time, yielding each checked answer.
 
     Tasks are taken in order; each chunk of tasks goes through every run (in ``runs`` order) before the next
@@ -72,7 +76,7 @@ def answer_tasks(
         RuntimeError: an answer function returned a different number of answers than it was given tasks.
     """
     if batch_size < 1:
-        raise ConfigError(f"--batch-size={batch_size}: allowed range is >= 1")
+        raise ConfigError(f"batch_size={batch_size}: allowed range is >= 1", param="batch_size")
     for start in range(0, len(tasks), batch_size):
         if processes is not None and not processes.owns(start // batch_size):
             continue

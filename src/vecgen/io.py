@@ -8,6 +8,8 @@ goes through these functions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import json
 import os
 import shutil
@@ -15,6 +17,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from .errors import ConfigError
 
 
 def _fsync_dir(path: Path) -> None:
@@ -47,8 +53,6 @@ def read_user_text(path: str | Path, what: str) -> str:
         ConfigError: missing, a folder, unreadable (permissions, I/O), larger than :data:`MAX_TEXT_BYTES`,
             or not UTF-8 (with the byte offset); one line naming the file.
     """
-    from .errors import ConfigError
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{what} not found: {path}")
@@ -97,8 +101,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def to_jsonable(obj: Any) -> Any:
     """Convert tensors, numpy values, paths, dataclasses and pydantic models to JSON types."""
-    import dataclasses
-
     if hasattr(obj, "model_dump"):
         return to_jsonable(obj.model_dump(mode="json"))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -123,10 +125,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically."""
-    import io
-
-    import torch
-
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -156,3 +154,51 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def truncate_torn_line(path: str | Path) -> int:
+    """Cut an unfinished last line (no trailing newline: a crash mid-append) off a JSONL file.
+
+    Returns:
+        the number of bytes removed (0 when the file ends with a newline or is empty).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return 0
+        # find the last newline, reading backwards in blocks
+        pos, keep = size, 0
+        while pos > 0:
+            step = min(65536, pos)
+            pos -= step
+            fh.seek(pos)
+            block = fh.read(step)
+            nl = block.rfind(b"\n")
+            if nl >= 0:
+                keep = pos + nl + 1
+                break
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
+def read_jsonl(path: str | Path) -> Iterator[Any]:
+    """The values of a JSONL file, in order; a missing file gives none, and blank lines and lines that are not
+    valid JSON (a torn last line of a running or killed run) are skipped."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue

@@ -43,18 +43,34 @@ Requests:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-
-from .errors import ConfigError
+from tqdm import tqdm  # type: ignore[import-untyped]  # lm-eval's own progress bars
 
 try:
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
+    from lm_eval.utils import (
+        get_rolling_token_windows,
+        make_disjoint_window,
+        simple_parse_args_string,
+    )
 except ImportError as exc:  # pragma: no cover - the optional extra is missing
     raise ImportError("vecgen.lmeval needs lm-evaluation-harness: pip install 'vecgen[lmeval]'") from exc
+
+from .api import Model, load
+from .config import SamplingConfig
+from .console import print_error
+from .decoding.mixing import MixingConfig
+from .errors import ConfigError, VecgenError
+from .models import check_model_specs
+from .scoring import target_logits
+from .thinking.prompts import prompt_style
+from .thinking.runner import ThinkConfig, cut_at_stop, method_configs, run_thinking
+from .thinking.settings import parse_methods
 
 #: Default text that opens the thinking of ``cot`` / ``soft`` / ``hidden`` after a task's context (text markers).
 THINK_CUE = ' Let\'s think step by step, and then write the final answer on a line that starts with "{marker}".\n'
@@ -107,22 +123,19 @@ class VecgenLM(LM):
         self.batch_size = _coerce("batch_size", batch_size)
         if self.batch_size < 1:
             raise ConfigError(f"--model_args batch_size={self.batch_size}: allowed range is >= 1")
-        from .cli.think import parse_methods
 
-        self.method = parse_methods(str(method))[0] if "," not in str(method) else None
-        if self.method is None:
+        if "," in str(method):
             raise ConfigError(f"--model_args method={method!r}: one method (direct, cot, soft or hidden)")
+        self.method: str = parse_methods(str(method), param="--model_args method")[0]
         self.config = self._think_config(opts)
-        from .models import check_model_specs, load_model
 
         device = opts.get("device") or "auto"
         check_model_specs([model], device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto")
         self.marker_text, self.cue = opts.get("marker"), opts.get("cue")
         if self.marker_text is not None and not self.marker_text.strip():
             raise ConfigError("--model_args marker is empty; give the text that ends thinking, e.g. marker=Answer:")
-        self.lm = load_model(model, device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto",
+        self.lm: Model = load(model, device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto",
                              show_progress=False)
-        from .thinking.prompts import prompt_style
 
         self.style = prompt_style(self.lm, self.marker_text)
 
@@ -135,22 +148,16 @@ class VecgenLM(LM):
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict[str, Any] | None = None) -> "VecgenLM":
         """``--model_args key=value,...`` (lm-eval's parser), then :meth:`create_from_arg_obj`."""
-        from lm_eval.utils import simple_parse_args_string
-
         return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
 
-    def _think_config(self, opts: dict[str, Any]) -> Any:
-        from .config import SamplingConfig
-        from .decoding.mixing import MixingConfig
-        from .thinking import runner as R
-
+    def _think_config(self, opts: dict[str, Any]) -> ThinkConfig:
         discrete = SamplingConfig.create(defaults={"temperature": 0.0}, temperature=opts.get("temperature"),
                                          seed=opts.get("seed"))
         mixing = MixingConfig.create(rule=opts.get("rule") or "soft", max_topk=opts.get("max_topk"),
                                      noise=opts.get("noise"), gumbel_tau=opts.get("gumbel_tau"),
                                      dirichlet_alpha=opts.get("dirichlet_alpha"), hidden_scale=opts.get("hidden_scale"))
         concept = {k: opts.get(f"concept_{k}") for k in ("temperature", "top_p", "top_k", "min_p")}
-        return R.method_configs([self.method], discrete=discrete, mixing=mixing, concept=concept,
+        return method_configs([self.method], discrete=discrete, mixing=mixing, concept=concept,
                                 answer=SamplingConfig(), max_think_tokens=opts.get("max_think_tokens"),
                                 cold_stop_tau=opts.get("cold_stop_tau"), cold_stop_steps=opts.get("cold_stop_steps"),
                                 answer_stops_at_newline=False)[self.method]
@@ -166,11 +173,9 @@ class VecgenLM(LM):
             cue = self.cue if self.cue is not None else THINK_CUE.format(marker=self.style.marker)
         return self.lm.encode(context + cue)
 
-    def _answer_sampling(self, gen: dict[str, Any]) -> Any:
+    def _answer_sampling(self, gen: dict[str, Any]) -> SamplingConfig:
         """The answer's sampler from lm-eval's ``gen_kwargs``: greedy unless ``do_sample`` is true, then
         ``temperature`` (default 1.0, as in transformers), ``top_p``, ``top_k``, ``min_p``; seeded like thinking."""
-        from .config import SamplingConfig
-
         seed = self.config.think_sampling.seed
         if not gen.get("do_sample", False):
             return SamplingConfig(seed=seed)
@@ -189,10 +194,6 @@ class VecgenLM(LM):
         Raises:
             ConfigError: a sampling value out of range (field, value, range).
         """
-        from tqdm import tqdm
-
-        from .thinking.runner import cut_at_stop, run_thinking
-
         marker = self.style.end_marker(self.lm.tokenizer)
         groups: dict[tuple[tuple[str, ...], int, Any], list[int]] = {}
         ignored: set[str] = set()
@@ -244,13 +245,9 @@ class VecgenLM(LM):
         Rows longer than the model's context keep their last ``max_length`` tokens (continuation first).
 
         Raises:
-            ConfigError: a backend other than transformers, or an empty continuation.
+            ConfigError: an empty continuation.
+            UnsupportedError: a backend without teacher-forced logits (llama.cpp: use backend=transformers).
         """
-        from .softprompt.train import target_logits
-
-        if self.lm.backend.name != "transformers":
-            raise ConfigError(f"loglikelihood needs the transformers backend (this model runs on {self.lm.backend.name}); "
-                              "use --model_args backend=transformers")
         limit = self.max_length
         results: list[tuple[float, bool]] = []
         for start in range(0, len(contexts), self.batch_size):
@@ -290,8 +287,6 @@ class VecgenLM(LM):
 
     def loglikelihood_rolling(self, requests: Sequence[Any], disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood in nats of each request's whole text (``args = (text,)``), in context-length windows."""
-        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
-
         out = []
         for req in requests:
             ids = self.lm.encode(req.args[0])
@@ -309,17 +304,14 @@ def main() -> None:
 
     Exit status: lm-eval's; 2 with one line on stderr for vecgen's bad input (:class:`~vecgen.errors.VecgenError`,
     e.g. an unknown ``--model_args`` key), before any model loads."""
-    import sys
-
-    from lm_eval.__main__ import cli_evaluate
-
-    from .cli import _error
-    from .errors import VecgenError
+    from lm_eval.__main__ import (
+        cli_evaluate,  # lm-eval's own command line, imported only to run it
+    )
 
     try:
         cli_evaluate()
     except VecgenError as exc:
-        _error(str(exc))
+        print_error(str(exc))
         sys.exit(2)
 
 

@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 
 @dataclass
 class Processes:
@@ -69,8 +71,7 @@ def processes(device: str = "auto") -> Processes:
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes()
-    import torch
-    from accelerate import PartialState
+    from accelerate import PartialState  # lazy: only data-parallel runs need it
 
     state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
     return Processes(state.process_index, state.num_processes, state)

@@ -127,7 +127,7 @@ def test_vecgen_concept_and_think_run_on_llamacpp(tmp_path):
 def test_a_soft_prompt_checkpoint_of_the_transformers_model_fits_the_llamacpp_one(lc, default_lm):
     """``vecgen softprompt eval --backend llamacpp`` reads checkpoints trained with transformers: same identity
     (family, sizes, the embedding sample: llama.cpp's input embedding is transformers' bit for bit)."""
-    from vecgen.softprompt.checkpoint import check_model_identity, model_identity
+    from vecgen.checkpoints import check_model_identity, model_identity
 
     check_model_identity(model_identity(default_lm), lc)  # raises on a mismatch
     assert torch.equal(model_identity(lc)["embedding_sample"], model_identity(default_lm)["embedding_sample"])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vecgen.backends.contract import build_batch
-from vecgen.probes.lens import lens_logprobs
-from vecgen.probes.superposition import run_superposition
+from vecgen.probes.logit_lens import lens_logprobs
+from vecgen.probes.sweep import run_superposition
 
 pytestmark = pytest.mark.integration
 

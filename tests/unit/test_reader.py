@@ -8,20 +8,15 @@ from test_reliability import cli, never_load, one_line_error
 
 from vecgen.errors import ConfigError
 from vecgen.models import load_model
-from vecgen.probes.reader import (
+from vecgen.probes.reader import TrainState, add_lora, continuation_kl, load_lora_state, lora_state, train_reader
+from vecgen.probes.reader_data import (
     ReaderConfig,
     ReaderExample,
-    TrainState,
-    add_lora,
-    continuation_kl,
     cut_prompts,
     format_target,
-    load_lora_state,
-    lora_state,
     make_examples,
     parse_reading,
     score_reading,
-    train_reader,
 )
 
 

@@ -47,8 +47,8 @@ def never_load(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded before every input was validated")
 
-    monkeypatch.setattr("vecgen.models.load_model", boom)
-    monkeypatch.setattr("vecgen.models.loader.load_model", boom)
+    for target in ("vecgen.models.load_model", "vecgen.models.loader.load_model", "vecgen.api.load_model"):
+        monkeypatch.setattr(target, boom)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +321,8 @@ def test_odd_integer_options_never_give_a_traceback(command, option, required, v
     def stop(*a, **k):
         raise VecgenError("stopped before loading")
 
-    for target in ("vecgen.models.load_model", "vecgen.models.loader.load_model", "vecgen.models.load_tokenizer",
+    for target in ("vecgen.models.load_model", "vecgen.models.loader.load_model", "vecgen.api.load_model",
+                   "vecgen.models.load_tokenizer",
                    "vecgen.models.loader.load_tokenizer"):
         monkeypatch.setattr(target, stop)
     code, _, err = cli([*command.split(), *required, option, value], capsys)
@@ -600,7 +601,7 @@ def test_a_failed_start_removes_the_run_folder_it_created(tmp_path):
 def test_soft_prompt_configs_and_checkpoints_store_absolute_model_paths(tiny_model_dir, tmp_path, monkeypatch):
     from vecgen.models import load_model
     from vecgen.softprompt import TrainConfig
-    from vecgen.softprompt.checkpoint import model_identity
+    from vecgen.checkpoints import model_identity
 
     src = Path(tiny_model_dir("qwen2"))
     monkeypatch.chdir(src.parent)
@@ -634,7 +635,7 @@ def test_os_errors_of_the_machine_are_one_line_and_others_are_bugs(err, code, fr
     def fail(*a, **k):
         raise OSError(err, os.strerror(err), "runs/x/report.md")
 
-    monkeypatch.setattr("vecgen.models.load_model", fail)
+    monkeypatch.setattr("vecgen.api.load_model", fail)
     got, _, out = cli(["generate", "x"], capsys)
     assert got == code and fragment in out
 

@@ -31,12 +31,12 @@ from vecgen.softprompt import (
     training_step,
 )
 from vecgen.benchmarks_data import check_answer as _check
-from vecgen.softprompt.arena import training_item, training_schedule
+from vecgen.benchmarks_data.arena import training_item, training_schedule
 
 
 def check_answer(item, response):
     return _check(item, response)
-from vecgen.softprompt.checkpoint import check_model_identity, model_identity
+from vecgen.checkpoints import check_model_identity, model_identity
 from vecgen.softprompt.prompt import DEFAULT_SYSTEM
 
 QUESTION = "What is 2 + 3?\nAnswer with only the final number."

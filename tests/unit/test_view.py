@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from vecgen.cli import app
 from vecgen.reports.view import VIEW_FILE, render_html, view_payload, write_view
 from vecgen.thinking import ThinkConfig, run_thinking
-from vecgen.thinking.evaluate import TRACE_TOP_K, ThinkRecord
+from vecgen.thinking.records import TRACE_TOP_K, ThinkRecord
 from vecgen.thinking.markers import EndMarker
 
 from conftest import HOSTILE_QUESTION
@@ -80,15 +80,15 @@ def test_soft_step_weights_are_the_fed_mixture(tiny_lm):
 def test_soft_with_a_one_token_rule_records_the_distribution(tiny_lm):
     """``soft`` with the ``onehot`` rule feeds one token: its steps record the sampler's distribution (5 weights),
     not a one-entry "mixture"; the viewer labels them the same way."""
-    from vecgen.reports.view import _step_weights
+    from vecgen.thinking.report import step_weights
 
     lm = tiny_lm("qwen2")
     ids = lm.tokenizer("Hello there", add_special_tokens=False)["input_ids"]
     cfg = ThinkConfig.create(method="soft", mixing={"rule": "onehot"}, max_think_tokens=3)
     out = run_thinking(lm, [ids], cfg, EndMarker(lm.tokenizer, "Answer:"), trace_top_k=5)[0]
     assert all(len(w) == 5 and w[0] < 1.0 for w in out.top_weights)
-    assert _step_weights(cfg.model_dump(mode="json")) == "distribution"
-    assert _step_weights(ThinkConfig.create(method="soft").model_dump(mode="json")) == "mixture"
+    assert step_weights(cfg.model_dump(mode="json")) == "distribution"
+    assert step_weights(ThinkConfig.create(method="soft").model_dump(mode="json")) == "mixture"
 
 
 def test_payload_round_trips_the_records(tiny_runs):
@@ -176,10 +176,10 @@ def test_unwritable_out_is_one_line(tiny_runs, tmp_path, capsys):
 
 
 def test_missing_or_odd_numbers_in_steps_are_shown_as_missing():
-    from vecgen.reports.view import _Strings, _steps
+    from vecgen.reports.view import StringTable, compact_steps
 
-    strings = _Strings()
-    cols = _steps([{"token": "a", "entropy": None, "mix_entropy": 0.1235, "top": [["a", 0.9], ["b", "x"]]},
+    strings = StringTable()
+    cols = compact_steps([{"token": "a", "entropy": None, "mix_entropy": 0.1235, "top": [["a", 0.9], ["b", "x"]]},
                    {"token": "b", "entropy": float("nan"), "mix_entropy": 0.0, "top": []}], strings)
     assert cols == {"t": [0, 1], "h": [None, None], "m": [124, 0], "k": [[0, 1], []], "w": [[900, None], []]}
     assert strings.items == ["a", "b"]

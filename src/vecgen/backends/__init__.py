@@ -9,7 +9,15 @@ implements it and passes the contract test suite (``tests/contract``).
   ``vecgen[llamacpp]``; import :mod:`vecgen.backends.llamacpp`, or ``load_model(..., backend="llamacpp")``).
 """
 
-from .contract import Backend, Batch, ContractError, DecodeState, Prompt, Segment, build_batch
+from .contract import (
+    Backend,
+    Batch,
+    ContractError,
+    DecodeState,
+    Prompt,
+    Segment,
+    build_batch,
+)
 from .transformers import HFCache, TransformersBackend, accepts_logits_to_keep
 
 __all__ = [

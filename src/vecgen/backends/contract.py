@@ -19,6 +19,14 @@ contract, in the engine's order of use:
 4. :meth:`Backend.select_rows` — keep some rows (finished rows leave the batch); in place.
 5. :meth:`Backend.fork` — a copy holding chosen rows (indices may repeat); the source is untouched.
 
+Three capabilities serve scoring and reading rather than decoding (a backend that cannot provide one raises
+:class:`~vecgen.errors.UnsupportedError` naming the backend that can):
+
+6. :meth:`Backend.forward_logits` — teacher-forced logits of a whole batch, no cache, with autograd (soft prompts,
+   the LoRA reader, lm-eval's log-likelihoods, ``vecgen diagnose``);
+7. :meth:`Backend.hidden_states` — the residual stream after every layer (the logit lens);
+8. :meth:`Backend.unembed` — hidden states through the final norm and the LM head.
+
 After :meth:`~Backend.prefill` and :meth:`~Backend.extend` the state carries ``logits`` ``(B, V)``
 float32 at the last fed position and, when asked for (``hidden=True``), ``hidden`` ``(B, d)``: the last
 hidden state at that position, after the final norm and before the LM head (what the LM head reads;
@@ -40,19 +48,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from ..errors import ConfigError, NonFiniteError
+from ..errors import ConfigError, ContractError, NonFiniteError
 
 #: A prompt part: token ids, or a ``(n, d)`` tensor of input vectors.
 Segment = Sequence[int] | torch.Tensor
 #: A prompt: token ids, a ``(T, d)`` tensor, or a list of segments.
 Prompt = Sequence[int] | torch.Tensor | Sequence[Segment]
-
-
-class ContractError(RuntimeError):
-    """A backend or policy broke its contract (a bug in vecgen or in a third-party backend, not bad input).
-
-    The CLI reports it in one line and exits with status 1.
-    """
 
 
 @dataclass
@@ -148,6 +149,47 @@ class Backend(Protocol):
         """A copy holding batch ``rows`` (indices may repeat) of ``state``, which stays untouched."""
         ...
 
+    def forward_logits(self, batch: Batch, *, keep: int | None = None) -> torch.Tensor:
+        """Teacher-forced logits of ``batch`` (no cache): ``(B, K, V)`` float32 at the last ``K = keep`` positions
+        of every row (all ``T`` when None). Positions start at 0 after each row's left padding. Autograd flows into
+        ``batch.inputs_embeds`` and any trainable weights (the caller chooses ``torch.no_grad`` or not).
+
+        Raises:
+            UnsupportedError: the backend computes no gradients / all-position logits.
+        """
+        ...
+
+    def hidden_states(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """The residual stream of ``batch`` (no cache, no gradients): ``L + 1`` tensors ``(B, T, d)`` — the input
+        vectors (GPT-2: plus its position embedding), then after every layer; the last one after the final norm
+        (transformers' ``hidden_states``).
+
+        Raises:
+            UnsupportedError: the backend returns no per-layer states.
+        """
+        ...
+
+    def unembed(self, hidden: torch.Tensor, *, final: bool = False) -> torch.Tensor:
+        """Logits ``(..., V)`` float32 of hidden states ``(..., d)``: the final norm (skipped when ``final``: the
+        states are already normalised, as the last of :meth:`hidden_states` is), then the LM head and the family's
+        logit soft-capping.
+
+        Raises:
+            UnsupportedError: the backend exposes no LM head.
+        """
+        ...
+
+
+def positions_of(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids ``(B, T)`` of a left-padded attention mask ``(B, T)``: 0 at each row's first input (padding
+    gets 0 too, and is masked out)."""
+    return (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+def segments(*parts: Segment) -> list[Segment]:
+    """A prompt made of parts (``[ids_before, vectors, ids_after]``), typed as one."""
+    return list(parts)
+
 
 def extend_inputs(state: DecodeState, inputs_embeds: torch.Tensor) -> torch.Tensor:
     """The vectors of :meth:`Backend.extend` as ``(B, k, d)`` (a ``(B, d)`` step gets ``k = 1``), checked against
@@ -168,8 +210,8 @@ def _segments(prompt: Prompt) -> list[Segment]:
         return [prompt] if prompt.dim() == 2 else [prompt.tolist()]
     items = list(prompt)
     if all(isinstance(x, int) for x in items):
-        return [items]
-    return items
+        return [[int(x) for x in items]]  # type: ignore[arg-type]  # every item is an int
+    return items  # type: ignore[return-value]  # a list of segments
 
 
 def build_batch(backend: Any, prompts: Sequence[Prompt], pad_token_id: int | None = None) -> Batch:
@@ -229,4 +271,5 @@ def build_batch(backend: Any, prompts: Sequence[Prompt], pad_token_id: int | Non
     return Batch(None, embeds, mask)
 
 
-__all__ = ["Backend", "Batch", "ContractError", "DecodeState", "Prompt", "Segment", "build_batch", "extend_inputs"]
+__all__ = ["Backend", "Batch", "ContractError", "DecodeState", "Prompt", "Segment", "build_batch", "extend_inputs",
+           "positions_of", "segments"]

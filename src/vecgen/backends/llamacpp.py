@@ -35,13 +35,20 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, ContextLengthError, VecgenError
+from ..errors import (
+    BadWeightsError,
+    ConfigError,
+    ContextLengthError,
+    UnsupportedError,
+    VecgenError,
+)
 from .contract import Batch, ContractError, DecodeState, extend_inputs
 
 log = logging.getLogger(__name__)
@@ -62,10 +69,6 @@ class LlamaCppUnavailableError(VecgenError, ImportError):
     """``--backend llamacpp`` without ``llama-cpp-python`` installed (the message says how to install it)."""
 
 
-class NotSupportedError(VecgenError, ValueError):
-    """A request the llama.cpp backend cannot serve (the message names the rule or option that needs it)."""
-
-
 def import_llama_cpp() -> Any:
     """Import ``llama_cpp`` once, route its log to Python logging and initialise the llama.cpp backend.
 
@@ -74,7 +77,7 @@ def import_llama_cpp() -> Any:
     """
     global _initialised, _log_callback
     try:
-        import llama_cpp
+        import llama_cpp  # optional extra vecgen[llamacpp]
     except ImportError:
         raise LlamaCppUnavailableError(f"--backend llamacpp needs llama-cpp-python; install it with: {INSTALL_HINT}"
                                        ) from None
@@ -142,9 +145,9 @@ class LlamaCppOptions:
     def check(self) -> None:
         """Raises: ConfigError naming the bad option."""
         if self.n_threads is not None and not 1 <= self.n_threads <= 1024:
-            raise ConfigError(f"--threads must be between 1 and 1024, got {self.n_threads}")
+            raise ConfigError(f"threads must be between 1 and 1024, got {self.n_threads}", param="threads")
         if self.n_ctx is not None and not 16 <= self.n_ctx <= 1 << 20:
-            raise ConfigError(f"--n-ctx must be between 16 and 1048576, got {self.n_ctx}")
+            raise ConfigError(f"n_ctx must be between 16 and 1048576, got {self.n_ctx}", param="n_ctx")
         if not 1 <= self.n_seq_max <= 256:
             raise ConfigError(f"n_seq_max must be between 1 and 256 (llama.cpp's limit), got {self.n_seq_max}")
         if not 1 <= self.n_batch <= 65536:
@@ -226,8 +229,6 @@ class LlamaCppBackend:
 
     def __init__(self, gguf_path: str | Path, embedding: torch.Tensor, *, embed_scale: float = 1.0,
                  options: LlamaCppOptions | None = None, context_length: int | None = None):
-        from ..errors import BadWeightsError
-
         self._lib = lib = import_llama_cpp()
         self.options = options = options or LlamaCppOptions()
         options.check()
@@ -298,7 +299,7 @@ class LlamaCppBackend:
         if n > len(self._free):
             raise ConfigError(f"the llama.cpp backend holds at most {self.n_seq_max} sequences at once (rows, cached "
                               f"prefixes and their copies); this step needs {n} more with {len(self._free)} free: use a "
-                              "smaller --batch-size")
+                              "smaller batch_size", param="batch_size")
         return [self._free.pop() for _ in range(n)]
 
     # -- inputs --------------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ class LlamaCppBackend:
                 nb.logits[sl] = 0
                 if vectors is not None:
                     nb.embd[sl] = vectors[row][start:start + take]
-                else:
+                elif tokens is not None:
                     nb.token[sl] = tokens[row][start:start + take]
                 n += take
                 start += take
@@ -348,7 +349,7 @@ class LlamaCppBackend:
             if rc == 1:
                 raise ContextLengthError(
                     f"the llama.cpp context ({self.n_ctx} positions shared by every row and cached prefix) is full: "
-                    "pass a larger --n-ctx or a smaller --batch-size")
+                    "pass a larger n_ctx or a smaller batch_size", param=("n_ctx", "batch_size"))
             if rc != 0:
                 raise ContractError(f"llama_decode failed with status {rc} (see the logger {native_log.name})")
             # by position in the batch (with embeddings on, llama.cpp outputs every input, not only the flagged)
@@ -357,10 +358,10 @@ class LlamaCppBackend:
                 if not ptr:
                     raise ContractError(f"llama.cpp returned no logits for batch position {at}")
                 logits[r] = torch.from_numpy(np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)))
-                if hidden:
+                if h is not None:
                     hp = lib.llama_get_embeddings_ith(self._ctx, at)
                     if not hp:
-                        raise NotSupportedError("this llama.cpp build gives no embeddings output, which the hidden "
+                        raise UnsupportedError("this llama.cpp build gives no embeddings output, which the hidden "
                                                 "rule (COCONUT-style) needs; use --backend transformers")
                     h[r] = torch.from_numpy(np.ctypeslib.as_array(hp, shape=(self.hidden_size,)))
         return logits, h
@@ -383,6 +384,7 @@ class LlamaCppBackend:
             tokens = [ids[i][mask[i]].numpy().astype(np.int32) for i in range(B)]
             logits, h = self._decode(sequences.ids, pos, tokens, None, hidden)
         else:
+            assert batch.inputs_embeds is not None  # a Batch holds ids or vectors
             emb = batch.inputs_embeds.detach().to("cpu", torch.float32)
             vecs = [emb[i][mask[i]].numpy() for i in range(B)]
             logits, h = self._decode(sequences.ids, pos, None, vecs, hidden)
@@ -391,8 +393,7 @@ class LlamaCppBackend:
     def extend(self, state: DecodeState, inputs_embeds: torch.Tensor, *, hidden: bool = False) -> DecodeState:
         inputs_embeds = extend_inputs(state, inputs_embeds)  # (B, k, d)
         B, k, _ = inputs_embeds.shape
-        emb = inputs_embeds.detach().to("cpu", torch.float32)
-        emb = emb.numpy()
+        emb = inputs_embeds.detach().to("cpu", torch.float32).numpy()
         start = state.next_position.cpu().long()
         pos = [np.arange(int(start[i]), int(start[i]) + k, dtype=np.int32) for i in range(B)]
         logits, h = self._decode(state.cache.sequences.ids, pos, None, list(emb), hidden)
@@ -424,14 +425,24 @@ class LlamaCppBackend:
         return DecodeState(state.logits[index].clone(), state.next_position[index].clone(), hidden,
                            LlamaCppCache(_Sequences(self, new)))
 
+    def forward_logits(self, batch: Batch, *, keep: int | None = None) -> torch.Tensor:
+        raise UnsupportedError("llama.cpp computes no gradients and keeps only the last position's logits here; "
+                               "teacher-forced scoring (soft prompts, the reader, log-likelihoods, diagnose) needs "
+                               "backend transformers")
+
+    def hidden_states(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        raise UnsupportedError("llama.cpp returns no per-layer hidden states here; the logit lens needs backend "
+                               "transformers (or reference)")
+
+    def unembed(self, hidden: torch.Tensor, *, final: bool = False) -> torch.Tensor:
+        raise UnsupportedError("llama.cpp exposes no LM head here; use backend transformers (or reference)")
+
     def live_sequences(self) -> int:
         """Sequences alive now (rows of every live :class:`DecodeState`); for tests and diagnostics."""
         return self.n_seq_max - len(self._free)
 
     def describe(self) -> dict[str, Any]:
         """Settings for results files: threads, context, batch, flash attention, llama-cpp-python version."""
-        from importlib.metadata import version
-
         return {"n_threads": self.n_threads, "n_ctx": self.n_ctx, "n_batch": self.n_batch,
                 "flash_attn": self.options.flash_attn, "kv_type": self.options.kv_type, "llama_cpp_python": version("llama-cpp-python"),
                 "weights_bytes": os.path.getsize(self.gguf_path), "bits_per_weight":
@@ -439,4 +450,4 @@ class LlamaCppBackend:
 
 
 __all__ = ["INSTALL_HINT", "LlamaCppBackend", "LlamaCppCache", "LlamaCppOptions", "LlamaCppUnavailableError",
-           "NotSupportedError", "default_threads", "import_llama_cpp"]
+           "default_threads", "import_llama_cpp"]

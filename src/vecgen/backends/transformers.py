@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .contract import Batch, ContractError, DecodeState, extend_inputs
+from .contract import Batch, ContractError, DecodeState, extend_inputs, positions_of
 
 _ACCEPTS_LOGITS_TO_KEEP: dict[type, bool] = {}
 
@@ -57,12 +57,20 @@ class TransformersBackend:
             :meth:`~vecgen.models.adapters.FamilyAdapter.has_sliding_window`); then padding inside a row
             is not exact (``inner_padding_exact`` is False).
         name: ``"transformers"`` or ``"reference"`` (recorded in results).
+        final_norm: returns the module that normalises the last residual stream before the LM head (the family
+            adapter's :meth:`~vecgen.models.adapters.FamilyAdapter.final_norm`); looked up on first
+            :meth:`unembed`.
+        logit_softcap: the family's final logit soft-capping ``c`` (``c·tanh(z / c)``; Gemma), or None.
     """
 
     def __init__(self, model: Any, *, embed_scale: float = 1.0, sliding_window: bool = False,
-                 name: str = "transformers"):
+                 name: str = "transformers", final_norm: Callable[[], Any] | None = None,
+                 logit_softcap: float | None = None):
         self.model = model
         self.name = name
+        self._find_final_norm = final_norm
+        self._final_norm: Any = None
+        self.logit_softcap = logit_softcap
         self.embed_scale = float(embed_scale)
         self.inner_padding_exact = not sliding_window
         self._embed_module = model.get_input_embeddings()
@@ -146,6 +154,48 @@ class TransformersBackend:
 
     def fork(self, state: DecodeState, rows: torch.Tensor | Sequence[int]) -> DecodeState:
         return self.select_rows(copy.deepcopy(state), torch.as_tensor(rows, dtype=torch.long))
+
+    def _inputs(self, batch: Batch) -> dict[str, Any]:
+        mask = batch.attention_mask.to(self.device)  # (B, T)
+        if batch.inputs_embeds is not None:
+            inputs: dict[str, Any] = {"inputs_embeds": batch.inputs_embeds.to(self.device, self.dtype)}
+        else:
+            assert batch.input_ids is not None  # a Batch holds one or the other
+            inputs = {"input_ids": batch.input_ids.to(self.device)}
+        return {**inputs, "attention_mask": mask, "position_ids": positions_of(mask), "use_cache": False}
+
+    def forward_logits(self, batch: Batch, *, keep: int | None = None) -> torch.Tensor:
+        kwargs = self._inputs(batch)
+        T = batch.attention_mask.shape[1]
+        k = T if keep is None else int(keep)
+        if not 1 <= k <= T:
+            raise ContractError(f"forward_logits keep={keep} for a batch of {T} positions")
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = k
+        out = self.model(**kwargs)
+        return out.logits[:, -k:].float().to(self.device)  # (B, k, V)
+
+    def hidden_states(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            out = self.model(**self._inputs(batch), output_hidden_states=True)
+        states = getattr(out, "hidden_states", None)
+        if not states:
+            raise ContractError(f"{type(self.model).__name__} returned no hidden_states for output_hidden_states=True")
+        return tuple(states)  # L + 1 tensors (B, T, d)
+
+    def unembed(self, hidden: torch.Tensor, *, final: bool = False) -> torch.Tensor:
+        x = hidden
+        if not final:
+            if self._final_norm is None:
+                if self._find_final_norm is None:
+                    raise ContractError("this TransformersBackend was built without a final_norm lookup")
+                self._final_norm = self._find_final_norm()
+            x = self._final_norm(x.to(next(self._final_norm.parameters()).device))
+        head = self.model.get_output_embeddings()
+        z = head(x.to(head.weight.device)).float()  # (..., V)
+        if self.logit_softcap:
+            z = self.logit_softcap * torch.tanh(z / self.logit_softcap)
+        return z.to(self.device)
 
 
 __all__ = ["HFCache", "TransformersBackend", "accepts_logits_to_keep"]

@@ -13,16 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
-from .gsm8k import GSM8K_TEST_SIZE, load_gsm8k, shipped_gsm8k_path
+from .arena import FAMILIES, arena_tasks
 from .checkers import CHECKERS, Checker, Verdict, check_answer, extract_answer
+from .gsm8k import GSM8K_TEST_SIZE, load_gsm8k, shipped_gsm8k_path
+from .task import ANSWER_TYPES, Task, task_text
 from .tasks import (
-    ANSWER_TYPES,
-    Task,
     final_answer_of_solution,
     infer_answer_type,
     load_task_file,
     task_from_record,
-    task_text,
     tasks_from_records,
     write_task_file,
 )
@@ -54,22 +53,20 @@ ARENA_BENCHMARK_SIZE = 300
 
 @register_benchmark("arena")
 def _arena(source: str = "shipped") -> list[Task]:
-    """The soft-prompt arena's families as tasks (:func:`vecgen.softprompt.arena.arena_tasks`), each of its
+    """The soft-prompt arena's families as tasks (:func:`vecgen.benchmarks_data.arena.arena_tasks`), each of its
     family's answer type (numeric, yesno, choice).
 
     ``source``: ``shipped`` (the default: every family at difficulty 1) or ``FAMILY[,FAMILY...][@DIFFICULTY]``,
     e.g. ``causal@2`` or ``math_word@3`` (reasoning-gym's GSM8K-style problems). Items come from the arena's
     held-out stream of seed 0, round-robin over the families.
     """
-    from ..softprompt.arena import FAMILIES, arena_tasks
-
     families, difficulty = list(FAMILIES), 1
     if source != "shipped":
         names, _, level = source.partition("@")
         families = [f.strip() for f in names.split(",") if f.strip()]
         if not families or (level and not level.isdigit()):
-            raise ConfigError(f"--data-source {source!r} for arena: expected FAMILY[,FAMILY...][@DIFFICULTY], "
-                              "e.g. arithmetic,math_word@2")
+            raise ConfigError(f"data_source {source!r} for arena: expected FAMILY[,FAMILY...][@DIFFICULTY], "
+                              "e.g. arithmetic,math_word@2", param="data_source")
         difficulty = int(level or 1)
     return arena_tasks(families, ARENA_BENCHMARK_SIZE, seed=0, difficulty=difficulty)
 
@@ -89,12 +86,12 @@ def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = 
             loader error (malformed file with its line number, missing optional package).
     """
     if limit is not None and limit <= 0:
-        raise ConfigError(f"--limit={limit}: allowed range is >= 1 (or leave it out for all items)")
+        raise ConfigError(f"limit={limit}: allowed range is >= 1 (or leave it out for all items)", param="limit")
     if spec in BENCHMARKS:
         tasks = BENCHMARKS[spec](source or "shipped")
     elif spec.endswith((".jsonl", ".json")) or Path(spec).is_file():
         if source is not None:
-            raise ConfigError("--data-source applies to named benchmarks only, not to a task file")
+            raise ConfigError("data_source applies to named benchmarks only, not to a task file", param="data_source")
         tasks = load_task_file(spec)
     else:
         raise ConfigError(

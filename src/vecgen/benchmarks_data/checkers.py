@@ -1,7 +1,7 @@
 """Answer checking: one :class:`Checker` per answer type, one :func:`check_answer` for the whole package.
 
 Every evaluation in vecgen (``vecgen think``, the soft-prompt arena, ``vecgen[lmeval]``'s answers) checks a
-model's free-text output against a :class:`~vecgen.benchmarks_data.tasks.Task` with :func:`check_answer`,
+model's free-text output against a :class:`~vecgen.benchmarks_data.task.Task` with :func:`check_answer`,
 which dispatches on :attr:`Task.answer_type`:
 
 =========  =====================================================================================
@@ -35,12 +35,10 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .tasks import Task
+from .task import LETTERS, YES_NO, Task, yesno_value
 
 
 @dataclass(frozen=True)
@@ -67,9 +65,9 @@ class Checker(Protocol):
 
     answer_type: str
 
-    def check(self, task: "Task", output: str) -> Verdict: ...
+    def check(self, task: Task, output: str) -> Verdict: ...
 
-    def validate(self, task: "Task", where: str) -> None: ...
+    def validate(self, task: Task, where: str) -> None: ...
 
 
 # ---------------------------------------------------------------- where the answer is
@@ -124,7 +122,11 @@ def _timeout() -> int | None:
 
 
 def _parse(text: str) -> list[Any]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+    from math_verify import (  # lazy: 0.7 s to import
+        ExprExtractionConfig,
+        LatexExtractionConfig,
+        parse,
+    )
 
     try:
         return parse(text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
@@ -134,7 +136,7 @@ def _parse(text: str) -> list[Any]:
 
 
 def _verify(gold: list[Any], pred: list[Any]) -> bool:
-    from math_verify import verify
+    from math_verify import verify  # lazy: 0.7 s to import
 
     try:
         return bool(verify(gold, pred, timeout_seconds=_timeout()))
@@ -185,7 +187,7 @@ class NumericChecker:
             return number, _parse(f"${matches[-1].replace(',', '')}$"), span
         return None, [], span
 
-    def check(self, task: "Task", output: str) -> Verdict:
+    def check(self, task: Task, output: str) -> Verdict:
         pred, parsed, span = self.read(output)
         if pred is None:
             return Verdict(None, False)
@@ -206,14 +208,12 @@ class NumericChecker:
             return None
         if text.lower().lstrip("+-") in {"nan", "inf", "infinity", "\\infty"}:
             return "it is not a finite number"
-        from .tasks import Task
-
         if self.check(Task("check", "q", text), text).correct:  # the reference itself, as an output, is right
             return None
         return ("the numeric checker (math-verify) does not read it as a number or expression; write it as a "
                 "number (18, -2.5, 1,200, 3/4) or in LaTeX (\\frac{3}{4}), or give the task another answer_type")
 
-    def validate(self, task: "Task", where: str) -> None:
+    def validate(self, task: Task, where: str) -> None:
         for ref in (task.answer, *task.aliases):
             why = self.unscorable(ref)
             if why is not None:
@@ -222,36 +222,25 @@ class NumericChecker:
 
 # ---------------------------------------------------------------- yes / no
 
-_YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
-
-
-def yesno_value(text: str) -> str | None:
-    """``"Yes"`` / ``"No"`` when ``text`` (stripped, any case, a final period allowed) is that word, else None."""
-    word = str(text).strip().rstrip(".").strip().lower()
-    return {"yes": "Yes", "no": "No"}.get(word)
-
-
 class YesNoChecker:
     """``yesno``: the first ``yes`` / ``no`` word of the span (else of the whole output)."""
 
     answer_type = "yesno"
 
-    def check(self, task: "Task", output: str) -> Verdict:
+    def check(self, task: Task, output: str) -> Verdict:
         text = clean_response(output)
         span = _strip_markup(answer_span(text))
-        match = _YES_NO.search(span) or _YES_NO.search(text)
+        match = YES_NO.search(span) or YES_NO.search(text)
         pred = match.group(1).capitalize() if match else None
         return Verdict(pred, pred is not None and pred == yesno_value(task.answer))
 
-    def validate(self, task: "Task", where: str) -> None:
+    def validate(self, task: Task, where: str) -> None:
         if yesno_value(task.answer) is None:
             raise ConfigError(f"{where}: answer {task.answer!r} of a yesno task must be Yes or No")
 
 
 # ---------------------------------------------------------------- multiple choice
 
-#: Letters of options in prompts and answers (at most 26 options).
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LETTER_ANSWER = re.compile(r"^(?P<pre>(?i:(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\s*)?)?)[:\s]*"
                             r"(?P<open>\()?(?P<letter>[A-Z])\)?(?P<end>[.):,]|\s|$)")
 
@@ -279,7 +268,7 @@ class ChoiceChecker:
 
     answer_type = "choice"
 
-    def read(self, task: "Task", output: str) -> str | None:
+    def read(self, task: Task, output: str) -> str | None:
         """The chosen option's text, or None."""
         text = clean_response(output)
         span = _strip_markup(answer_span(text))
@@ -296,11 +285,11 @@ class ChoiceChecker:
             return task.choices[letters.index(span.upper())]
         return _named_option(task.choices, span) or _named_option(task.choices, text)
 
-    def check(self, task: "Task", output: str) -> Verdict:
+    def check(self, task: Task, output: str) -> Verdict:
         pred = self.read(task, output)
         return Verdict(pred, pred is not None and pred.strip().lower() == task.answer.strip().lower())
 
-    def validate(self, task: "Task", where: str) -> None:
+    def validate(self, task: Task, where: str) -> None:
         if len(task.choices) < 2:
             raise ConfigError(f"{where}: a choice task needs at least 2 choices, got {len(task.choices)}")
         if len(task.choices) > len(LETTERS):
@@ -329,7 +318,7 @@ class ExactChecker:
 
     answer_type = "exact"
 
-    def check(self, task: "Task", output: str) -> Verdict:
+    def check(self, task: Task, output: str) -> Verdict:
         text = clean_response(output)
         span = answer_span(text)
         wanted = {normalize_text(a) for a in (task.answer, *task.aliases)}
@@ -341,7 +330,7 @@ class ExactChecker:
         pred = normalize_text(span)
         return Verdict(pred or None, False)
 
-    def validate(self, task: "Task", where: str) -> None:
+    def validate(self, task: Task, where: str) -> None:
         for ref in (task.answer, *task.aliases):
             if not normalize_text(ref):
                 raise ConfigError(f"{where}: answer {ref!r} is empty once normalised (punctuation and articles "
@@ -353,7 +342,7 @@ CHECKERS: dict[str, Checker] = {c.answer_type: c for c in (NumericChecker(), Cho
                                                            ExactChecker())}
 
 
-def check_answer(task: "Task", output: str) -> Verdict:
+def check_answer(task: Task, output: str) -> Verdict:
     """Check ``output`` (the model's answer text) against ``task`` with its type's :class:`Checker`.
 
     Returns:
@@ -362,6 +351,6 @@ def check_answer(task: "Task", output: str) -> Verdict:
     return CHECKERS[task.answer_type].check(task, output)
 
 
-def extract_answer(task: "Task", output: str) -> str | None:
+def extract_answer(task: Task, output: str) -> str | None:
     """The answer read from ``output`` for ``task``'s type (``Verdict.pred``), or None."""
     return check_answer(task, output).pred

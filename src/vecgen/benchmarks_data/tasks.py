@@ -2,7 +2,7 @@
 
 Every benchmark loader in vecgen returns :class:`Task` objects, and any file in these formats plugs into
 ``vecgen think --benchmark PATH``. The soft-prompt arena's families produce the same type
-(:func:`vecgen.softprompt.arena.arena_tasks`, ``vecgen think --benchmark arena``), and
+(:func:`vecgen.benchmarks_data.arena.arena_tasks`, ``vecgen think --benchmark arena``), and
 :func:`write_task_file` saves any list of tasks as a JSONL task file. Answers are checked by the
 task's type's checker (:mod:`vecgen.benchmarks_data.checkers`).
 
@@ -50,76 +50,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_user_text
+from .checkers import CHECKERS, NumericChecker
+from .task import ANSWER_TYPES, LETTERS, Task, yesno_value
+
+#: The numeric checker (its ``unscorable`` decides the inferred type of an untyped answer).
+NUMERIC = NumericChecker()
 
 _GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
-
-
-#: The answer types (one checker each: :data:`vecgen.benchmarks_data.checkers.CHECKERS`).
-ANSWER_TYPES = ("numeric", "choice", "yesno", "exact")
-
-
-@dataclass(frozen=True)
-class Task:
-    """One benchmark item.
-
-    Attributes:
-        id: unique id within its benchmark (records and resumption key on it).
-        question: the problem text shown to the model (without options; :func:`task_text` adds them).
-        answer: the final answer as a string: a number (``"18"``), ``"Yes"``/``"No"``, the correct
-            option's text, or a short string.
-        answer_type: ``numeric``, ``choice``, ``yesno`` or ``exact`` (:data:`ANSWER_TYPES`).
-        choices: the options of a ``choice`` task, in the order they are lettered; else empty.
-        aliases: other accepted answers (numeric and exact tasks).
-        solution: a worked solution when the source has one (GSM8K), else None.
-        meta: any other fields of the source record.
-    """
-
-    id: str
-    question: str
-    answer: str
-    answer_type: str = "numeric"
-    choices: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    solution: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def letter(self) -> str | None:
-        """The correct option's letter (``"B"``) of a ``choice`` task, else None."""
-        from .checkers import LETTERS
-
-        return LETTERS[self.choices.index(self.answer)] if self.answer in self.choices else None
-
-    def to_json(self) -> dict[str, Any]:
-        """The task-file line for this task (``id``, ``question``, ``answer``, ``answer_type``, plus
-        ``choices``/``aliases``/``solution``/meta when present)."""
-        out: dict[str, Any] = {"id": self.id, "question": self.question, "answer": self.answer,
-                               "answer_type": self.answer_type}
-        if self.choices:
-            out["choices"] = list(self.choices)
-        if self.aliases:
-            out["aliases"] = list(self.aliases)
-        if self.solution is not None:
-            out["solution"] = self.solution
-        out.update(self.meta)
-        return out
-
-
-def task_text(task: Task) -> str:
-    """The question as shown to the model: for a ``choice`` task followed by its options, one per line,
-    lettered (``"A. pear"``)."""
-    if task.answer_type != "choice":
-        return task.question
-    from .checkers import LETTERS
-
-    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(task.choices))
-    return f"{task.question.rstrip()}\n{options}"
 
 
 def final_answer_of_solution(solution: str) -> str | None:
@@ -136,13 +78,11 @@ def final_answer_of_solution(solution: str) -> str | None:
 def infer_answer_type(answer: str, choices: Sequence[str] = ()) -> str:
     """The answer type of a record without ``answer_type``: ``choice`` with choices, ``yesno`` for a yes/no
     answer, ``numeric`` when math-verify reads the answer as a number or expression, else ``exact``."""
-    from .checkers import CHECKERS, yesno_value
-
     if choices:
         return "choice"
     if yesno_value(answer) is not None:
         return "yesno"
-    return "numeric" if CHECKERS["numeric"].unscorable(answer) is None else "exact"
+    return "numeric" if NUMERIC.unscorable(answer) is None else "exact"
 
 
 def _string_list(value: Any, name: str, where: str) -> tuple[str, ...]:
@@ -170,8 +110,6 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> tuple[Task,
             ``answer_type``, bad ``choices``/``aliases``, a choice answer not among the choices, or an answer
             its type's checker can never count correct.
     """
-    from .checkers import CHECKERS, LETTERS, yesno_value
-
     if not isinstance(record, dict):
         raise ConfigError(f"{where}: expected a JSON object with 'question' and 'answer', got {type(record).__name__}")
     data = dict(record)
@@ -224,7 +162,8 @@ class _TypeGuard:
     """Refuses a file whose untyped items infer different answer types."""
 
     def __init__(self, source: str):
-        self.source, self.first = source, None
+        self.source = source
+        self.first: tuple[str, str] | None = None
 
     def add(self, task: Task, typed: bool, where: str) -> None:
         if typed:
@@ -281,8 +220,6 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
             types, or no tasks; the message names the file and line number (JSONL) or example index
             (BIG-bench).
     """
-    from ..io import read_user_text
-
     path = Path(path)
     prefix = id_prefix or path.stem
     text = read_user_text(path, "task file")

@@ -13,11 +13,14 @@ import errno
 import importlib
 import logging
 import os
+import re
 import sys
+from typing import Any
 
 import typer
 
-from ..errors import VecgenError
+from ..console import escape, print_error, stderr_console
+from ..errors import ContractError, VecgenError
 
 app = typer.Typer(
     name="vecgen",
@@ -47,7 +50,7 @@ def setup_logging(verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("vecgen")
     root.handlers[:] = [RichHandler(show_path=verbose, show_time=False, rich_tracebacks=verbose,
-                                    console=_stderr_console())]
+                                    console=stderr_console())]
     root.setLevel(level)
     root.propagate = False
     if not verbose:
@@ -59,18 +62,6 @@ def setup_logging(verbose: bool = False) -> None:
             transformers.utils.logging.disable_progress_bar()  # cache loads take seconds; no bars
         except ImportError:  # pragma: no cover
             pass
-
-
-def escape(text: str) -> str:
-    from rich.markup import escape as _escape
-
-    return _escape(text)
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 for _name in COMMAND_MODULES:
@@ -113,8 +104,33 @@ def command():
     return root
 
 
-def _error(message: str) -> None:
-    _stderr_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+def _leaf_command(root: Any, argv: list[str]) -> Any:
+    """The command ``argv`` names (descending through groups), or ``root``."""
+    cmd = root
+    for arg in argv:
+        sub = getattr(cmd, "commands", {}).get(arg)
+        if sub is None:
+            if not arg.startswith("-") and getattr(cmd, "commands", None):
+                break
+            continue
+        cmd = sub
+    return cmd
+
+
+def flag_message(exc: VecgenError, argv: list[str]) -> str:
+    """``exc``'s message with the library parameters it names (:attr:`~vecgen.errors.VecgenError.params`) written as
+    the flags of the command in ``argv`` (``batch_size=0: ...`` → ``--batch-size=0: ...``)."""
+    message = str(exc)
+    if not exc.params:
+        return message
+    cmd = _leaf_command(command(), argv)
+    flags = {p.name: p.opts[0] for p in getattr(cmd, "params", []) if getattr(p, "opts", None)
+             and p.opts[0].startswith("--")}
+    for name in exc.params:
+        flag = flags.get(name)
+        if flag is not None:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?!\w)", flag, message, count=1)
+    return message
 
 
 def _interrupted() -> None:
@@ -122,7 +138,7 @@ def _interrupted() -> None:
 
     runs = interrupted_runs()
     if not runs:
-        _stderr_console().print("[yellow]interrupted[/]: nothing was being written; nothing to resume",
+        stderr_console().print("[yellow]interrupted[/]: nothing was being written; nothing to resume",
                                 highlight=False, soft_wrap=True)
         return
     for run in runs:
@@ -131,7 +147,7 @@ def _interrupted() -> None:
         else:
             kept = f"kept {run.dir} ({run.records_summary()})"
             kept += f"; {run.resume_hint}" if run.resume_hint else "; this command does not resume"
-        _stderr_console().print(f"[yellow]interrupted[/]: {escape(kept)}", highlight=False, soft_wrap=True)
+        stderr_console().print(f"[yellow]interrupted[/]: {escape(kept)}", highlight=False, soft_wrap=True)
 
 
 #: OS errors that are the machine's state, not a bug: no space, quota, read-only, permission.
@@ -145,37 +161,38 @@ def main(argv: list[str] | None = None) -> None:
     stderr, no traceback); 1 a bug (one line, with a traceback unless it is a broken contract) or a
     command's own failure verdict (``verify``, ``diagnose embeds``); 130 Ctrl-C (one line saying what was
     kept and how to resume)."""
-    from typer._click import exceptions as click_exc  # typer vendors click; its usage errors live here
+    from typer._click import (
+        exceptions as click_exc,  # typer vendors click; its usage errors live here
+    )
 
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = command().main(args=argv, prog_name="vecgen", standalone_mode=False)
+        result = command().main(args=args, prog_name="vecgen", standalone_mode=False)
         code = result if isinstance(result, int) else 0  # typer turns Ctrl-C inside a command into 130
     except click_exc.NoArgsIsHelpError as exc:
         typer.echo(exc.format_message())
         code = 2
     except click_exc.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "vecgen"
-        _error(f"{' '.join(exc.format_message().split())} (see `{where} --help`)")
+        print_error(f"{' '.join(exc.format_message().split())} (see `{where} --help`)")
         code = 2
     except (typer.Abort, KeyboardInterrupt):
         code = 130
     except VecgenError as exc:
-        _error(str(exc))
+        print_error(flag_message(exc, args))
         code = 2
     except Exception as exc:  # noqa: BLE001 - a bug: say so, exit 1 (unless the machine's state is the cause)
         if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
             # a full disk, a quota, a read-only or forbidden path: the machine's state, not vecgen's bug
             where = f" ({exc.filename})" if exc.filename else ""
-            _error(f"{exc.strerror}{where}; free some space or choose another --out-dir or path")
+            print_error(f"{exc.strerror}{where}; free some space or choose another --out-dir or path")
             code = 2
         else:
-            from ..backends.contract import ContractError
-
             if not isinstance(exc, ContractError):
                 import traceback
 
                 traceback.print_exc()
-            _stderr_console().print(f"[bold red]internal error (a bug in vecgen, not in your input; please report "
+            stderr_console().print(f"[bold red]internal error (a bug in vecgen, not in your input; please report "
                                     f"it):[/] {escape(f'{type(exc).__name__}: {exc}')}", highlight=False,
                                     soft_wrap=True)
             code = 1

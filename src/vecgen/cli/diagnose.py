@@ -2,43 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .common import (
     DeviceMapOpt,
-    MaxMemoryOpt,
     DeviceOpt,
     DtypeOpt,
+    MaxMemoryOpt,
     ModelOpt,
     OutDirOpt,
     RunNameOpt,
+    check_load,
+    load,
+    with_options,
 )
 
 diagnose_app = typer.Typer(help="Diagnostics of how models treat their inputs.", no_args_is_help=True)
 
 
-@diagnose_app.command("embeds")
-def embeds(
-    ctx: typer.Context,
-    model: ModelOpt = "default",
-    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Plain prompt.")] = "The capital of France is",
+@dataclass
+class EmbedsOptions:
+    """The flags of ``vecgen diagnose embeds``."""
+
+    model: ModelOpt = "default"
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Plain prompt.")] = "The capital of France is"
     chat_prompt: Annotated[str, typer.Option("--chat-prompt", help="User message of the chat-template rows.")] = (
-        "What is the capital of France?"),
-    n_vectors: Annotated[int, typer.Option("--n-vectors", help="Noise vectors and concept tokens per row (>= 1).")] = 4,
+        "What is the capital of France?")
+    n_vectors: Annotated[int, typer.Option("--n-vectors", help="Noise vectors and concept tokens per row (>= 1).")] = 4
     mix_noise: Annotated[float, typer.Option("--mix-noise", help="real + noise: noise norm relative to the mean "
-                                              "token-embedding norm (>= 0).")] = 0.5,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Greedy tokens per row (>= 1).")] = 16,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise and the concept tokens.")] = 0,
-    run_name: RunNameOpt = None,
-    out_dir: OutDirOpt = Path("runs"),
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    max_memory: MaxMemoryOpt = None,
-) -> None:
+                                              "token-embedding norm (>= 0).")] = 0.5
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Greedy tokens per row (>= 1).")] = 16
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the noise and the concept tokens.")] = 0
+    run_name: RunNameOpt = None
+    out_dir: OutDirOpt = Path("runs")
+    device: DeviceOpt = "auto"
+    dtype: DtypeOpt = "auto"
+    device_map: DeviceMapOpt = None
+    max_memory: MaxMemoryOpt = None
+
+
+@with_options(EmbedsOptions)
+def embeds(ctx: typer.Context, o: EmbedsOptions) -> None:
     """Token ids vs their embeddings: max |logit difference|, raw generated ids and text, per input kind.
 
     Rows: ids, their embeddings, noise vectors, concept vectors and real+noise, each as a plain prompt and inside the chat template's user turn. Exit status 1 if logits from ids and from their embeddings differ. Writes runs/<name>/results.json, records.jsonl and report.md.
@@ -48,18 +56,16 @@ def embeds(
     from rich.table import Table
 
     from ..diagnose import check_settings, diagnose_embeds, diagnose_report, to_records
-    from ..models import check_model_specs, load_model
     from ..reports import RunWriter
 
-    settings = dict(prompt=prompt, chat_prompt=chat_prompt, n_vectors=n_vectors, mix_noise=mix_noise,
-                    max_new_tokens=max_new_tokens, seed=seed)
+    settings: dict[str, Any] = dict(prompt=o.prompt, chat_prompt=o.chat_prompt, n_vectors=o.n_vectors,
+                                    mix_noise=o.mix_noise, max_new_tokens=o.max_new_tokens, seed=o.seed)
     check_settings(**settings)  # before loading weights or making the run folder
-    check_model_specs([model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
-    writer = ctx.with_resource(RunWriter("diagnose-embeds", name=run_name, root=out_dir, resumable=False,
-                                         config={**settings, "model": model, "device": device, "dtype": dtype}))
+    check_load(o)
+    writer = ctx.with_resource(RunWriter("diagnose-embeds", name=o.run_name, root=o.out_dir, resumable=False,
+                                         config={**settings, "model": o.model, "device": o.device, "dtype": o.dtype}))
     console = Console()
-    lm = load_model(model, device=device, dtype=dtype, device_map=device_map,
-                    max_memory=max_memory)
+    lm = load(o, backend="transformers")
     with console.status("feeding ids, embeddings, noise and concept vectors"):
         result = diagnose_embeds(lm, **settings)
     for rec in to_records(result):
@@ -87,4 +93,5 @@ def embeds(
 
 
 def register(app: typer.Typer) -> None:
+    diagnose_app.command("embeds")(embeds)
     app.add_typer(diagnose_app, name="diagnose")

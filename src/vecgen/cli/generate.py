@@ -2,82 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
 
 from .common import (
-    BackendOpt,
-    NCtxOpt,
-    ThreadsOpt,
-    backend_options,
-    DeviceMapOpt,
-    MaxMemoryOpt,
-    ConfigOpt,
-    DeviceOpt,
-    DtypeOpt,
+    BackendOptions,
     EnglishOnlyOpt,
     MaxNewTokensOpt,
-    MinPOpt,
-    ModelOpt,
-    PresetOpt,
-    SeedOpt,
-    TemperatureOpt,
-    TopKOpt,
-    TopPOpt,
-    build_sampling,
+    ModelOptions,
+    PlacementOptions,
+    SamplingOptions,
+    check_load,
     english_only_mask,
+    load,
+    with_options,
 )
 
 
-def generate(
-    prompt: Annotated[str, typer.Argument(help="Text to continue (or the user message with --chat).")],
-    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template (one user turn).")] = False,
-    system: Annotated[Optional[str], typer.Option("--system", help="System message for --chat.")] = None,
-    model: ModelOpt = "default",
-    preset: PresetOpt = None,
-    config: ConfigOpt = None,
-    temperature: TemperatureOpt = None,
-    top_p: TopPOpt = None,
-    top_k: TopKOpt = None,
-    min_p: MinPOpt = None,
-    max_new_tokens: MaxNewTokensOpt = None,
-    seed: SeedOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    backend: BackendOpt = "auto",
-    threads: ThreadsOpt = None,
-    n_ctx: NCtxOpt = None,
-    english_only: EnglishOnlyOpt = False,
+@dataclass
+class GenerateOptions(ModelOptions, SamplingOptions, PlacementOptions, BackendOptions):
+    """The flags of ``vecgen generate`` (the prompt is an argument)."""
+
+    prompt: Annotated[str, typer.Argument(help="Text to continue (or the user message with --chat).")] = ...  # type: ignore[assignment]
+    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template (one user turn).")] = False  # noqa: E501
+    system: Annotated[Optional[str], typer.Option("--system", help="System message for --chat.")] = None
+    max_new_tokens: MaxNewTokensOpt = None
+    english_only: EnglishOnlyOpt = False
     truncate_prompt: Annotated[bool, typer.Option(
         "--truncate-prompt", help="When the prompt plus --max-new-tokens exceeds the model's context, keep the "
-        "prompt's last tokens (with a warning) instead of refusing.")] = False,
-) -> None:
+        "prompt's last tokens (with a warning) instead of refusing.")] = False
+
+
+@with_options(GenerateOptions, context=False)
+def generate(o: GenerateOptions) -> None:
     """Print the model's continuation of PROMPT, streamed token by token (greedy unless told otherwise)."""
     import logging
     import sys
 
     from ..decoding import generate as run_generate
-    from ..models import format_prompt, load_model
+    from ..decoding.engine import truncate_to_context
+    from ..errors import ConfigError
+    from ..models import format_prompt
 
-    sampling = build_sampling(
-        preset, config, defaults={"max_new_tokens": 64}, temperature=temperature, top_p=top_p, top_k=top_k,
-        min_p=min_p, max_new_tokens=max_new_tokens, seed=seed,
-    )
-    if not prompt.strip():
-        from ..errors import ConfigError
-
+    sampling = o.sampling({"max_new_tokens": 64}, max_new_tokens=o.max_new_tokens)
+    if not o.prompt.strip():
         raise ConfigError("empty prompt: give some text to continue, e.g. \"The capital of France is\"")
-    llamacpp = backend_options(backend, threads, n_ctx)
-    lm = load_model(model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory, backend=backend,
-                    llamacpp=llamacpp)
-    text = format_prompt(lm.tokenizer, prompt, chat=chat, system=system)
-    ids = lm.encode(text)
-    if truncate_prompt:
-        from ..decoding.engine import truncate_to_context
-
+    check_load(o)
+    lm = load(o)
+    prompt = o.prompt
+    ids = lm.encode(format_prompt(lm.tokenizer, prompt, chat=o.chat, system=o.system))
+    if o.truncate_prompt:
         ids, dropped = truncate_to_context(lm, ids, sampling.max_new_tokens - 1)
         if dropped:
             logging.getLogger("vecgen").warning("dropped the first %d prompt tokens to fit the model's context "
@@ -88,7 +64,7 @@ def generate(
 
     def stream(row: int, token: int) -> None:
         nonlocal printed
-        if not tokens and not chat:
+        if not tokens and not o.chat:
             sys.stdout.write(prompt)  # once decoding has started (bad requests fail before any output)
         tokens.append(token)
         decoded = lm.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -98,7 +74,7 @@ def generate(
             printed = decoded
 
     run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_token=stream, record_top_k=0,
-                 allowed=english_only_mask(lm, english_only))
+                 allowed=english_only_mask(lm, o.english_only))
     sys.stdout.write("\n")
 
 

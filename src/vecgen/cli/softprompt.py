@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,8 +17,10 @@ from .common import (
     NCtxOpt,
     OutDirOpt,
     ThreadsOpt,
-    backend_options,
+    check_load,
     enter_run,
+    load,
+    with_options,
 )
 
 softprompt_app = typer.Typer(
@@ -36,73 +39,76 @@ RunNameOpt = Annotated[Optional[str], typer.Option("--run-name", help="Run folde
 CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", "-c", help="A checkpoint.pt (or a run folder holding one).")]
 
 
-def train(
-    ctx: typer.Context,
-    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Training episodes (>= 1). \\[default: 80]")] = None,
+@dataclass
+class TrainOptions:
+    """The flags of ``vecgen softprompt train``."""
+
+    episodes: Annotated[Optional[int], typer.Option("--episodes", help="Training episodes (>= 1). \\[default: 80]")] = None
     eval_interval: Annotated[Optional[int], typer.Option(
         "--eval-interval", help="Evaluate on the held-out set and checkpoint every N episodes (<= episodes). "
-        "\\[default: 20]")] = None,
-    soft_tokens: Annotated[Optional[int], typer.Option("--soft-tokens", help="Soft-prompt vectors (>= 1). \\[default: 8]")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (> 0). \\[default: 0.001]")] = None,
+        "\\[default: 20]")] = None
+    soft_tokens: Annotated[Optional[int], typer.Option("--soft-tokens", help="Soft-prompt vectors (>= 1). \\[default: 8]")] = None
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (> 0). \\[default: 0.001]")] = None
     chat_template: Annotated[Optional[bool], typer.Option(
         "--chat-template/--no-chat-template", help="Use the chat template (else `Question: ...\\nAnswer:`). "
-        "\\[default: on]")] = None,
+        "\\[default: on]")] = None
     placement: Annotated[Optional[str], typer.Option(
         "--placement", help="prefix (before everything, PEFT prompt tuning) or in-turn (inside the user turn). "
-        "\\[default: prefix]")] = None,
+        "\\[default: prefix]")] = None
     init: Annotated[Optional[str], typer.Option(
         "--init", help="text (embeddings of --init-text), vocab (sampled real tokens) or random (Gaussian at the "
-        "embedding scale). \\[default: text]")] = None,
-    init_text: Annotated[Optional[str], typer.Option("--init-text", help="Text for --init text.")] = None,
-    difficulty: Annotated[Optional[int], typer.Option("--difficulty", help="Arena difficulty 1-3. \\[default: 1]")] = None,
+        "embedding scale). \\[default: text]")] = None
+    init_text: Annotated[Optional[str], typer.Option("--init-text", help="Text for --init text.")] = None
+    difficulty: Annotated[Optional[int], typer.Option("--difficulty", help="Arena difficulty 1-3. \\[default: 1]")] = None
     families: Annotated[Optional[str], typer.Option(
         "--families", help="Comma-separated task families (default: all: arithmetic, sequence, logic, math_word, "
-        "causal, comparison).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the arena and the initialisation. \\[default: 0]")] = None,
-    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Held-out items. \\[default: 60]")] = None,
+        "causal, comparison).")] = None
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the arena and the initialisation. \\[default: 0]")] = None
+    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Held-out items. \\[default: 60]")] = None
     max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", "-n", help="Answer length limit in "
-                                                          "tokens. \\[default: 24]")] = None,
+                                                          "tokens. \\[default: 24]")] = None
     eval_batch_size: Annotated[Optional[int], typer.Option("--eval-batch-size", help="Prompts per batch in "
-                                                           "evaluations. \\[default: 8]")] = None,
-    model: OptModel = None,
-    run_name: RunNameOpt = None,
-    out_dir: OutDirOpt = Path("runs"),
+                                                           "evaluations. \\[default: 8]")] = None
+    model: OptModel = None
+    run_name: RunNameOpt = None
+    out_dir: OutDirOpt = Path("runs")
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run --run-name from its last checkpoint "
-                                         "(same data order and optimizer state); only --episodes may change.")] = False,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    max_memory: MaxMemoryOpt = None,
-) -> None:
+                                         "(same data order and optimizer state); only --episodes may change.")] = False
+    device: DeviceOpt = "auto"
+    dtype: DtypeOpt = "auto"
+    device_map: DeviceMapOpt = None
+    max_memory: MaxMemoryOpt = None
+
+
+@with_options(TrainOptions)
+def train(ctx: typer.Context, o: TrainOptions) -> None:
     """Train a soft prompt online: each episode the model answers a task, the answer is checked, and one
     Adam step is taken on the reference answer. Writes runs/<name>/ (results.json, learning_curves.png,
     report.md, records, checkpoints)."""
     from rich.console import Console
 
     from ..errors import ConfigError
-    from ..models import check_model_specs, load_model
     from ..reports import RunWriter
     from ..softprompt import TrainConfig, load_checkpoint, resume_config
     from ..softprompt import train as run_train
 
-    flags = dict(episodes=episodes, eval_interval=eval_interval, soft_tokens=soft_tokens, lr=lr,
-                 chat_template=chat_template, placement=placement, init=init, init_text=init_text,
-                 difficulty=difficulty, seed=seed, eval_size=eval_size, max_new_tokens=max_new_tokens,
-                 eval_batch_size=eval_batch_size, model=model,
-                 families=[f.strip() for f in families.split(",") if f.strip()] if families is not None else None)
-    if resume:
-        if not run_name:
+    flags = dict(episodes=o.episodes, eval_interval=o.eval_interval, soft_tokens=o.soft_tokens, lr=o.lr,
+                 chat_template=o.chat_template, placement=o.placement, init=o.init, init_text=o.init_text,
+                 difficulty=o.difficulty, seed=o.seed, eval_size=o.eval_size, max_new_tokens=o.max_new_tokens,
+                 eval_batch_size=o.eval_batch_size, model=o.model,
+                 families=[f.strip() for f in o.families.split(",") if f.strip()] if o.families is not None else None)
+    if o.resume:
+        if not o.run_name:
             raise ConfigError("--resume needs --run-name: the run folder to continue")
-        config = resume_config(load_checkpoint(out_dir / run_name / "checkpoint.pt"), **flags)
+        config = resume_config(load_checkpoint(o.out_dir / o.run_name / "checkpoint.pt"), **flags)
     else:
         config = TrainConfig.create(**flags)
-    check_model_specs([config.model], device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
-    writer = ctx.with_resource(RunWriter("softprompt", name=run_name, root=out_dir, config=config,
-                                         resumable=resume,
+    check_load(o, [config.model])
+    writer = ctx.with_resource(RunWriter("softprompt", name=o.run_name, root=o.out_dir, config=config,
+                                         resumable=o.resume,
                                          resume_hint="resume with: vecgen softprompt train --resume --run-name {name}"))
-    lm = load_model(config.model, device=device, dtype=dtype, device_map=device_map,
-                    max_memory=max_memory)
-    summary = run_train(lm, config, writer, resume=resume)
+    lm = load(o, config.model)
+    summary = run_train(lm, config, writer, resume=o.resume)
     console = Console()
     speed = summary["speed"]
     console.print(f"held-out accuracy: no soft prompt {summary['baseline']['accuracy']:.1%}, "
@@ -111,14 +117,14 @@ def train(
     console.print(f"wrote {writer.dir}/ (results.json, learning_curves.png, report.md, checkpoint.pt)", highlight=False)
 
 
-def _checkpoint_model(ckpt: dict, model: str | None, **placement: str | None) -> str:
+def _checkpoint_model(ckpt: dict[str, Any], o: Any) -> str:
     """The model to load for a checkpoint: ``--model``, else the one it names (checked before loading)."""
     from ..errors import ConfigError, ModelNotFoundError
-    from ..models import check_model_specs
 
+    model = o.model
     spec = model or str(ckpt["model"]["name"])
     try:
-        check_model_specs([spec], **placement)
+        check_load(o, [spec])
     except ModelNotFoundError as exc:
         if model is None:
             raise ConfigError(f"the checkpoint's model {spec!r} is not found from here ({exc}); pass --model with "
@@ -127,57 +133,48 @@ def _checkpoint_model(ckpt: dict, model: str | None, **placement: str | None) ->
     return spec
 
 
-def _load(checkpoint: Path, model: str | None, **placement: str | None):
-    from ..models import load_model
-    from ..softprompt import load_checkpoint
-
-    ckpt = load_checkpoint(checkpoint)
-    lm = load_model(_checkpoint_model(ckpt, model, **placement), **placement)
-    return ckpt, lm
-
-
-def eval_cmd(
-    ctx: typer.Context,
-    checkpoint: CheckpointOpt,
-    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Held-out items (default: the run's).")] = None,
+@dataclass
+class EvalOptions:
+    checkpoint: CheckpointOpt = ...  # type: ignore[assignment]
+    eval_size: Annotated[Optional[int], typer.Option("--eval-size", help="Held-out items (default: the run's).")] = None
     seed: Annotated[Optional[int], typer.Option("--seed", help="Arena seed (default: the run's; another seed = "
-                                                "another held-out set).")] = None,
-    difficulty: Annotated[Optional[int], typer.Option("--difficulty", help="Arena difficulty 1-3 (default: the run's).")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", "-n", help="Answer length limit.")] = None,
-    model: OptModel = None,
-    run_name: RunNameOpt = None,
-    out_dir: OutDirOpt = Path("runs"),
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    backend: BackendOpt = "auto",
-    threads: ThreadsOpt = None,
-    n_ctx: NCtxOpt = None,
-) -> None:
+                                                "another held-out set).")] = None
+    difficulty: Annotated[Optional[int], typer.Option("--difficulty", help="Arena difficulty 1-3 (default: the run's).")] = None
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", "-n", help="Answer length limit.")] = None
+    model: OptModel = None
+    run_name: RunNameOpt = None
+    out_dir: OutDirOpt = Path("runs")
+    device: DeviceOpt = "auto"
+    dtype: DtypeOpt = "auto"
+    device_map: DeviceMapOpt = None
+    max_memory: MaxMemoryOpt = None
+    backend: BackendOpt = "auto"
+    threads: ThreadsOpt = None
+    n_ctx: NCtxOpt = None
+
+
+@with_options(EvalOptions)
+def eval_cmd(ctx: typer.Context, o: EvalOptions) -> None:
     """Held-out accuracy of a checkpoint's soft prompt next to the same model without it (per family).
     Writes runs/<name>/results.json and eval_records.jsonl."""
     from rich.console import Console
     from rich.table import Table
 
-    from ..models import load_model
     from ..parallel import processes
     from ..reports import RunWriter
     from ..softprompt import evaluate_checkpoint, load_checkpoint
 
-    llamacpp = backend_options(backend, threads, n_ctx)
-    ckpt = load_checkpoint(checkpoint)
-    spec = _checkpoint_model(ckpt, model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
-                             backend=backend)
-    group = processes(device)  # data-parallel share under torchrun / accelerate launch; else the whole run
-    writer = enter_run(ctx, RunWriter("softprompt-eval", name=run_name, root=out_dir, resumable=False), group,
-                       run_name)
-    lm = load_model(spec, device=group.device(device), dtype=dtype, device_map=device_map, max_memory=max_memory,
-                    backend=backend, llamacpp=llamacpp)
-    out = evaluate_checkpoint(lm, ckpt, eval_size=eval_size, seed=seed, difficulty=difficulty,
-                              max_new_tokens=max_new_tokens, processes=group, show_progress=group.is_main)
+    ckpt = load_checkpoint(o.checkpoint)
+    spec = _checkpoint_model(ckpt, o)
+    group = processes(o.device)  # data-parallel share under torchrun / accelerate launch; else the whole run
+    writer = enter_run(ctx, RunWriter("softprompt-eval", name=o.run_name, root=o.out_dir, resumable=False), group,
+                       o.run_name)
+    lm = load(o, spec, device=group.device(o.device))
+    out = evaluate_checkpoint(lm, ckpt, eval_size=o.eval_size, seed=o.seed, difficulty=o.difficulty,
+                              max_new_tokens=o.max_new_tokens, processes=group, show_progress=group.is_main)
     if not group.is_main:
         return
+    checkpoint = o.checkpoint
     writer.config = {**out["config"], "checkpoint": str(checkpoint)}
     for label, rows in out.pop("rows").items():
         for row in rows:
@@ -196,26 +193,32 @@ def eval_cmd(
     console.print(f"wrote {writer.dir}/results.json", highlight=False)
 
 
-def inspect(
-    checkpoint: CheckpointOpt,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Nearest tokens per vector.")] = 5,
-    model: OptModel = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    max_memory: MaxMemoryOpt = None,
-) -> None:
+@dataclass
+class InspectOptions:
+    checkpoint: CheckpointOpt = ...  # type: ignore[assignment]
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Nearest tokens per vector.")] = 5
+    model: OptModel = None
+    device: DeviceOpt = "auto"
+    dtype: DtypeOpt = "auto"
+    device_map: DeviceMapOpt = None
+    max_memory: MaxMemoryOpt = None
+
+
+@with_options(InspectOptions, context=False)
+def inspect(o: InspectOptions) -> None:
     """Nearest real tokens (cosine over rows < n_real_vocab) of each learned vector, with its norm and its
     distance to the nearest token embedding (relative to the mean token-embedding norm)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from ..softprompt import describe_vectors
-    from ..softprompt.checkpoint import check_model_identity
+    from ..checkpoints import check_model_identity
+    from ..softprompt import describe_vectors, load_checkpoint
 
-    ckpt, lm = _load(checkpoint, model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
+    ckpt = load_checkpoint(o.checkpoint)
+    lm = load(o, _checkpoint_model(ckpt, o))
     check_model_identity(ckpt["model"], lm)
+    top_k = o.top_k
     rows = describe_vectors(lm, ckpt["soft_prompt"], top_k)
     table = Table(title=f"soft prompt at episode {ckpt['episode']} ({len(rows)} vectors, {lm.name})")
     for col in ("#", "norm (rel.)", "dist. to nearest token (rel.)", f"nearest tokens by cosine (top {top_k})"):

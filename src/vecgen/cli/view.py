@@ -23,6 +23,7 @@ def view(
     softprompt runs: learning curves and the nearest tokens of each learned vector. Other runs: results,
     figures and report. Every run command writes this page when it finishes; this command rebuilds it.
     """
+    from .. import concept, softprompt, thinking  # noqa: F401  (each registers the page data of its runs)
     from ..reports.view import write_view
 
     path = write_view(run_dir, out)

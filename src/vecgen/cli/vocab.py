@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .common import OutDirOpt, RunNameOpt
+from .common import OutDirOpt, RunNameOpt, with_options
 
 vocab_app = typer.Typer(
     name="vocab",
@@ -16,24 +17,29 @@ vocab_app = typer.Typer(
 )
 
 
-def english(
-    ctx: typer.Context,
+@dataclass
+class EnglishOptions:
+    """The flags of ``vecgen vocab english``."""
+
     tokenizer: Annotated[str, typer.Option(
         "--tokenizer", "-t", help="qwen3 (official Qwen3 tokenizer, offline), default (the default model's, "
         "Qwen2.5, with its padding rows), gpt2, a registry model name, a folder with tokenizer files, a "
-        "tokenizer.json, or a hub id.")] = "qwen3",
+        "tokenizer.json, or a hub id.")] = "qwen3"
     policy: Annotated[str, typer.Option(
         "--policy", "-p", help="Set written to tokens.tsv/json: strict (ASCII letters, optional leading space) or "
-        "text (ASCII letters, digits, punctuation and white space). Both are validated and reported.")] = "text",
+        "text (ASCII letters, digits, punctuation and white space). Both are validated and reported.")] = "text"
     texts: Annotated[Optional[Path], typer.Option(
         "--texts", help="Extra English texts for the round-trip check: .jsonl (field text, question or prompt) or "
-        "plain text, one per line (e.g. ../shared/data/gsm8k/test.jsonl).")] = None,
-    max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="Read at most this many --texts.")] = 2000,
+        "plain text, one per line (e.g. ../shared/data/gsm8k/test.jsonl).")] = None
+    max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="Read at most this many --texts.")] = 2000
     common_words: Annotated[int, typer.Option(
-        "--common-words", min=0, help="How many of wordfreq's most common English words to encode (0 = skip).")] = 5000,
-    run_name: RunNameOpt = None,
-    out_dir: OutDirOpt = Path("runs"),
-) -> None:
+        "--common-words", min=0, help="How many of wordfreq's most common English words to encode (0 = skip).")] = 5000
+    run_name: RunNameOpt = None
+    out_dir: OutDirOpt = Path("runs")
+
+
+@with_options(EnglishOptions)
+def english(ctx: typer.Context, o: EnglishOptions) -> None:
     """Classify every token of the --tokenizer, write its English set (TSV + JSON), statistics and report.md."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -45,17 +51,18 @@ def english(
     from ..vocab.report import analyze, class_figure, render_report, write_token_files
     from ..vocab.validate import read_texts
 
-    chosen = parse_policy(policy)
-    extra = read_texts(texts, limit=max_texts) if texts is not None else None
+    tokenizer, texts = o.tokenizer, o.texts
+    chosen = parse_policy(o.policy)
+    extra = read_texts(texts, limit=o.max_texts) if texts is not None else None
     config = {"tokenizer": tokenizer, "policy": chosen.value, "texts": str(texts) if texts else None,
-              "max_texts": max_texts, "common_words": common_words}
-    writer = ctx.with_resource(RunWriter("vocab", name=run_name, root=out_dir, config=config, resumable=False))
+              "max_texts": o.max_texts, "common_words": o.common_words}
+    writer = ctx.with_resource(RunWriter("vocab", name=o.run_name, root=o.out_dir, config=config, resumable=False))
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
         task = progress.add_task(f"loading tokenizer {tokenizer}", total=None)
         tok = load_tokenizer(tokenizer)
-        cls, results = analyze(tok, texts=extra, texts_source=str(texts) if texts else None, n_common=common_words,
+        cls, results = analyze(tok, texts=extra, texts_source=str(texts) if texts else None, n_common=o.common_words,
                                progress=lambda msg: progress.update(task, description=msg))
         results["tokenizer_spec"] = tokenizer
         progress.update(task, description="writing files")

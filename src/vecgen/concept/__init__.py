@@ -1,6 +1,8 @@
-"""The concept-token experiment (``vecgen concept``): :mod:`.run` runs it, :mod:`.records` holds its typed
-records, :mod:`.report` presents them (console, ``report.md``, figure, files)."""
+"""The concept-token experiment (``vecgen concept``): :mod:`.tokens` makes concept tokens (:class:`ConceptTokens`,
+what :meth:`vecgen.Model.concept` returns), :mod:`.run` runs the seeds' protocol, :mod:`.records` holds its typed
+records, :mod:`.report` presents them (console, ``report.md``, figure, files, the viewer's data)."""
 
+from ..config import CONCEPT_SAMPLING_DEFAULTS, DEFAULT_PROMPTS
 from .records import ConceptRecord, ConceptVector
 from .report import (
     comparison_markdown,
@@ -12,9 +14,7 @@ from .report import (
     write_outputs,
 )
 from .run import (
-    CONCEPT_SAMPLING_DEFAULTS,
     DEFAULT_N,
-    DEFAULT_PROMPTS,
     ConceptConfig,
     ConceptRun,
     all_methods,
@@ -31,11 +31,14 @@ __all__ = [
     "ConceptConfig",
     "ConceptRecord",
     "ConceptRun",
+    "ConceptTokens",
+    "TokenWeight",
     "ConceptVector",
     "all_methods",
     "comparison_markdown",
     "concept_figure",
     "concept_report",
+    "concept_tokens",
     "format_prompt_records",
     "format_vector_line",
     "methods_for",

@@ -6,11 +6,18 @@ them into JSON only when it writes ``records.jsonl`` and ``results.json``.
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any
 
 from ..decoding.translate import Translation
+from ..io import atomic_torch_save
+from ..reports import RunWriter
+from ..reports.plots import new_figure
+from ..reports.view import read_records, register_view, rounded
 from .records import ConceptRecord, ConceptVector
 from .run import ConceptConfig, ConceptRun
+
 
 def _fmt_tok(s: str) -> str:
     return repr(s)
@@ -114,7 +121,7 @@ def side_by_side(run: ConceptRun) -> tuple[list[str], list[tuple[str, int, str, 
     models = list(dict.fromkeys(r.model for r in run.records))
     index = {(r.model, r.prompt, r.n): r for r in run.records}
     methods = list(dict.fromkeys(m for r in run.records for m in r.translations))
-    rows = []
+    rows: list[tuple[str, int, str, list[Any]]] = []
     for p in dict.fromkeys(r.prompt for r in run.records):
         for n in sorted({r.n for r in run.records}):
             recs = [index.get((m, p, n)) for m in models]
@@ -144,10 +151,6 @@ def concept_figure(run: ConceptRun, top: int = 3):
 
     One panel per (prompt, model): rows = prompts, columns = models.
     """
-    import warnings
-
-    from ..reports.plots import new_figure
-
     models = list(dict.fromkeys(r.model for r in run.records))
     prompts = list(dict.fromkeys(r.prompt for r in run.records))
     fig, axes = new_figure(len(prompts), len(models), width=5.5 * len(models), height=2.8)
@@ -193,13 +196,9 @@ def concept_figure(run: ConceptRun, top: int = 3):
     return fig
 
 
-def write_outputs(run: ConceptRun, config: ConceptConfig, writer: Any, *, status: str = "ok", error: str | None = None) -> None:
+def write_outputs(run: ConceptRun, config: ConceptConfig, writer: RunWriter, *, status: str = "ok", error: str | None = None) -> None:
     """Write ``results.json`` (config, models, versions, every record), ``report.md``, the figure and
     ``vectors.pt`` (the raw vectors) through ``writer``."""
-    import warnings
-
-    from ..io import atomic_torch_save
-
     figure = None
     if run.records:
         with warnings.catch_warnings():
@@ -233,3 +232,32 @@ __all__ = [
     "translation_display",
     "write_outputs",
 ]
+
+
+def _token(tw: Any) -> dict[str, Any] | None:
+    if not isinstance(tw, dict):
+        return None
+    return {"token": tw.get("token"), "id": tw.get("id"), "value": rounded(tw.get("value"))}
+
+
+@register_view("concept")
+def view_data(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The run viewer's data of a ``concept`` run: per model, prompt and N, the vectors and translations."""
+    out = []
+    records = read_records(run_dir / "records.jsonl")
+    for rec in records:
+        vectors = []
+        for v in rec.get("vectors") or []:
+            vectors.append({
+                "token": v.get("token"), "entropy": rounded(v.get("entropy")),
+                "dist_entropy": rounded(v.get("distribution_entropy")),
+                "top": [[t.get("token"), rounded(t.get("value"))] for t in v.get("top") or []],
+                "nearest_cosine": _token(v.get("nearest_cosine")), "nearest_l2": _token(v.get("nearest_l2")),
+                "manifold_distance": rounded(v.get("manifold_distance")),
+                "relative_manifold_distance": rounded(v.get("relative_manifold_distance")),
+                "norm": rounded(v.get("norm")), "relative_norm": rounded(v.get("relative_norm")),
+            })
+        translations = {name: (t or {}).get("text", "") for name, t in (rec.get("translations") or {}).items()}
+        out.append({"model": rec.get("model"), "prompt": rec.get("prompt"), "n": rec.get("n"),
+                    "vectors": vectors, "translations": translations})
+    return {"records": out}

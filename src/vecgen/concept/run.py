@@ -33,26 +33,37 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..config import SamplingConfig, format_validation_error
+from ..config import (
+    CONCEPT_SAMPLING_DEFAULTS,
+    DEFAULT_PROMPTS,
+    SamplingConfig,
+    format_validation_error,
+)
+from ..decoding.metrics import vector_metrics
 from ..decoding.mixing import MixingConfig
+from ..decoding.translate import (
+    TRANSLATION_METHODS,
+    check_methods,
+    get_method,
+    translate,
+)
 from ..errors import ConfigError, NoChatTemplateError, NonFiniteError
+from ..io import atomic_write_text, to_jsonable
+from ..models import LoadedModel, load_model
+from ..parallel import Processes
+from ..reports import RunWriter
+from ..vocab import english_token_mask
 from .records import ConceptRecord, ConceptVector
+from .tokens import concept_tokens
 
 log = logging.getLogger(__name__)
 
-#: The seeds' prompts.
-DEFAULT_PROMPTS: tuple[str, ...] = ("The capital of France is", "2 plus 2 equals", "Once upon a time")
 #: The seeds' numbers of concept tokens.
 DEFAULT_N: tuple[int, ...] = (2, 3, 4)
-#: Sampling defaults for concept generation: the plain softmax at temperature 1 (no truncation besides
-#: the mixing rule's ``max_topk``), as in the seeds and Soft Thinking.
-CONCEPT_SAMPLING_DEFAULTS: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "seed": 0}
 
 
 def all_methods() -> list[str]:
     """Every registered translation method, in registry order."""
-    from ..decoding.translate import TRANSLATION_METHODS
-
     return list(TRANSLATION_METHODS)
 
 
@@ -113,8 +124,6 @@ class ConceptConfig(BaseModel):
             values["n_values"] = sorted(set(int(n) for n in n_values))
         methods = values.get("methods")
         if methods is not None:
-            from ..decoding.translate import get_method
-
             if not methods:
                 raise ConfigError("no translation methods given")
             for m in methods:
@@ -130,14 +139,12 @@ class ConceptConfig(BaseModel):
         return max(self.n_values)
 
 
-def methods_for(lm: Any, config: ConceptConfig) -> tuple[list[str], list[str]]:
+def methods_for(lm: LoadedModel, config: ConceptConfig) -> tuple[list[str], list[str]]:
     """``(methods to run, notes)`` for ``lm``.
 
     Raises:
         NoChatTemplateError: ``instruction`` was named explicitly and ``lm`` has no chat template.
     """
-    from ..decoding.translate import check_methods
-
     if config.methods is not None:
         check_methods(lm, config.methods)
         return list(config.methods), []
@@ -159,12 +166,6 @@ ProgressFn = Callable[[int, str], None]
 PromptDoneFn = Callable[[list[ConceptRecord]], None]
 
 
-def _step_token(lm: Any, token_id: int) -> str:
-    from ..decoding.metrics import token_text
-
-    return token_text(lm.tokenizer, token_id)
-
-
 def _step_no(exc: NonFiniteError) -> str:
     return "?" if exc.step is None else str(exc.step + 1)
 
@@ -175,7 +176,7 @@ def _located(exc: NonFiniteError, where: str, prompt_index: int) -> NonFiniteErr
 
 
 def run_prompt(
-    lm: Any,
+    lm: LoadedModel,
     prompt: str,
     prompt_index: int,
     config: ConceptConfig,
@@ -198,27 +199,23 @@ def run_prompt(
         NonFiniteError: NaN/inf in logits or vectors; ``row`` = ``prompt_index``, ``step`` as raised.
         ConfigError: an empty prompt.
     """
-    from ..decoding.loop import generate
-    from ..decoding.metrics import vector_metrics
-    from ..decoding.translate import translate
-
-    ids = lm.encode(prompt)
-    if not ids:
+    if not lm.encode(prompt):
         raise ConfigError(f"prompt {prompt_index + 1} encodes to no tokens: {prompt!r}")
     start = time.perf_counter()
     tick = (lambda step, rec: progress(1, f"{lm.name}: concept tokens")) if progress else None
     try:
-        gen = generate(lm, [ids], sampling=config.sampling, mixing=config.mixing, max_new_tokens=config.max_n,
-                       stop_ids=[], allowed=allowed, keep_vectors=True, record_top_k=config.record_top_k, on_step=tick)
+        tokens = concept_tokens(lm, [prompt], n=config.max_n, sampling=config.sampling, mixing=config.mixing,
+                                allowed=allowed, record_top_k=config.record_top_k, on_step=tick)[0]
     except NonFiniteError as exc:
         raise _located(exc, f"concept token {_step_no(exc)}", prompt_index) from None
-    vectors = gen.vectors(0)  # (max N, d) float32
-    row = gen.rows[0]  # typed records of the one row: (max N, K) mix_ids / mix_weights, (max N,) entropies
+    vectors = tokens.vectors  # (max N, d) float32
+    row = tokens.record  # typed records of the one row: (max N, K) mix_ids / mix_weights, (max N,) entropies
+    assert row is not None
     metrics = vector_metrics(lm, vectors, mix_ids=row.mix_ids, mix_weights=row.mix_weights, entropies=row.mix_entropy,
                              top_k=config.record_top_k)
-    row = gen.rows[0]
-    described = [ConceptVector.build(i + 1, _step_token(lm, int(t)), int(t), float(h), m)
-                 for i, (m, t, h) in enumerate(zip(metrics, row.tokens.tolist(), row.entropy.tolist()))]
+    described = [ConceptVector.build(i + 1, tok, tid, h, m)
+                 for i, (m, tok, tid, h) in enumerate(zip(metrics, tokens.tokens, tokens.token_ids,
+                                                          tokens.distribution_entropy))]
     concept_seconds = time.perf_counter() - start
 
     done = [0]
@@ -240,7 +237,7 @@ def run_prompt(
     translate_seconds = time.perf_counter() - start
 
     seconds = {"concept": round(concept_seconds, 3), "translate": round(translate_seconds, 3)}
-    records = [ConceptRecord(lm.name, prompt_index, prompt, ids, n, described[:n], dict(tr), seconds)
+    records = [ConceptRecord(lm.name, prompt_index, prompt, tokens.prompt_ids, n, described[:n], dict(tr), seconds)
                for n, tr in zip(config.n_values, translations)]
     return records, vectors
 
@@ -269,7 +266,7 @@ def run_concept(
     config: ConceptConfig,
     *,
     load: Callable[[str], Any] | None = None,
-    writer: Any = None,
+    writer: RunWriter | None = None,
     progress: ProgressFn | None = None,
     on_prompt: PromptDoneFn | None = None,
     into: ConceptRun | None = None,
@@ -296,13 +293,10 @@ def run_concept(
         NoChatTemplateError: ``instruction`` requested for a model without a chat template.
         NonFiniteError: NaN/inf; the message names the model, the prompt and the step.
     """
-    from ..parallel import Processes
-
     processes = processes or Processes()
     if not models:
         raise ConfigError("no models given")
-    if load is None:
-        from ..models import load_model as load
+    load = load or load_model
     run = into if into is not None else ConceptRun([], [], [], {}, {})
     for spec in models:
         lm = load(spec) if isinstance(spec, str) else spec
@@ -313,8 +307,6 @@ def run_concept(
             log.warning(note)
         allowed = None
         if config.english_only:
-            from ..vocab import english_token_mask
-
             allowed = english_token_mask(lm, policy=config.english_policy)
         run.models.append(lm.describe())
         run.vectors[lm.name] = {}
@@ -349,10 +341,10 @@ def run_concept(
     return run
 
 
-def _gather(run: ConceptRun, config: ConceptConfig, writer: Any, processes: Any) -> None:
+def _gather(run: ConceptRun, config: ConceptConfig, writer: RunWriter | None, processes: Any) -> None:
     """Main process: fold every process's share into ``run`` in one-process order; rewrite ``records.jsonl``
     from it and remove the per-process files."""
-    from accelerate.utils import gather_object
+    from accelerate.utils import gather_object  # lazy: only data-parallel runs need it
 
     shares = gather_object([(run.records, run.vectors, run.notes, run.seconds)])
     processes.wait()
@@ -368,8 +360,6 @@ def _gather(run: ConceptRun, config: ConceptConfig, writer: Any, processes: Any)
         run.seconds[name] = max(seconds.get(name, 0.0) for _, _, _, seconds in shares)
     run.notes[:] = list(dict.fromkeys(n for _, _, notes, _ in shares for n in notes))
     if writer is not None:
-        from ..io import atomic_write_text, to_jsonable
-
         atomic_write_text(writer.path("records.jsonl"),
                           "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in run.records))
         for path in writer.dir.glob("records.rank*.jsonl"):

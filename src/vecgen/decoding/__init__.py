@@ -13,7 +13,15 @@ from .mixing import (
     mix_embeddings,
     register_mixing_rule,
 )
-from .sampling import entropy, logits_to_probs, make_generator, mask_logits, sample, truncate, vocab_mask
+from .sampling import (
+    entropy,
+    logits_to_probs,
+    make_generator,
+    mask_logits,
+    sample,
+    truncate,
+    vocab_mask,
+)
 
 __all__ = [
     "MIXING_RULES",

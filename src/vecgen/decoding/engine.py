@@ -36,6 +36,7 @@ import torch
 from ..backends.contract import Backend, ContractError, DecodeState, Prompt, build_batch
 from ..config import SamplingConfig
 from ..errors import ContextLengthError, NonFiniteError
+from ..models import LoadedModel
 from .mixing import MixingConfig, Mixture, get_rule, mean_input_norm, mix_embeddings
 from .sampling import entropy, make_generator, vocab_mask
 
@@ -225,7 +226,7 @@ class _Log:
 
 
 @torch.inference_mode()
-def check_context(lm: Any, lengths: Sequence[int], budgets: Sequence[int], cached: Sequence[int] | None = None,
+def check_context(lm: LoadedModel, lengths: Sequence[int], budgets: Sequence[int], cached: Sequence[int] | None = None,
                   *, names: Sequence[str] | None = None) -> None:
     """Refuse requests that would run past the model's context: for every row, the positions already
     cached, its prompt length and its budget (the most inputs it feeds after the prompt:
@@ -256,7 +257,7 @@ def check_context(lm: Any, lengths: Sequence[int], budgets: Sequence[int], cache
                 "tokens), or use a model with a longer context")
 
 
-def truncate_to_context(lm: Any, ids: Sequence[int], budget: int) -> tuple[list[int], int]:
+def truncate_to_context(lm: LoadedModel, ids: Sequence[int], budget: int) -> tuple[list[int], int]:
     """Keep the last tokens of ``ids`` so that they plus ``budget`` more fit the model's context (the
     opt-in alternative to :func:`check_context`'s refusal, e.g. ``vecgen generate --truncate-prompt``).
 
@@ -277,7 +278,7 @@ def truncate_to_context(lm: Any, ids: Sequence[int], budget: int) -> tuple[list[
 
 
 def run(
-    lm: Any,
+    lm: LoadedModel,
     prompts: Sequence[Prompt],
     policies: Sequence[RowPolicy],
     *,
@@ -376,7 +377,7 @@ class _Group:
 class _Sampler:
     """The sampler + mixing-rule half of a step: one pass per distinct mode, records to the log."""
 
-    def __init__(self, lm: Any, backend: Backend, allowed: torch.Tensor | None, log: _Log):
+    def __init__(self, lm: LoadedModel, backend: Backend, allowed: torch.Tensor | None, log: _Log):
         self.lm, self.backend, self.log = lm, backend, log
         # Without an allowed set the mask is "the first n_real rows": the sampler then works on a view of
         # the real columns instead of writing -inf into the padding rows every step.

@@ -20,8 +20,10 @@ import torch
 from ..backends.contract import Batch, DecodeState, Prompt, Segment, build_batch
 from ..config import SamplingConfig
 from ..errors import ConfigError
+from ..models import LoadedModel
 from .engine import Action, Mode, Observation, RowRecord, StepHook, run
 from .mixing import MixingConfig, get_rule
+
 
 @dataclass
 class StepRecord:
@@ -81,9 +83,10 @@ class GenerationResult:
 
     def vectors(self, row: int) -> torch.Tensor:
         """``(n, d)`` the vectors fed for ``row`` (requires ``keep_vectors=True``)."""
-        if not self.rows or self.rows[row].vectors is None:
+        vectors = self.rows[row].vectors if self.rows else None
+        if vectors is None:
             raise ValueError("vectors were not kept; call generate(..., keep_vectors=True)")
-        return self.rows[row].vectors[: int(self.lengths[row])]
+        return vectors[: int(self.lengths[row])]
 
 
 class GeneratePolicy:
@@ -143,8 +146,15 @@ def _step_records(rows: list[RowRecord], keep_vectors: bool) -> list[StepRecord]
                        vector=None if vecs is None else vecs[:, s]) for s in range(n)]
 
 
+def _row_callback(on_token: Callable[[int, int], None] | None, row: int) -> Callable[[int], None] | None:
+    """``on_token(row, token)`` bound to one row, or None."""
+    if on_token is None:
+        return None
+    return lambda token: on_token(row, token)
+
+
 def generate(
-    lm: Any,
+    lm: LoadedModel,
     prompts: Sequence[Prompt],
     *,
     sampling: SamplingConfig | None = None,
@@ -198,8 +208,7 @@ def generate(
     if past is not None and past.batch_size != len(prompts):
         raise ConfigError(f"past has {past.batch_size} rows but {len(prompts)} prompts were given")
     mode = Mode("generate", sampling, mixing)
-    policies = [GeneratePolicy(mode, n_steps, stops, feed_last=feed_last,
-                               on_token=None if on_token is None else (lambda t, _r=r: on_token(_r, t)))
+    policies = [GeneratePolicy(mode, n_steps, stops, feed_last=feed_last, on_token=_row_callback(on_token, r))
                 for r in range(len(prompts))]
     result = run(lm, prompts, policies, allowed=allowed, record_top_k=record_top_k, keep_vectors=keep_vectors,
                  past=past, on_step=on_step)

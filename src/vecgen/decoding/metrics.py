@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..models import LoadedModel
 from .sampling import entropy
 
 #: Rows of the embedding matrix processed at once by the nearest-token searches.
@@ -83,7 +84,8 @@ class EmbeddingIndex:
         single = vectors.dim() == 1
         q = (vectors[None] if single else vectors).to(self.embedding.device).float()  # (M, d)
         q_norm = torch.linalg.vector_norm(q, dim=-1)  # (M,)
-        best_s = best_i = None
+        best_s: torch.Tensor | None = None
+        best_i = torch.zeros(0, dtype=torch.long)
         for start in range(0, self.n_real, self.chunk_rows):
             stop = min(start + self.chunk_rows, self.n_real)
             rows = self.embedding[start:stop].float()  # (c, d)
@@ -103,6 +105,7 @@ class EmbeddingIndex:
                 both_i = torch.cat([best_i, i], -1)
                 best_s, pos = torch.topk(both_s, min(k, both_s.shape[-1]), dim=-1)
                 best_i = torch.gather(both_i, -1, pos)
+        assert best_s is not None  # n_real >= 1: at least one chunk
         if metric == "l2":  # exact distances for the winners (the expansion above loses precision near 0)
             diff = q[:, None] - self.embedding[best_i].float()  # (M, k, d)
             dist = torch.linalg.vector_norm(diff, dim=-1)  # (M, k)
@@ -115,7 +118,7 @@ class EmbeddingIndex:
 _INDEX_CACHE: dict[tuple, EmbeddingIndex] = {}
 
 
-def embedding_index(lm: Any) -> EmbeddingIndex:
+def embedding_index(lm: LoadedModel) -> EmbeddingIndex:
     """The (cached) :class:`EmbeddingIndex` of a :class:`~vecgen.models.LoadedModel`'s input embedding.
 
     The cache key is the tensor's storage, shape and version counter, so in-place updates rebuild it.
@@ -170,7 +173,7 @@ def token_text(tokenizer: Any, token_id: int) -> str:
 
 
 def vector_metrics(
-    lm: Any,
+    lm: LoadedModel,
     vectors: torch.Tensor,
     *,
     mix_ids: torch.Tensor | None = None,
@@ -211,7 +214,7 @@ def vector_metrics(
     out = []
     for m in range(M):
         top: list[TokenWeight] = []
-        if mix_ids is not None:
+        if mix_ids is not None and mix_weights is not None:
             for i, w in zip(mix_ids[m, :top_k].tolist(), mix_weights[m, :top_k].tolist()):
                 if w > 0:
                     top.append(TokenWeight(int(i), token_text(tok, i), float(w)))
@@ -220,8 +223,8 @@ def vector_metrics(
             VectorMetrics(
                 top=top,
                 entropy=float(entropies[m]) if entropies is not None else math.nan,
-                nearest_cosine=TokenWeight(int(cos_i[m, 0]), token_text(tok, cos_i[m, 0]), float(cos_s[m, 0])),
-                nearest_l2=TokenWeight(int(l2_i[m, 0]), token_text(tok, l2_i[m, 0]), dist),
+                nearest_cosine=TokenWeight(int(cos_i[m, 0]), token_text(tok, int(cos_i[m, 0])), float(cos_s[m, 0])),
+                nearest_l2=TokenWeight(int(l2_i[m, 0]), token_text(tok, int(l2_i[m, 0])), dist),
                 manifold_distance=dist,
                 relative_manifold_distance=dist / index.mean_norm,
                 norm=float(norms[m]),

@@ -40,11 +40,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..backends.contract import ContractError
 from ..config import SamplingConfig, format_validation_error
 from ..errors import ConfigError
 from .sampling import entropy, logits_to_probs, mask_logits, sample
@@ -188,8 +189,6 @@ def mix_embeddings(source: Any, mixture: Mixture, *, hidden: torch.Tensor | None
     src = _MatrixRows(source) if isinstance(source, torch.Tensor) else source
     if mixture.hidden_scale is not None:
         if hidden is None:
-            from ..backends.contract import ContractError
-
             raise ContractError("the hidden rule needs the last hidden state, but none was computed")
         h = hidden.float()  # (B, d)
         if mixture.hidden_scale == HiddenScale.embed:
@@ -211,20 +210,26 @@ def _support_size(probs: torch.Tensor) -> int:
     return int((probs > 0).sum(-1).max())
 
 
-RuleFn = Callable[[torch.Tensor, SamplingConfig, MixingConfig, "torch.Tensor | None", "torch.Generator | None"], Mixture]
+#: A mixing rule: ``(logits (B, V), sampling, mixing, mask, generator) -> Mixture``; the mask is a bool ``(V,)`` of
+#: allowed tokens, an int ``n`` (the first ``n`` rows allowed) or None.
+RuleFn = Callable[[torch.Tensor, SamplingConfig, MixingConfig, "torch.Tensor | int | None", "torch.Generator | None"],
+                  Mixture]
+
+#: A rule function as written (its keyword defaults kept for direct callers).
+F = TypeVar("F", bound=RuleFn)
 
 MIXING_RULES: dict[str, RuleFn] = {}
 #: Rules whose vector is the last hidden state (the engine asks the backend for it).
 HIDDEN_RULES: set[str] = set()
 
 
-def register_mixing_rule(name: str, *, feeds_hidden: bool = False) -> Callable[[RuleFn], RuleFn]:
+def register_mixing_rule(name: str, *, feeds_hidden: bool = False) -> Callable[[F], F]:
     """Decorator adding a rule ``fn(logits, sampling, mixing, mask, generator) -> Mixture`` to the registry.
 
     ``feeds_hidden``: the rule's mixtures set ``hidden_scale`` and are fed the last hidden state.
     """
 
-    def deco(fn: RuleFn) -> RuleFn:
+    def deco(fn: F) -> F:
         MIXING_RULES[name] = fn
         if feeds_hidden:
             HIDDEN_RULES.add(name)

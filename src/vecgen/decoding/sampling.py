@@ -13,6 +13,8 @@ Entropies are in nats.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 
 from ..config import SamplingConfig
@@ -125,6 +127,16 @@ def _truncate_top_k(probs: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor | 
         vals = vals * (vals >= cfg.min_p * vals[:, :1])
         vals = vals / vals.sum(-1, keepdim=True)
     return torch.zeros_like(probs).scatter_(-1, idx, vals)
+
+
+@overload
+def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig, mask: torch.Tensor | int | None = None, *,
+                    return_full: Literal[False] = False) -> torch.Tensor: ...
+
+
+@overload
+def logits_to_probs(logits: torch.Tensor, cfg: SamplingConfig, mask: torch.Tensor | int | None = None, *,
+                    return_full: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def logits_to_probs(

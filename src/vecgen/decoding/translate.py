@@ -36,8 +36,12 @@ from typing import Any
 
 import torch
 
+from ..backends.contract import Batch
 from ..config import SamplingConfig
 from ..errors import ConfigError, NoChatTemplateError
+from ..models import LoadedModel
+from ..models.chat import decode, render_chat
+from .loop import generate
 from .metrics import embedding_index, token_text
 
 #: A prompt segment: token ids or an ``(n, d)`` tensor of vectors.
@@ -102,8 +106,9 @@ def get_method(name: str) -> TranslationMethod:
         ) from None
 
 
-def check_methods(lm: Any, methods: Sequence[str]) -> None:
-    """Fail early, before any generation, for methods that cannot run on ``lm``.
+def check_methods(lm: LoadedModel | None, methods: Sequence[str], *, tokenizer: Any = None, name: str | None = None) -> None:
+    """Fail early, before any generation, for methods that cannot run on ``lm`` (or, before loading it, on its
+    ``tokenizer`` alone, named ``name``: pass ``lm=None``).
 
     Raises:
         ConfigError: an unknown method or an empty list.
@@ -113,26 +118,28 @@ def check_methods(lm: Any, methods: Sequence[str]) -> None:
         raise ConfigError("no translation methods given")
     for name in methods:
         get_method(name)
-    if "instruction" in methods and not getattr(lm.tokenizer, "chat_template", None):
+    tokenizer = lm.tokenizer if lm is not None else tokenizer
+    name = lm.name if lm is not None else name
+    if "instruction" in methods and not getattr(tokenizer, "chat_template", None):
         raise NoChatTemplateError(
-            f"translation method 'instruction' needs a chat template, and {lm.name!r} has none; "
+            f"translation method 'instruction' needs a chat template, and {name!r} has none; "
             "drop it (e.g. --methods nearest,direct,completion,fewshot) or use a chat/instruct model"
         )
 
 
 @register_translation_method("nearest", generative=False, description="nearest real token of each vector (cosine)")
-def _nearest(lm: Any, vectors: torch.Tensor) -> list[int]:
+def _nearest(lm: LoadedModel, vectors: torch.Tensor) -> list[int]:
     ids, _ = embedding_index(lm).nearest(vectors, 1, "cosine")  # (N, 1)
     return ids[:, 0].tolist()
 
 
 @register_translation_method("direct", description="the vectors alone; the model continues after them")
-def _direct(lm: Any, vectors: torch.Tensor) -> list[Segment]:
+def _direct(lm: LoadedModel, vectors: torch.Tensor) -> list[Segment]:
     return [vectors]
 
 
 @register_translation_method("completion", description=f"'{COMPLETION_PREFIX}{VECTORS_MARK}{COMPLETION_SUFFIX}'")
-def _completion(lm: Any, vectors: torch.Tensor) -> list[Segment]:
+def _completion(lm: LoadedModel, vectors: torch.Tensor) -> list[Segment]:
     return [lm.encode(COMPLETION_PREFIX), vectors, lm.encode(COMPLETION_SUFFIX)]
 
 
@@ -143,7 +150,7 @@ def fewshot_prefix() -> str:
 
 
 @register_translation_method("fewshot", description="the completion frame after a few real word→meaning examples")
-def _fewshot(lm: Any, vectors: torch.Tensor) -> list[Segment]:
+def _fewshot(lm: LoadedModel, vectors: torch.Tensor) -> list[Segment]:
     return [lm.encode(fewshot_prefix()), vectors, lm.encode(COMPLETION_SUFFIX)]
 
 
@@ -151,7 +158,7 @@ _SPLIT = "\x00VECGEN_VECTORS\x00"
 
 
 def chat_segments(
-    lm: Any, content_before: str, content_after: str = "", *, system: str | None = None
+    lm: LoadedModel, content_before: str, content_after: str = "", *, system: str | None = None
 ) -> tuple[list[int], list[int]]:
     """Token ids before and after a vector slot inside the user turn of the chat template.
 
@@ -165,8 +172,6 @@ def chat_segments(
     Raises:
         NoChatTemplateError: the tokenizer has no chat template.
     """
-    from ..models.chat import render_chat
-
     messages = [] if system is None else [{"role": "system", "content": system}]
     messages.append({"role": "user", "content": f"{content_before}{_SPLIT}{content_after}"})
     text = render_chat(lm.tokenizer, messages)
@@ -177,7 +182,7 @@ def chat_segments(
 
 
 @register_translation_method("instruction", description="the vectors inside the user turn of the chat template")
-def _instruction(lm: Any, vectors: torch.Tensor) -> list[Segment]:
+def _instruction(lm: LoadedModel, vectors: torch.Tensor) -> list[Segment]:
     check_methods(lm, ["instruction"])
     before, after = chat_segments(lm, *INSTRUCTION_MESSAGE)
     return [before, vectors, after]
@@ -211,13 +216,13 @@ class Translation:
     prompt: str
 
 
-def _readable_prompt(lm: Any, segments: Sequence[Segment]) -> str:
+def _readable_prompt(lm: LoadedModel, segments: Sequence[Segment]) -> str:
     parts = []
     for s in segments:
         if isinstance(s, torch.Tensor):
             parts.append(f"⟨{s.shape[0]} vectors⟩")
         else:
-            parts.append(lm.tokenizer.decode(list(s), skip_special_tokens=False))
+            parts.append(decode(lm.tokenizer, list(s), skip_special_tokens=False))
     return "".join(parts)
 
 
@@ -230,12 +235,12 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
-def describe_ids(lm: Any, method: str, ids: Sequence[int], stopped: bool, prompt: str) -> Translation:
+def describe_ids(lm: LoadedModel, method: str, ids: Sequence[int], stopped: bool, prompt: str) -> Translation:
     """A :class:`Translation` from generated (or chosen) token ids."""
     tok = lm.tokenizer
     ids = [int(i) for i in ids]
-    text = tok.decode(ids, skip_special_tokens=True)
-    raw = tok.decode(ids, skip_special_tokens=False)
+    text = decode(tok, ids, skip_special_tokens=True)
+    raw = decode(tok, ids, skip_special_tokens=False)
     tokens = [token_text(tok, i) for i in ids]
     reason = ""
     if not text.strip():
@@ -250,7 +255,7 @@ def describe_ids(lm: Any, method: str, ids: Sequence[int], stopped: bool, prompt
     return Translation(method, ids, tokens, text, raw, _first_line(text), stopped, reason, prompt)
 
 
-def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
+def _shared_prefixes(lm: LoadedModel, prompts: list[list[Segment]], cache: dict | None):
     """Split each prompt into its leading token ids (a method's fixed prefix) and the rest; prefill the
     distinct prefixes once (or take them from ``cache``) and fork one cached row per prompt.
 
@@ -259,9 +264,8 @@ def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
     sees exactly the same sequence as with the whole prompt; only the order of the computation differs
     (float rounding).
     """
-    from ..backends.contract import Batch
-
-    heads, rests = [], []
+    heads: list[tuple[int, ...]] = []
+    rests: list[list[Segment]] = []
     for segments in prompts:
         first = segments[0]
         if isinstance(first, torch.Tensor) or len(segments) == 1:
@@ -293,7 +297,7 @@ def _shared_prefixes(lm: Any, prompts: list[list[Segment]], cache: dict | None):
 
 @torch.inference_mode()
 def translate(
-    lm: Any,
+    lm: LoadedModel,
     vector_sets: Sequence[torch.Tensor],
     methods: Sequence[str],
     *,
@@ -325,8 +329,6 @@ def translate(
         NonFiniteError: NaN/inf in a vector or in the logits (``row`` = the batch row of the failing
             prompt: set index × number of generative methods + method index).
     """
-    from .loop import generate
-
     check_methods(lm, methods)
     for i, v in enumerate(vector_sets):
         if v.dim() != 2 or v.shape[0] < 1:
@@ -351,6 +353,7 @@ def translate(
             method = get_method(name)
             if method.generative:
                 _, _, prompt = slots[row]
+                assert gen is not None  # generative methods made prompts
                 results[s][name] = describe_ids(lm, name, gen.token_ids(row), bool(gen.finished[row]), prompt)
                 row += 1
             else:

@@ -1,11 +1,21 @@
 """Model registry, loading, packaged weights, chat templates and family adapters."""
 
 from .adapters import FamilyAdapter, adapter_for, count_real_vocab
-from .chat import format_prompt, has_chat_template, render_chat
-from .loader import LoadedModel, check_model_spec, check_model_specs, load_model, load_tokenizer
-from .registry import DEFAULT_MODEL, MODELS, TOKENIZERS, ModelEntry, find_entry, get_entry
+from .chat import decode, format_prompt, has_chat_template, render_chat
+from .checks import BACKENDS, check_backend, check_model_spec, check_model_specs
+from .loader import load_model, load_tokenizer, register_model_swap
+from .model import LoadedModel
+from .registry import (
+    DEFAULT_MODEL,
+    MODELS,
+    TOKENIZERS,
+    ModelEntry,
+    find_entry,
+    get_entry,
+)
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_MODEL",
     "MODELS",
     "TOKENIZERS",
@@ -13,14 +23,17 @@ __all__ = [
     "LoadedModel",
     "ModelEntry",
     "adapter_for",
+    "check_backend",
     "check_model_spec",
     "check_model_specs",
     "count_real_vocab",
+    "decode",
     "find_entry",
     "format_prompt",
     "get_entry",
     "has_chat_template",
     "load_model",
     "load_tokenizer",
+    "register_model_swap",
     "render_chat",
 ]

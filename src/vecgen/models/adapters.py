@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UnsupportedModelError
+
 _PAD_PLACEHOLDER = re.compile(r"^\[PAD\d+\]$")
 
 
@@ -96,7 +98,6 @@ class FamilyAdapter:
                     break
             if obj is not None:
                 return obj
-        from ..errors import UnsupportedModelError
 
         raise UnsupportedModelError(f"cannot find the final norm of {type(model).__name__} ({self.family} family)")
 

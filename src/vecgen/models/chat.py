@@ -17,6 +17,12 @@ from ..errors import ConfigError, NoChatTemplateError, ThinkingModeError
 Message = dict[str, str]
 
 
+def decode(tokenizer: Any, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+    """``ids`` decoded into one string (transformers types ``decode`` as ``str | list[str]``)."""
+    text = tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+    return text if isinstance(text, str) else "".join(text)
+
+
 def has_chat_template(tokenizer: Any) -> bool:
     """True when the tokenizer carries a chat template."""
     return bool(getattr(tokenizer, "chat_template", None))

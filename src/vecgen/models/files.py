@@ -15,7 +15,10 @@ reader's traceback halfway through a load.
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
+
+from gguf import GGUFReader
 
 from ..errors import BadWeightsError, ModelNotFoundError
 
@@ -43,7 +46,6 @@ def check_gguf_file(path: str | Path) -> None:
     if magic != GGUF_MAGIC:
         raise BadWeightsError(f"{path} is not a GGUF file (it does not start with the GGUF magic bytes); pass a "
                               ".gguf model file, a Hugging Face model folder, or a registry name (vecgen models)")
-    from gguf import GGUFReader
 
     try:
         reader = GGUFReader(str(path))
@@ -105,8 +107,6 @@ def check_safetensors_file(path: str | Path) -> None:
     Raises:
         BadWeightsError: unreadable, bad header, or truncated data.
     """
-    import struct
-
     path = Path(path)
     try:
         size = path.stat().st_size

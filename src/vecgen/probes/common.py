@@ -11,9 +11,12 @@ from typing import Any
 import torch
 
 from ..backends.contract import Prompt, build_batch
-from ..thinking.stats import mean_ci  # noqa: F401  (re-exported for the probes)
+from ..config import CONCEPT_SAMPLING_DEFAULTS, SamplingConfig
+from ..decoding.mixing import MixingConfig
 from ..errors import ConfigError
 from ..io import read_user_text
+from ..models import LoadedModel
+from ..stats import mean_ci, wilson_interval
 
 
 def load_prompts(path: str | Path | None = None) -> list[str]:
@@ -35,7 +38,7 @@ def load_prompts(path: str | Path | None = None) -> list[str]:
     return prompts
 
 
-def next_logprobs(lm: Any, prompts: Sequence[Prompt], *, batch_size: int = 32,
+def next_logprobs(lm: LoadedModel, prompts: Sequence[Prompt], *, batch_size: int = 32,
                   on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
     """Log-probabilities of the next token after each prompt, over the real vocabulary.
 
@@ -60,7 +63,7 @@ def next_logprobs(lm: Any, prompts: Sequence[Prompt], *, batch_size: int = 32,
     return torch.cat(out)
 
 
-def continuation_logprobs(lm: Any, prefixes: Sequence[Sequence[int]], vectors: Sequence[torch.Tensor], *,
+def continuation_logprobs(lm: LoadedModel, prefixes: Sequence[Sequence[int]], vectors: Sequence[torch.Tensor], *,
                           batch_size: int = 32, on_batch: Callable[[int], None] | None = None) -> list[torch.Tensor]:
     """Next-token log-probabilities after each prefix followed by each of its vectors, one position each.
 
@@ -120,14 +123,10 @@ def tv(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     return 0.5 * (logp.exp() - logq.exp()).abs().sum(-1)
 
 
-def concept_settings(top_k: int) -> tuple[Any, Any]:
+def concept_settings(top_k: int) -> tuple[SamplingConfig, MixingConfig]:
     """``(sampling, mixing)`` of the probes' concept tokens: ``vecgen concept``'s defaults
-    (:data:`~vecgen.concept.run.CONCEPT_SAMPLING_DEFAULTS`: temperature 1, no truncation) and the ``soft`` rule with
+    (:data:`~vecgen.config.CONCEPT_SAMPLING_DEFAULTS`: temperature 1, no truncation) and the ``soft`` rule with
     the ``top_k`` largest weights (no noise, so deterministic)."""
-    from ..concept.run import CONCEPT_SAMPLING_DEFAULTS
-    from ..config import SamplingConfig
-    from ..decoding.mixing import MixingConfig
-
     return SamplingConfig(**CONCEPT_SAMPLING_DEFAULTS), MixingConfig(rule="soft", max_topk=top_k)
 
 
@@ -166,8 +165,6 @@ def single_token(tokenizer: Any, text: str, what: str) -> int:
 
 def share_ci(flags: Sequence[bool]) -> dict[str, float | int]:
     """Share of True with a Wilson 95% interval: ``{"n", "k", "share", "low", "high"}``."""
-    from ..thinking.stats import wilson_interval
-
     n, k = len(flags), int(sum(bool(f) for f in flags))
     low, high = wilson_interval(k, n) if n else (float("nan"), float("nan"))
     return {"n": n, "k": k, "share": k / n if n else float("nan"), "low": low, "high": high}

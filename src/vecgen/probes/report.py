@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .lens import FirstTokenLens, LensRecord
-from .superposition import PairSweep, SuperpositionResult
+import numpy as np
+
+from ..reports.plots import new_figure
+from .logit_lens import FirstTokenLens, LensRecord
+from .sweep import PairSweep, SuperpositionResult
 
 
 def _ci(d: dict[str, Any], fmt: str = ".3f") -> str:
@@ -75,8 +78,6 @@ def superposition_report(res: SuperpositionResult, model: dict[str, Any]) -> str
 
 
 def pair_figure(p: PairSweep) -> Any:
-    from ..reports.plots import new_figure
-
     fig, ax = new_figure(1, 2, width=9.0, height=3.0)
     al = p.alphas
     a0, a1 = ax[0]
@@ -101,8 +102,6 @@ def pair_figure(p: PairSweep) -> Any:
 
 
 def superposition_figure(res: SuperpositionResult) -> Any:
-    from ..reports.plots import new_figure
-
     inf = [p for p in res.pairs if p.informative]
     fig, ax = new_figure(1, 2, width=10.0, height=3.6)
     a0, a1 = ax[0]
@@ -130,10 +129,6 @@ def superposition_figure(res: SuperpositionResult) -> Any:
 def lens_figure(rec: LensRecord) -> Any:
     """Layer × position heat maps (entropy, nats; each cell labelled with the lens's top token), concept run beside
     the discrete run."""
-    import numpy as np
-
-    from ..reports.plots import new_figure
-
     L1 = len(rec.concept.entropy)
     P = len(rec.concept.inputs)
     fig, ax = new_figure(1, 2, width=max(10.0, 3.2 * P), height=max(6.0, 0.32 * L1))
@@ -155,8 +150,6 @@ def lens_figure(rec: LensRecord) -> Any:
 
 
 def first_token_figure(ft: FirstTokenLens) -> Any:
-    from ..reports.plots import new_figure
-
     fig, ax = new_figure(1, 2, width=10.0, height=3.4)
     a0, a1 = ax[0]
     xs = list(range(ft.layers))
@@ -239,10 +232,6 @@ def analogy_report(acc: dict[str, dict[str, dict[str, Any]]], frame_acc: dict[st
 
 
 def analogy_figure(acc: dict[str, dict[str, dict[str, Any]]], frame_acc: dict[str, dict[str, Any]], k: int) -> Any:
-    import numpy as np
-
-    from ..reports.plots import new_figure
-
     rels = [r for r in next(iter(acc.values())) if r != "all"] + ["all"]
     series = [(f"{sp} top-1", [acc[sp][r]["top1"] for r in rels]) for sp in acc]
     series += [(f"{sp} top-{k}", [acc[sp][r][f"top{k}"] for r in rels]) for sp in acc]
@@ -266,8 +255,6 @@ def analogy_figure(acc: dict[str, dict[str, dict[str, Any]]], frame_acc: dict[st
 
 def reader_figure(losses: Sequence[float]) -> Any:
     """The training loss per optimizer step with a 10-step running mean."""
-    from ..reports.plots import new_figure
-
     fig, ax = new_figure(1, 1, width=7.0, height=3.2)
     a = ax[0][0]
     xs = list(range(1, len(losses) + 1))

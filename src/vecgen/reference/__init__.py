@@ -1,6 +1,12 @@
 """A from-scratch Qwen2/Qwen2.5/Qwen3 forward pass with taps, its weight mapping, and the comparison
-against transformers (``vecgen verify``)."""
+against transformers (``vecgen verify``).
 
+Importing this package registers the ``reference`` backend with the loader
+(:func:`~vecgen.models.register_model_swap`): ``load_model(spec, backend="reference")`` loads the transformers
+model and runs :func:`from_transformers`' module on the same weights.
+"""
+
+from ..models import register_model_swap
 from .model import (
     LAYER_COMPONENTS,
     SUPPORTED_FAMILIES,
@@ -19,6 +25,8 @@ from .model import (
     tap_names,
 )
 from .weights import from_transformers, load_reference, map_state_dict, weight_map
+
+register_model_swap("reference", from_transformers)
 
 __all__ = [
     "LAYER_COMPONENTS",

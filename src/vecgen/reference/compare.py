@@ -18,8 +18,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from transformers import AttentionInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from ..errors import ConfigError
+from ..models import LoadedModel
 from .model import ReferenceModel
+from .weights import from_transformers
 
 _CAPTURE_ATTENTION = "vecgen_capture"
 _current: dict[str, Any] | None = None  # the capture in progress (set by _transformers_taps)
@@ -182,8 +187,6 @@ def _capturing_attention(module: Any, query: torch.Tensor, key: torch.Tensor, va
 
 
 def _original_attention(model: Any, name: str) -> Any:
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
     if name in ALL_ATTENTION_FUNCTIONS:
         return ALL_ATTENTION_FUNCTIONS[name]
     layer_attn = model.model.layers[0].self_attn
@@ -194,7 +197,6 @@ def _original_attention(model: Any, name: str) -> Any:
 def _transformers_taps(model: Any) -> Iterator[dict[str, torch.Tensor]]:
     """Hooks on a transformers Qwen2/Qwen3 model that record the same components the reference taps."""
     global _current
-    from transformers import AttentionInterface
 
     AttentionInterface.register(_CAPTURE_ATTENTION, _capturing_attention)
     taps: dict[str, torch.Tensor] = {}
@@ -312,7 +314,7 @@ def _top(logits: torch.Tensor, tokenizer: Any, k: int) -> list[TopToken]:
 
 
 @torch.inference_mode()
-def compare(lm: Any, input_ids: Sequence[int], *, reference: ReferenceModel | None = None, top_k: int = 5,
+def compare(lm: LoadedModel, input_ids: Sequence[int], *, reference: ReferenceModel | None = None, top_k: int = 5,
             tolerance: Tolerance | None = None) -> Comparison:
     """Run ``input_ids`` through ``lm.model`` (transformers) and the reference model; compare every component.
 
@@ -331,9 +333,6 @@ def compare(lm: Any, input_ids: Sequence[int], *, reference: ReferenceModel | No
         UnsupportedModelError: not a Qwen2/Qwen3 model.
         ConfigError: empty input.
     """
-    from ..errors import ConfigError
-    from .weights import from_transformers
-
     if not len(input_ids):
         raise ConfigError("empty input: give at least one token")
     reference = reference if reference is not None else from_transformers(lm)
@@ -349,6 +348,19 @@ def compare(lm: Any, input_ids: Sequence[int], *, reference: ReferenceModel | No
         top_reference=_top(ours["logits"][0, -1], lm.tokenizer, top_k),
         input_ids=list(map(int, input_ids)),
     )
+
+
+def comparison_report(result: Comparison, name: str, prompt: str, ids: Sequence[int], dtype: str) -> str:
+    """The Markdown report of ``vecgen verify``: every compared tensor's max abs difference and RMSE against its
+    tolerance, both next tokens, the verdict."""
+    report = [f"# vecgen verify: {name}", "", f"Prompt {prompt!r}, ids {list(ids)}, dtype {dtype}.", "",
+              f"Tolerance: {result.tolerance.describe()}", "",
+              "| layer | component | max abs diff | RMSE | max abs value | ok |", "| --- | --- | --- | --- | --- | --- |"]
+    report += [f"| {'' if r.layer is None else r.layer} | {r.component} | {format_float(r.max_abs)} | "
+               f"{format_float(r.rmse)} | {r.scale:.3g} | {'yes' if r.ok else 'NO'} |" for r in result.rows]
+    report += ["", f"Next token: transformers {result.next_token_transformers}, reference {result.next_token_reference}.",
+               "", f"Result: {'PASS' if result.passed else 'FAIL'}"]
+    return "\n".join(report) + "\n"
 
 
 def format_float(x: float) -> str:

@@ -172,6 +172,7 @@ class ReferenceConfig:
             problems.append(f"hidden_act={config.hidden_act!r} (SwiGLU uses silu)")
         if problems:
             raise UnsupportedModelError(f"not supported by the reference model: {model_type} with " + "; ".join(problems))
+        assert rope_theta is not None  # refused above otherwise
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         return cls(
             model_type=model_type,
@@ -315,9 +316,10 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``k``, ``v`` (B, n_kv_heads, T, head_dim); return the layer's full ``(B, n_kv_heads, S, head_dim)``."""
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)  # (B, n_kv_heads, S, head_dim)
-            v = torch.cat([self.values[layer], v], dim=2)  # (B, n_kv_heads, S, head_dim)
+        old_k, old_v = self.keys[layer], self.values[layer]
+        if old_k is not None and old_v is not None:
+            k = torch.cat([old_k, k], dim=2)  # (B, n_kv_heads, S, head_dim)
+            v = torch.cat([old_v, v], dim=2)  # (B, n_kv_heads, S, head_dim)
         self.keys[layer], self.values[layer] = k, v
         return k, v
 
@@ -329,14 +331,14 @@ class KVCache:
     def crop(self, max_length: int) -> None:
         """Keep only the first ``max_length`` positions (e.g. to undo steps)."""
         for i, (k, v) in enumerate(zip(self.keys, self.values)):
-            if k is not None:
+            if k is not None and v is not None:
                 self.keys[i], self.values[i] = k[:, :, :max_length], v[:, :, :max_length]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep batch rows ``indices`` ``(b,)`` long of every layer, in place (rows leave the batch, or
         rows are copied, e.g. a shared prefix per prompt); transformers' ``Cache`` method of the same name."""
         for i, (k, v) in enumerate(zip(self.keys, self.values)):
-            if k is not None:
+            if k is not None and v is not None:
                 idx = indices.to(k.device)
                 self.keys[i], self.values[i] = k[idx], v[idx]  # (b, n_kv_heads, S, head_dim) each
 
@@ -531,6 +533,7 @@ class ReferenceModel(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.tok_embeddings.weight
         inv_freq = rope_inverse_frequencies(config.head_dim, config.rope_theta)  # (head_dim/2,) float32, CPU
+        self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self._hooks: OrderedDict[int, InterventionFn] = OrderedDict()
         self._captures: list[tuple[TapSpec, list[dict[str, torch.Tensor]]]] = []
@@ -621,7 +624,8 @@ class ReferenceModel(nn.Module):
         spec: TapSpec = taps
         if self._captures:  # record the union of this call's taps and every active capture block
             specs = [taps] + [s for s, _ in self._captures]
-            spec = True if any(s is True for s in specs) else [p for s in specs if s not in (None, False) for p in s]
+            spec = True if any(s is True for s in specs) else [p for s in specs if not isinstance(s, bool) and s is not None
+                                                               for p in s]
         tap = _Tapper(spec, hooks)
 
         x = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, d)

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from ..errors import UnsupportedModelError
+from ..models import LoadedModel, load_model
+from ..models.adapters import adapter_for
 from .model import ReferenceConfig, ReferenceModel
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,6 @@ def from_transformers(source: Any, adapter: Any = None, *, copy: bool = False, a
         UnsupportedModelError: ``"not supported: <model_type>; supported: qwen2, qwen3"``, or an
             unsupported variant of those families.
     """
-    from ..models.adapters import adapter_for
-
     model = getattr(source, "model", source) if hasattr(source, "adapter") else source
     adapter = adapter or getattr(source, "adapter", None) or adapter_for(model.config)
     config = ReferenceConfig.from_transformers(model.config, adapter)
@@ -126,9 +126,7 @@ def load_reference(spec: str = "default", *, device: str | torch.device = "auto"
     Raises:
         UnsupportedModelError: not a Qwen2/Qwen3 model; plus :func:`~vecgen.models.load_model`'s errors.
     """
-    from ..models import load_model
-
-    lm = load_model(spec, device=device, dtype=dtype, show_progress=show_progress)
+    lm: LoadedModel = load_model(spec, device=device, dtype=dtype, show_progress=show_progress)
     ref = from_transformers(lm, copy=copy, attention=attention)
     log.info("reference model for %s: %d layers, %d/%d heads", spec, ref.config.num_hidden_layers,
              ref.config.num_attention_heads, ref.config.num_key_value_heads)

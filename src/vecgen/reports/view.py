@@ -5,17 +5,18 @@ embedded as one JSON document (``<script type="application/json">``) and its fig
 Every run command writes it when it finishes (:meth:`~vecgen.reports.RunWriter.__exit__`); ``vecgen view``
 rebuilds it from the files of any run folder, also one written before the viewer existed.
 
-What it shows depends on the run's command (``results.json``'s ``command``):
+What it shows depends on the run's command (``results.json``'s ``command``): each feature registers the data
+its command's page shows (:func:`register_view`; the page's script knows each kind):
 
-* ``think`` — a table of items (question, reference, each method's answer, right or wrong, stop reason,
+* ``think`` (:mod:`vecgen.thinking.report`) — a table of items (question, reference, each method's answer, right or wrong, stop reason,
   thinking tokens), filterable by each method's outcome, stop reason and text; opening an item shows the
   methods' traces side by side as token chips coloured by entropy (the fed mixture's for ``soft``, the
   model's distribution's for ``cot``), with the step's largest weights on hover or keyboard focus, then the
   forced marker and the answer;
-* ``concept`` — per prompt and N, the concept tokens as chips labelled with their top-1 token and coloured
+* ``concept`` (:mod:`vecgen.concept.report`) — per prompt and N, the concept tokens as chips labelled with their top-1 token and coloured
   by the entropy of their weights; hover/focus shows the top weights as bars, the nearest tokens and the
   off-manifold distance; the translations beside them;
-* ``softprompt`` — the learning curves and the nearest tokens of every learned vector;
+* ``softprompt`` (:mod:`vecgen.softprompt.report`) — the learning curves and the nearest tokens of every learned vector;
 * any other run — its results, figures and report.
 
 Tables render lazily (a page of rows at a time; an item's traces when it is opened), so a 1,319-item
@@ -28,13 +29,14 @@ import base64
 import html
 import json
 import math
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import atomic_write_text
-from .writer import read_jsonl
+from ..io import atomic_write_text, read_jsonl
+from .files import read_marker
 
 #: The file written into the run folder.
 VIEW_FILE = "view.html"
@@ -47,11 +49,11 @@ def _asset(name: str) -> str:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a records file (:func:`~vecgen.reports.writer.read_jsonl`; other values skipped)."""
+    """The JSON objects of a records file (:func:`~vecgen.io.read_jsonl`; other values skipped)."""
     return [obj for obj in read_jsonl(path) if isinstance(obj, dict)]
 
 
-class _Strings:
+class StringTable:
     """A table of distinct token strings (the page stores indices into it)."""
 
     def __init__(self) -> None:
@@ -67,7 +69,7 @@ class _Strings:
         return i
 
 
-def _r(x: Any, nd: int = 4) -> float | None:
+def rounded(x: Any, nd: int = 4) -> float | None:
     """``x`` rounded, or None when it is missing or not a finite number."""
     try:
         x = float(x)
@@ -77,7 +79,7 @@ def _r(x: Any, nd: int = 4) -> float | None:
 
 
 def _milli(x: Any) -> int | None:
-    """``x`` in thousandths, rounded half up (as the fast path of :func:`_steps`), or None when it is missing or
+    """``x`` in thousandths, rounded half up (as the fast path of :func:`compact_steps`), or None when it is missing or
     not a finite number."""
     try:
         x = float(x)
@@ -86,7 +88,7 @@ def _milli(x: Any) -> int | None:
     return math.floor(1000 * x + 0.5) if math.isfinite(x) else None
 
 
-def _steps(steps: list[dict[str, Any]], strings: _Strings) -> dict[str, list[Any]]:
+def compact_steps(steps: list[dict[str, Any]], strings: StringTable) -> dict[str, list[Any]]:
     """The compact columns of a record's ``steps``: token indices ``t``, entropies ``h`` / ``m`` and top
     weights ``w`` in thousandths, top-token indices ``k``."""
     try:  # fast path: every number finite and >= 0 (so int(x + 0.5) rounds)
@@ -107,82 +109,23 @@ def _steps(steps: list[dict[str, Any]], strings: _Strings) -> dict[str, list[Any
         }
 
 
-def _step_weights(cfg: Any) -> str:
-    """What a method's recorded step weights are, as the runner decided
-    (:attr:`~vecgen.thinking.runner.ThinkConfig.steps_record_mixture`): ``"mixture"`` or ``"distribution"``
-    (also for a configuration this version cannot read)."""
-    from ..thinking.runner import ThinkConfig
+#: A command's view data: ``fn(results, run_dir) -> dict`` (``results``: ``results.json``, or what a running run wrote).
+ViewPayload = Callable[[dict[str, Any], Path], dict[str, Any]]
 
-    try:
-        return "mixture" if ThinkConfig(**cfg).steps_record_mixture else "distribution"
-    except Exception:  # noqa: BLE001 - missing or from another version: the label is all that depends on it
-        return "distribution"
+#: command → the function that builds its page's data (:func:`register_view`).
+VIEW_PAYLOADS: dict[str, ViewPayload] = {}
 
 
-def _think_payload(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    from ..thinking.evaluate import ThinkRecord
+def register_view(command: str) -> Callable[[ViewPayload], ViewPayload]:
+    """Decorator: ``fn(results, run_dir)`` builds the page data of ``command``'s runs (stored under
+    ``payload[command]``; the page's script draws that kind). Runs of other commands show their results, figures
+    and report."""
 
-    def column(data: dict[str, Any]) -> str:  # a --samples run: one column per method and sample
-        sample = data.get("sample")
-        return data.get("method") if sample in (None, 0) else f"{data.get('method')} #{sample}"
+    def deco(fn: ViewPayload) -> ViewPayload:
+        VIEW_PAYLOADS[command] = fn
+        return fn
 
-    methods = list((run.get("config") or {}).get("methods") or {})
-    for rec in records:
-        if column(rec) not in methods:
-            methods.append(column(rec))
-    strings = _Strings()
-    items: dict[str, dict[str, Any]] = {}
-    for data in records:
-        steps = data.get("steps") or []  # read as plain lists: a full GSM8K run has ~700k steps
-        rec = ThinkRecord.from_json({**data, "steps": []})
-        item = items.setdefault(rec.id, {"id": rec.id, "q": rec.question, "ref": rec.reference, "r": {}})
-        row: dict[str, Any] = {
-            "a": rec.answer, "p": rec.pred, "c": 1 if rec.correct else 0, "s": rec.stop_reason,
-            "n": rec.think_tokens, "tr": rec.trace, "f": rec.forced, "H": _r(rec.mean_entropy),
-            "mH": _r(rec.mean_mix_entropy),
-        }
-        if steps:  # weights and entropies in thousandths (integers keep the page ~25% smaller)
-            row.update(_steps(steps, strings))
-        item["r"][column(data)] = row
-    results = run.get("results") or {}
-    cfgs = (run.get("config") or {}).get("methods") or {}
-    kinds = {m: _step_weights(cfgs.get(m.split(" #")[0])) for m in methods}
-    return {"methods": methods, "kinds": kinds, "summary": results, "paired": run.get("paired") or [],
-            "items": list(items.values()), "tokens": strings.items}
-
-
-def _token(tw: Any) -> dict[str, Any] | None:
-    if not isinstance(tw, dict):
-        return None
-    return {"token": tw.get("token"), "id": tw.get("id"), "value": _r(tw.get("value"))}
-
-
-def _concept_payload(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    out = []
-    for rec in records:
-        vectors = []
-        for v in rec.get("vectors") or []:
-            vectors.append({
-                "token": v.get("token"), "entropy": _r(v.get("entropy")),
-                "dist_entropy": _r(v.get("distribution_entropy")),
-                "top": [[t.get("token"), _r(t.get("value"))] for t in v.get("top") or []],
-                "nearest_cosine": _token(v.get("nearest_cosine")), "nearest_l2": _token(v.get("nearest_l2")),
-                "manifold_distance": _r(v.get("manifold_distance")),
-                "relative_manifold_distance": _r(v.get("relative_manifold_distance")),
-                "norm": _r(v.get("norm")), "relative_norm": _r(v.get("relative_norm")),
-            })
-        translations = {name: (t or {}).get("text", "") for name, t in (rec.get("translations") or {}).items()}
-        out.append({"model": rec.get("model"), "prompt": rec.get("prompt"), "n": rec.get("n"),
-                    "vectors": vectors, "translations": translations})
-    return {"records": out}
-
-
-def _softprompt_payload(run: dict[str, Any]) -> dict[str, Any]:
-    results = run.get("results") or {}
-    soft = results.get("soft_prompt") or {}
-    return {"per_family": results.get("per_family") or {}, "baseline": results.get("baseline"),
-            "vectors": soft.get("vectors") or [], "status": results.get("status"),
-            "episodes_done": results.get("episodes_done")}
+    return deco
 
 
 def _figures(run_dir: Path) -> list[dict[str, str]]:
@@ -203,14 +146,11 @@ def _running(run_dir: Path) -> dict[str, Any]:
     Raises:
         ConfigError: the folder has no owner marker either (not a vecgen run folder).
     """
-    from .writer import _MARKER_FILE
-
-    try:
-        marker = json.loads((run_dir / _MARKER_FILE).read_text(encoding="utf-8"))
-        command = str(marker["command"])
-    except (OSError, ValueError, KeyError, TypeError):
+    marker = read_marker(run_dir)
+    if marker is None or "command" not in marker:
         raise ConfigError(f"{run_dir} is not a vecgen run folder (no results.json); pass a folder written by a "
-                          "vecgen command") from None
+                          "vecgen command")
+    command = str(marker["command"])
     try:
         settings = json.loads((run_dir / "settings.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -248,12 +188,9 @@ def view_payload(run_dir: str | Path) -> dict[str, Any]:
         "figures": _figures(run_dir),
         "report": report.read_text(encoding="utf-8", errors="replace") if report.exists() else "",
     }
-    if command == "think":
-        payload["think"] = _think_payload(run, read_records(run_dir / "records.jsonl"))
-    elif command == "concept":
-        payload["concept"] = _concept_payload(run, read_records(run_dir / "records.jsonl"))
-    elif command == "softprompt":
-        payload["softprompt"] = _softprompt_payload(run)
+    build = VIEW_PAYLOADS.get(command)
+    if build is not None:
+        payload[command] = build(run, run_dir)
     else:
         payload["results"] = run.get("results")
     return payload
@@ -309,4 +246,5 @@ def write_view(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise ConfigError(f"cannot write {target} ({exc.strerror or exc}); choose another --out") from None
 
 
-__all__ = ["VIEW_FILE", "read_records", "render_html", "view_payload", "write_view"]
+__all__ = ["VIEW_FILE", "VIEW_PAYLOADS", "StringTable", "ViewPayload", "compact_steps", "read_records", "register_view",
+           "render_html", "rounded", "view_payload", "write_view"]

@@ -9,19 +9,34 @@ so an interrupted run loses nothing already computed and can resume by reading t
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import logging
 import os
 import platform
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
+import torch
+
+from ..errors import ConfigError
+from ..io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_jsonl,
+    to_jsonable,
+    truncate_torn_line,
+)
+from ..locks import exclusive
+from .files import LOCK_FILE, MARKER_FILE, read_marker
+from .view import write_view
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +62,6 @@ def environment_info() -> dict[str, Any]:
     if commit is not None:
         info["vecgen_git_commit"] = commit
     try:
-        import torch
-
         info["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:  # pragma: no cover
@@ -59,9 +72,6 @@ def environment_info() -> dict[str, Any]:
 def _git_commit() -> str | None:
     """The commit of vecgen's source checkout (``+dirty`` with uncommitted changes), or None when
     vecgen is not installed from a git checkout or git is missing."""
-    import subprocess
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[3]  # src/vecgen/reports/writer.py -> checkout root
     if not (root / ".git").exists():
         return None
@@ -79,54 +89,6 @@ def _git_commit() -> str | None:
 def _is_leftover(name: str) -> bool:
     """Temp names of :mod:`vecgen.io`'s atomic writes (``.<name>.<random>.tmp`` / ``.partial``)."""
     return name.startswith(".") and (name.endswith(".tmp") or name.endswith(".partial"))
-
-
-def truncate_torn_line(path: str | Path) -> int:
-    """Cut an unfinished last line (no trailing newline: a crash mid-append) off a JSONL file.
-
-    Returns:
-        the number of bytes removed (0 when the file ends with a newline or is empty).
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    with open(path, "rb+") as fh:
-        fh.seek(-1, os.SEEK_END)
-        if fh.read(1) == b"\n":
-            return 0
-        # find the last newline, reading backwards in blocks
-        pos, keep = size, 0
-        while pos > 0:
-            step = min(65536, pos)
-            pos -= step
-            fh.seek(pos)
-            block = fh.read(step)
-            nl = block.rfind(b"\n")
-            if nl >= 0:
-                keep = pos + nl + 1
-                break
-        fh.truncate(keep)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return size - keep
-
-
-def read_jsonl(path: str | Path) -> Iterator[Any]:
-    """The values of a JSONL file, in order; a missing file gives none, and blank lines and lines that are not
-    valid JSON (a torn last line of a running or killed run) are skipped."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
 
 
 def _now() -> str:
@@ -150,17 +112,11 @@ def validate_run_name(name: str) -> str:
     Raises:
         ConfigError: the name is not allowed (the message says what is).
     """
-    from ..errors import ConfigError
-
     if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
         raise ConfigError(f"--run-name {name!r} is not a plain folder name: use 1-128 letters, digits, '.', '_' "
                           "or '-', starting with a letter or digit (the run folder is created under --out-dir)")
     return name
 
-
-#: Files the writer itself keeps in a run folder (not results): the lock and the owner marker.
-_LOCK_FILE = ".vecgen.lock"
-_MARKER_FILE = ".vecgen-run.json"
 
 #: Writers whose ``with`` block was left by Ctrl-C, for the CLI's interrupt message.
 _INTERRUPTED: list["RunWriter"] = []
@@ -212,8 +168,6 @@ class RunWriter:
         self._check_target()
 
     def _check_target(self) -> None:
-        from ..errors import ConfigError
-
         root = self.dir.parent
         if root.exists() and not root.is_dir():
             raise ConfigError(f"--out-dir {root} is not a folder")
@@ -225,7 +179,7 @@ class RunWriter:
         if owner is not None and owner != self.command:
             raise ConfigError(f"{self.dir} holds a `{owner}` run, not a `{self.command}` run; choose another "
                               "--run-name")
-        content = [p.name for p in self.dir.iterdir() if p.name not in (_LOCK_FILE, _MARKER_FILE)
+        content = [p.name for p in self.dir.iterdir() if p.name not in (LOCK_FILE, MARKER_FILE)
                    and not _is_leftover(p.name)]
         if content and not self.resumable:
             how = f"{self.resume_hint} or" if self.resume_hint else "this command does not resume, so"
@@ -233,10 +187,8 @@ class RunWriter:
                               "another --run-name (or remove the folder)")
 
     def _marker_command(self) -> str | None:
-        try:
-            return json.loads((self.dir / _MARKER_FILE).read_text(encoding="utf-8")).get("command")
-        except (OSError, ValueError, AttributeError):
-            return None
+        marker = read_marker(self.dir)
+        return None if marker is None else marker.get("command")
 
     # -- opening and closing -------------------------------------------------------------------
 
@@ -260,9 +212,6 @@ class RunWriter:
     def _open(self, *, lock: bool) -> None:
         if self._opened:
             return
-        from ..locks import exclusive
-
-        from ..errors import ConfigError
 
         self._made_dir = not self.dir.exists()
         try:
@@ -271,7 +220,7 @@ class RunWriter:
             raise ConfigError(f"cannot create the run folder {self.dir}: {exc.strerror or exc}; choose another "
                               "--out-dir") from None
         if lock:
-            cm = exclusive(self.dir / _LOCK_FILE, wait=False, what=f"run folder {self.dir}",
+            cm = exclusive(self.dir / LOCK_FILE, wait=False, what=f"run folder {self.dir}",
                            hint="wait for it to finish or choose another --run-name")
             try:
                 cm.__enter__()
@@ -282,7 +231,7 @@ class RunWriter:
             self._check_target()  # again, under the lock: another process may have written meanwhile
         self._opened = True
         if self._marker_command() is None:
-            atomic_write_json(self.dir / _MARKER_FILE, {"command": self.command, "created": self.created})
+            atomic_write_json(self.dir / MARKER_FILE, {"command": self.command, "created": self.created})
         self._clean_leftovers()
 
     def attach(self) -> "RunWriter":
@@ -293,7 +242,7 @@ class RunWriter:
 
     def _remove_if_new_and_empty(self) -> None:
         """Remove the folder when this writer created it and it holds nothing but the writer's own files."""
-        if self._made_dir and self.dir.is_dir() and all(p.name in (_LOCK_FILE, _MARKER_FILE)
+        if self._made_dir and self.dir.is_dir() and all(p.name in (LOCK_FILE, MARKER_FILE)
                                                           for p in self.dir.iterdir()):
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -369,8 +318,6 @@ class RunWriter:
         """
         if not self.path("results.json").exists():
             return None
-        from .view import write_view
-
         try:
             path = write_view(self.dir)
         except Exception as exc:  # noqa: BLE001 - the page is a convenience; the run's results stand
@@ -386,9 +333,7 @@ class RunWriter:
 
     def save_figure(self, fig: Any, filename: str) -> Path:
         """Save a matplotlib figure (PNG, 120 dpi) atomically and close it."""
-        import io
-
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: only writing a figure needs it
 
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")

@@ -36,7 +36,10 @@ from typing import Any
 
 import torch
 
+from ..decoding.metrics import embedding_index, token_text, vector_metrics
 from ..errors import ConfigError
+from ..models import LoadedModel
+from ..models.chat import render_chat
 
 #: Marker placed in the user message to find where the in-turn vectors go; never reaches the model.
 _MARK = "[[vecgen-soft-prompt]]"
@@ -80,7 +83,7 @@ class PromptParts:
         return self.head + self.tail
 
 
-def prompt_parts(lm: Any, question: str, *, chat: bool, system: str | None = DEFAULT_SYSTEM) -> PromptParts:
+def prompt_parts(lm: LoadedModel, question: str, *, chat: bool, system: str | None = DEFAULT_SYSTEM) -> PromptParts:
     """Token ids of the prompt for ``question``, split at the in-turn position.
 
     Head and tail are tokenized separately, so the tokens are the same with and without a soft prompt
@@ -96,8 +99,6 @@ def prompt_parts(lm: Any, question: str, *, chat: bool, system: str | None = DEF
         ConfigError: empty question.
         NoChatTemplateError: ``chat=True`` with a tokenizer without a chat template.
     """
-    from ..models.chat import render_chat
-
     if not question.strip():
         raise ConfigError("empty question")
     if not chat:
@@ -110,7 +111,7 @@ def prompt_parts(lm: Any, question: str, *, chat: bool, system: str | None = DEF
     return PromptParts(lm.encode(head), lm.encode(tail))
 
 
-def target_ids(lm: Any, answer: str, *, chat: bool) -> list[int]:
+def target_ids(lm: LoadedModel, answer: str, *, chat: bool) -> list[int]:
     """Token ids the model should produce for ``answer``: its tokens then the end token.
 
     Chat: ``answer`` + the tokenizer's eos (``<|im_end|>`` for Qwen Instruct, the end of the assistant
@@ -167,7 +168,7 @@ class SoftPrompt(torch.nn.Module):
     @classmethod
     def create(
         cls,
-        lm: Any,
+        lm: LoadedModel,
         n_tokens: int = 8,
         init: InitMethod | str = InitMethod.TEXT,
         *,
@@ -196,8 +197,8 @@ class SoftPrompt(torch.nn.Module):
         elif init is InitMethod.VOCAB:
             special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
             pool = torch.tensor([i for i in range(lm.n_real_vocab) if i not in special])
-            ids = pool[torch.randint(len(pool), (n_tokens,), generator=generator)]
-            vectors = lm.embed(ids[None])[0]
+            picked = pool[torch.randint(len(pool), (n_tokens,), generator=generator)]
+            vectors = lm.embed(picked[None])[0]
         else:
             real = E[: lm.n_real_vocab].float()  # (V_real, d)
             mean, std = real.mean(0), real.std(0)  # (d,), (d,)
@@ -215,7 +216,11 @@ class SoftPrompt(torch.nn.Module):
 
     def peft_config(self) -> Any:
         """The equivalent ``peft.PromptTuningConfig`` (prefix placement, causal LM)."""
-        from peft import PromptTuningConfig, PromptTuningInit, TaskType
+        from peft import (  # lazy: peft takes several seconds to import
+            PromptTuningConfig,
+            PromptTuningInit,
+            TaskType,
+        )
 
         return PromptTuningConfig(
             task_type=TaskType.CAUSAL_LM,
@@ -230,7 +235,7 @@ class SoftPrompt(torch.nn.Module):
         The result computes exactly what the ``prefix`` placement computes: PEFT concatenates the
         virtual-token embeddings before the input embeddings. Note that PEFT injects into ``model``.
         """
-        from peft import get_peft_model
+        from peft import get_peft_model  # lazy: peft takes several seconds to import
 
         peft_model = get_peft_model(model, self.peft_config())
         weight = peft_model.prompt_encoder["default"].embedding.weight
@@ -244,7 +249,7 @@ class SoftPrompt(torch.nn.Module):
         return cls(peft_model.prompt_encoder[adapter].embedding.weight.detach().cpu())
 
 
-def describe_vectors(lm: Any, vectors: torch.Tensor, k: int = 5) -> list[dict[str, Any]]:
+def describe_vectors(lm: LoadedModel, vectors: torch.Tensor, k: int = 5) -> list[dict[str, Any]]:
     """What each soft-prompt vector is near: the ``k`` nearest real tokens by cosine, its norm and its
     L2 distance to the nearest real token embedding (both also relative to the mean real-token norm).
 
@@ -259,8 +264,6 @@ def describe_vectors(lm: Any, vectors: torch.Tensor, k: int = 5) -> list[dict[st
         One dict per vector: ``index``, ``norm``, ``relative_norm``, ``manifold_distance``,
         ``relative_manifold_distance``, ``nearest`` (list of ``{"id", "token", "cosine"}``).
     """
-    from ..decoding.metrics import embedding_index, token_text, vector_metrics
-
     vectors = vectors.detach().float()
     ids, cos = embedding_index(lm).nearest(vectors, k, "cosine")  # (n, k) each
     out = []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from ..reports.plots import new_figure
+from ..reports.view import register_view
 
 
 def _running_mean(values: Sequence[float], window: int) -> list[float]:
@@ -19,8 +23,6 @@ def _running_mean(values: Sequence[float], window: int) -> list[float]:
 def learning_curves_figure(summary: dict[str, Any], families: Sequence[str]):
     """Two panels: held-out accuracy (overall, per family, baseline without soft prompt) and the
     per-episode training loss (nats per answer token) with its running mean and online accuracy."""
-    from ..reports.plots import new_figure
-
     fig, axes = new_figure(2, 1, width=8.0, height=3.4)
     ax = axes[0][0]
     evals = summary["curves"]["eval"]
@@ -98,3 +100,13 @@ def report_markdown(summary: dict[str, Any], config: Any, model: dict[str, Any])
         ]
     lines += ["", "![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
+
+
+@register_view("softprompt")
+def view_data(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The run viewer's data of a ``softprompt`` run: curves per family and the learned vectors' nearest tokens."""
+    results = run.get("results") or {}
+    soft = results.get("soft_prompt") or {}
+    return {"per_family": results.get("per_family") or {}, "baseline": results.get("baseline"),
+            "vectors": soft.get("vectors") or [], "status": results.get("status"),
+            "episodes_done": results.get("episodes_done")}

@@ -61,10 +61,12 @@ def _canonical(name: str) -> str:
     if head in _SAMPLERS and tail in SamplingConfig.model_fields and tail != "max_new_tokens":
         return name
     if name in SamplingConfig.model_fields:
-        raise ConfigError(f"--grid {name}: say which sampler, think_sampling.{name} or answer_sampling.{name}")
+        raise ConfigError(f"grid {name}: say which sampler, think_sampling.{name} or answer_sampling.{name}",
+                          param="grid")
     if name in ("method", "methods"):
-        raise ConfigError("--grid method: choose methods with --methods; a grid varies their settings")
-    raise ConfigError(f"--grid: unknown field {name!r}; choose one of: {', '.join(grid_fields())}")
+        raise ConfigError("grid method: choose methods with methods; a grid varies their settings",
+                          param=("grid", "methods"))
+    raise ConfigError(f"grid: unknown field {name!r}; choose one of: {', '.join(grid_fields())}", param="grid")
 
 
 def parse_grid(specs: Sequence[str]) -> list[GridAxis]:
@@ -77,15 +79,16 @@ def parse_grid(specs: Sequence[str]) -> list[GridAxis]:
     for spec in specs:
         name, eq, values = spec.partition("=")
         if not eq or not name.strip():
-            raise ConfigError(f"--grid {spec!r}: expected FIELD=VALUE1,VALUE2,..., e.g. --grid noise=none,gumbel")
+            raise ConfigError(f"grid {spec!r}: expected FIELD=VALUE1,VALUE2,..., e.g. noise=none,gumbel", param="grid")
         field = _canonical(name.strip())
         vals = tuple(v.strip() for v in values.split(","))
         if not vals or any(not v for v in vals):
-            raise ConfigError(f"--grid {spec!r}: every value must be non-empty (comma-separated)")
+            raise ConfigError(f"grid {spec!r}: every value must be non-empty (comma-separated)", param="grid")
         if len(set(vals)) != len(vals):
-            raise ConfigError(f"--grid {spec!r}: a value is listed twice")
+            raise ConfigError(f"grid {spec!r}: a value is listed twice", param="grid")
         if any(a.field == field for a in axes):
-            raise ConfigError(f"--grid {spec!r}: field {field} is already in the grid; give its values in one --grid")
+            raise ConfigError(f"grid {spec!r}: field {field} is already an axis; give all its values in one axis",
+                              param="grid")
         axes.append(GridAxis(field, vals))
     return axes
 
@@ -114,7 +117,7 @@ def expand_grid(configs: dict[str, ThinkConfig], axes: Sequence[GridAxis]) -> di
                 try:
                     ThinkConfig.create(**data)
                 except ConfigError as exc:
-                    raise ConfigError(f"--grid {axis.label}={value}: {exc}") from None
+                    raise ConfigError(f"grid {axis.label}={value}: {exc}", param="grid") from None
             out[combination_name(method, axes, values)] = ThinkConfig.create(**data)
     return out
 
@@ -128,20 +131,21 @@ def baseline_names(methods: Sequence[str], axes: Sequence[GridAxis], baseline: s
             among that field's grid values.
     """
     if baseline is not None and not axes:
-        raise ConfigError("--baseline needs a --grid: it names the grid combination the others are compared with")
+        raise ConfigError("baseline needs a grid: it names the combination the others are compared with",
+                          param=("baseline", "grid"))
     chosen = {a.field: a.values[0] for a in axes}
     for part in (baseline or "").split(","):
         if not part.strip():
             continue
         name, eq, value = part.partition("=")
         if not eq:
-            raise ConfigError(f"--baseline {baseline!r}: expected FIELD=VALUE,..., e.g. --baseline noise=none")
+            raise ConfigError(f"baseline {baseline!r}: expected FIELD=VALUE,..., e.g. noise=none", param="baseline")
         field = _canonical(name.strip())
         axis = next((a for a in axes if a.field == field), None)
         if axis is None:
-            raise ConfigError(f"--baseline: field {name.strip()!r} is not in the --grid")
+            raise ConfigError(f"baseline: field {name.strip()!r} is not an axis of the grid", param="baseline")
         if value.strip() not in axis.values:
-            raise ConfigError(f"--baseline {name.strip()}={value.strip()}: not among the grid's values "
-                              f"{', '.join(axis.values)}")
+            raise ConfigError(f"baseline {name.strip()}={value.strip()}: not among the values of its axis "
+                              f"{', '.join(axis.values)}", param="baseline")
         chosen[field] = value.strip()
     return {m: combination_name(m, axes, [chosen[a.field] for a in axes]) for m in methods}

@@ -22,13 +22,12 @@ Models without a chat template get the same request as plain text (``Question: .
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..benchmarks_data.task import Task, task_text
+from ..models import LoadedModel
 from ..models.chat import format_prompt, has_thinking_switch
 from .markers import EndMarker
-
-if TYPE_CHECKING:
-    from ..benchmarks_data.tasks import Task
 
 #: Default end-of-thinking marker for models without thinking tokens.
 DEFAULT_TEXT_MARKER = "Answer:"
@@ -89,7 +88,7 @@ class PromptStyle:
         return EndMarker(tokenizer, self.marker, at_line_start=not self.think_token)
 
 
-def prompt_style(lm: Any, marker: str | None = None) -> PromptStyle:
+def prompt_style(lm: LoadedModel, marker: str | None = None) -> PromptStyle:
     """The :class:`PromptStyle` for ``lm``.
 
     Args:
@@ -107,7 +106,7 @@ def prompt_style(lm: Any, marker: str | None = None) -> PromptStyle:
     return PromptStyle(marker=marker or DEFAULT_TEXT_MARKER, think_token=False, chat=chat)
 
 
-def build_prompt(lm: Any, question: "str | Task", style: PromptStyle, *, direct: bool) -> str:
+def build_prompt(lm: LoadedModel, question: str | Task, style: PromptStyle, *, direct: bool) -> str:
     """The prompt text for one question.
 
     Args:
@@ -124,8 +123,6 @@ def build_prompt(lm: Any, question: "str | Task", style: PromptStyle, *, direct:
     Raises:
         ConfigError: an empty question.
     """
-    from ..benchmarks_data.tasks import Task, task_text
-
     answer_type = question.answer_type if isinstance(question, Task) else "numeric"
     question = task_text(question) if isinstance(question, Task) else question
     tok = lm.tokenizer
@@ -135,6 +132,7 @@ def build_prompt(lm: Any, question: "str | Task", style: PromptStyle, *, direct:
         text = format_prompt(tok, f"{question}\n{request}", chat=True)
         if direct:
             return text  # non-thinking render: an empty thinking block, then the answer
+        assert lm.adapter.thinking_tokens is not None  # think-token style is chosen only for such models
         start, end = lm.adapter.thinking_tokens
         empty = f"{start}\n\n{end}\n\n"
         base = text[: -len(empty)] if text.endswith(empty) else text

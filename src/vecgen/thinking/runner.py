@@ -33,6 +33,7 @@ With greedy thinking sampling every rule's mixture is one-hot, so ``soft`` with 
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from ..config import SamplingConfig, format_validation_error
 from ..decoding.engine import Action, Mode, Observation, run
 from ..decoding.mixing import MixingConfig, get_rule
 from ..errors import ConfigError
+from ..models import LoadedModel, decode
+from ..reports.chips import chip, chips_block, weights_title
 from .coldstop import ColdStop
 from .markers import EndMarker
 
@@ -202,6 +205,7 @@ class ThinkOutput:
             :func:`run_thinking`).
         trace_tokens, top_tokens: each trace token and each ``top_ids`` entry decoded on its own (filled by
             :func:`run_thinking` when ``top_ids`` are recorded).
+        method, question: what was asked and how (filled by :func:`vecgen.thinking.think.think`; else empty).
     """
 
     trace_ids: list[int] = field(default_factory=list)
@@ -217,6 +221,8 @@ class ThinkOutput:
     trace: str = ""
     forced: str = ""
     answer: str = ""
+    method: str = ""
+    question: str = ""
 
     @property
     def think_tokens(self) -> int:
@@ -232,6 +238,26 @@ class ThinkOutput:
     def generated_tokens(self) -> int:
         """Model steps that produced a token or concept token: thinking + answer (forced tokens excluded)."""
         return self.think_tokens + self.answer_tokens
+
+    def __repr__(self) -> str:
+        return (f"ThinkOutput(method={self.method!r}, answer={self.answer!r}, stop_reason={self.stop_reason!r}, "
+                f"think_tokens={self.think_tokens}, answer_tokens={self.answer_tokens}, trace={self.trace[:60]!r}"
+                f"{'…' if len(self.trace) > 60 else ''})")
+
+    def _repr_html_(self) -> str:
+        tokens = (self.trace_tokens or [self.trace]) if self.trace_ids else []
+        chips = []
+        for i, tok in enumerate(tokens):
+            h = self.entropies[i] if i < len(self.entropies) else None
+            pairs = list(zip(self.top_tokens[i], self.top_weights[i])) if i < len(self.top_tokens) else []
+            chips.append(chip(tok, h, weights_title(pairs, h)))
+        if self.forced:
+            chips.append(chip(self.forced, None, "forced end-of-thinking marker", forced=True))
+        caption = (f"{self.method or 'thinking'}: {self.think_tokens} thinking steps, stop {self.stop_reason}; "
+                   "colour: entropy (nats), hover: the step's largest weights")
+        answer = f"<div><b>answer:</b> <code>{html.escape(self.answer.strip())}</code></div>"
+        question = f"<div><b>question:</b> {html.escape(self.question)}</div>" if self.question else ""
+        return question + chips_block(chips, caption=caption) + answer
 
 
 _THINK, _FORCE, _ANSWER, _DONE = 0, 1, 2, 3
@@ -321,7 +347,7 @@ class ThinkPolicy:
 
 
 def run_thinking(
-    lm: Any,
+    lm: LoadedModel,
     prompts: Sequence[Sequence[int]],
     cfg: ThinkConfig,
     marker: EndMarker,
@@ -389,9 +415,9 @@ def run_thinking(
                 out.top_tokens.append(flat[: len(row)])
                 flat = flat[len(row):]
     for out in outs:
-        out.trace = tok.decode(out.trace_ids, skip_special_tokens=False)
-        out.forced = tok.decode(out.forced_ids, skip_special_tokens=False)
-        out.answer = tok.decode(out.answer_ids, skip_special_tokens=True)
+        out.trace = decode(tok, out.trace_ids, skip_special_tokens=False)
+        out.forced = decode(tok, out.forced_ids, skip_special_tokens=False)
+        out.answer = decode(tok, out.answer_ids, skip_special_tokens=True)
     return outs
 
 

@@ -64,8 +64,10 @@ from typing import Any
 import regex
 import torch
 
-from ..errors import UnsupportedModelError
+from ..errors import ConfigError, UnsupportedModelError
+from ..io import atomic_torch_save
 from ..models.adapters import count_real_vocab
+from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +256,6 @@ def parse_policy(policy: Policy | str) -> Policy:
     try:
         return Policy(str(policy).strip().lower())
     except ValueError:
-        from ..errors import ConfigError
-
         raise ConfigError(f"unknown vocabulary policy {policy!r}; choose one of: strict, text") from None
 
 
@@ -281,8 +281,6 @@ def _key(strings: list[str], added: set[int], n_rows: int, n_real: int) -> str:
 
 
 def _cache_path(key: str):
-    from ..paths import cache_dir
-
     return cache_dir() / "vocab" / f"{key}.pt"
 
 
@@ -347,8 +345,6 @@ def classify_tokenizer(tokenizer: Any, n_rows: int | None = None, *, cache: bool
     ascii_text[:n_real] = torch.tensor(ascii_list, dtype=torch.bool)
     result = VocabClassification(rows, n_real, codes, ascii_text, key)
     if cache:
-        from ..io import atomic_torch_save
-
         try:
             atomic_torch_save({"codes": codes, "ascii_text": ascii_text}, _cache_path(key))
         except OSError as exc:  # a read-only cache only costs time

@@ -19,23 +19,20 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from transformers import LogitsProcessor as _LogitsProcessorBase
 
 from ..errors import ConfigError
+from ..models import LoadedModel
 from .classify import Policy, VocabClassification, classify_tokenizer, parse_policy
 
-try:  # transformers is a dependency; the guard only keeps this module importable without it
-    from transformers import LogitsProcessor as _LogitsProcessorBase
-except ImportError:  # pragma: no cover
-    _LogitsProcessorBase = object
 
-
-def classify_model_vocab(lm: Any, *, cache: bool = True) -> VocabClassification:
+def classify_model_vocab(lm: LoadedModel, *, cache: bool = True) -> VocabClassification:
     """Classification of every embedding row of ``lm`` (rows ``>= lm.n_real_vocab`` are padding)."""
     return classify_tokenizer(lm.tokenizer, lm.vocab_rows, cache=cache)
 
 
 def english_token_mask(
-    lm: Any,
+    lm: LoadedModel,
     policy: Policy | str = Policy.text,
     *,
     keep_stop_tokens: bool = True,
@@ -133,6 +130,6 @@ class AllowedTokensLogitsProcessor(_LogitsProcessorBase):
         return out
 
 
-def english_logits_processor(lm: Any, policy: Policy | str = Policy.text, **kwargs: Any) -> AllowedTokensLogitsProcessor:
+def english_logits_processor(lm: LoadedModel, policy: Policy | str = Policy.text, **kwargs: Any) -> AllowedTokensLogitsProcessor:
     """:class:`AllowedTokensLogitsProcessor` over :func:`english_token_mask` (same arguments)."""
     return AllowedTokensLogitsProcessor(english_token_mask(lm, policy, **kwargs))

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import Any
 
 import torch
 
+from ..io import atomic_write_json, atomic_write_text
+from ..reports import RunWriter
+from ..reports.plots import new_figure
+from . import validate
 from .classify import (
     CLASS_DESCRIPTIONS,
     CLASS_LIST,
@@ -26,7 +31,14 @@ from .classify import (
     decoded_texts,
     escape_tsv,
 )
-from .validate import SAMPLE_TEXTS, available_word_lists, common_words, round_trip, summarize_round_trip, word_list_agreement
+from .validate import (
+    SAMPLE_TEXTS,
+    available_word_lists,
+    common_words,
+    round_trip,
+    summarize_round_trip,
+    word_list_agreement,
+)
 
 
 def _pct(n: int, total: int) -> float:
@@ -75,8 +87,6 @@ def analyze(
     Raises:
         UnsupportedModelError: not a byte-level BPE tokenizer.
     """
-    from . import validate
-
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     say("classifying tokens")
@@ -122,8 +132,6 @@ def analyze(
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {}
     for pkg in ("wordfreq", "regex"):
         try:
@@ -133,11 +141,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def write_token_files(writer: Any, tokenizer: Any, cls: VocabClassification, policy: Policy) -> dict[str, str]:
+def write_token_files(writer: RunWriter, tokenizer: Any, cls: VocabClassification, policy: Policy) -> dict[str, str]:
     """Write ``tokens.tsv`` / ``tokens.json`` (the set under ``policy``: id, class, text) and
     ``classes.tsv`` (every row: id, class, in strict set, in text set, text). Returns the file names."""
-    from ..io import atomic_write_json, atomic_write_text
-
     raw = decoded_texts(tokenizer, cls.n_real, surrogates=True) + [""] * (cls.n_rows - cls.n_real)
     texts = [t.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for t in raw]  # JSON form
     classes = cls.classes()
@@ -162,8 +168,6 @@ def write_token_files(writer: Any, tokenizer: Any, cls: VocabClassification, pol
 
 def class_figure(results: dict[str, Any]):
     """Horizontal bar chart of token counts per class (log scale)."""
-    from ..reports.plots import new_figure
-
     fig, axes = new_figure(1, 1, height=4.0)
     ax = axes[0][0]
     rows = [r for r in results["classes"] if r["count"]]
@@ -223,18 +227,18 @@ def render_report(results: dict[str, Any], policy: Policy) -> str:
                                              f"{results['texts']['extra_source']})")):
         if key not in pol["strict"]:
             continue
-        row(f"{label}: tokens in set", lambda p, k=key: _f(p[k]["share_tokens_in_set"]))
+        row(f"{label}: tokens in set", lambda p: _f(p[key]["share_tokens_in_set"]))
         row(f"{label}: texts reproducible with set tokens only",
-            lambda p, k=key: f"{p[k]['texts_reproducible']}/{p[k]['texts']} ({_f(p[k]['share_texts_reproducible'])})")
+            lambda p: f"{p[key]['texts_reproducible']}/{p[key]['texts']} ({_f(p[key]['share_texts_reproducible'])})")
         row(f"{label}: first missing characters",
-            lambda p, k=key: ", ".join(f"`{c!r}` ×{n}" for c, n in list(p[k]["first_missing_characters"].items())[:4])
+            lambda p: ", ".join(f"`{c!r}` ×{n}" for c, n in list(p[key]["first_missing_characters"].items())[:4])
             or "none")
     for name, size in results["word_lists"].items():
         row(f"letter tokens that are {name} words ({size:,} words)",
-            lambda p, n=name: _f(p["word_lists"]["lists"][n]["share"]))
+            lambda p: _f(p["word_lists"]["lists"][name]["share"]))
         row("… with leading space / without",
-            lambda p, n=name: f"{_f(p['word_lists']['lists'][n]['share_with_space'])} / "
-                              f"{_f(p['word_lists']['lists'][n]['share_without_space'])}")
+            lambda p: f"{_f(p['word_lists']['lists'][name]['share_with_space'])} / "
+                      f"{_f(p['word_lists']['lists'][name]['share_without_space'])}")
     cw = pol["text"]["word_lists"]["common_words"]
     if cw["n"]:
         row(f"top {cw['n']:,} wordfreq words that are one set token, ` word` / `word`",

@@ -20,6 +20,7 @@ such as ``ing`` and ``tion``, so its agreement figure is an upper bound; ``wamer
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
+from ..io import read_user_text
 from .classify import token_bytes, token_strings
 
 WAMERICAN = Path("/usr/share/dict/american-english")
@@ -177,7 +180,7 @@ def available_word_lists(wamerican: Path | None = WAMERICAN) -> dict[str, set[st
 def common_words(n: int) -> list[str]:
     """The ``n`` most frequent ASCII alphabetic English words of ``wordfreq`` (empty if not installed)."""
     try:
-        import wordfreq
+        import wordfreq  # lazy: loads its word lists on import, needed by the validation only
     except ImportError:
         return []
     words = [w for w in wordfreq.top_n_list("en", int(n * 1.2) + 100) if w.isascii() and w.isalpha()]
@@ -222,7 +225,7 @@ def word_list_agreement(
         }
     allowed = set(ids)
     single_s = single_n = 0
-    split = []
+    split: list[str] = []
 
     def single(text: str) -> bool:
         enc = tokenizer.encode(text, add_special_tokens=False)
@@ -256,12 +259,6 @@ def read_texts(path: Path, limit: int | None = None) -> list[str]:
     Raises:
         ConfigError: unreadable file, or no texts in it.
     """
-    import json
-
-    from ..errors import ConfigError
-
-    from ..io import read_user_text
-
     raw = read_user_text(path, "--texts file")
     texts: list[str] = []
     for n, line in enumerate(raw.splitlines(), 1):

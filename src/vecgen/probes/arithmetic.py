@@ -22,9 +22,12 @@ from typing import Any
 
 import torch
 
-from ..decoding.metrics import EmbeddingIndex
+from ..backends.contract import Prompt, segments
+from ..decoding.metrics import EmbeddingIndex, token_text
 from ..errors import ConfigError
 from ..io import read_user_text
+from ..models import LoadedModel
+from .common import kl, next_logprobs
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,13 @@ def solve_analogies(space: torch.Tensor, n_real: int, tokenizer: Any, quadruples
         ``(hits, skipped)``: one :class:`AnalogyHit` per quadruple whose four words are single tokens, and the
         quadruples skipped because one is not.
     """
-    hits_q, ids, skipped = [], [], []
+    hits_q: list[Quadruple] = []
+    ids: list[list[int]] = []
+    skipped: list[Quadruple] = []
     for q in quadruples:
-        t = [word_token(tokenizer, w) for w in (q.a, q.b, q.c, q.d)]
-        if any(x is None for x in t):
+        found = [word_token(tokenizer, w) for w in (q.a, q.b, q.c, q.d)]
+        t = [x for x in found if x is not None]
+        if len(t) < 4:
             skipped.append(q)
             continue
         hits_q.append(q)
@@ -151,7 +157,7 @@ def solve_analogies(space: torch.Tensor, n_real: int, tokenizer: Any, quadruples
     hits = []
     for q, t, ti, cs in zip(hits_q, ids, top.tolist(), cos.tolist()):
         rank = ti.index(t[3]) + 1 if t[3] in ti else None
-        hits.append(AnalogyHit(q, tuple(t), ti, cs, rank))
+        hits.append(AnalogyHit(q, (int(t[0]), int(t[1]), int(t[2]), int(t[3])), ti, cs, rank))
     return hits, skipped
 
 
@@ -209,7 +215,7 @@ class FrameHit:
     closer_to_d: bool
 
 
-def frame_test(lm: Any, hits: Sequence[AnalogyHit], *, k: int = 5, frames: dict[str, tuple[str, str]] | None = None,
+def frame_test(lm: LoadedModel, hits: Sequence[AnalogyHit], *, k: int = 5, frames: dict[str, tuple[str, str]] | None = None,
                batch_size: int = 32) -> tuple[list[FrameHit], list[str]]:
     """Feed ``e(b) − e(a) + e(c)`` (the model's own input rows, embedding scale included) as a concept token in
     its relation's frame and compare the next token with the frame's after the discrete ``d`` (and ``c``).
@@ -221,9 +227,6 @@ def frame_test(lm: Any, hits: Sequence[AnalogyHit], *, k: int = 5, frames: dict[
     Returns:
         ``(frame_hits, relations_without_frame)``.
     """
-    from ..decoding.metrics import token_text
-    from .common import kl, next_logprobs
-
     frames = FRAMES if frames is None else frames
     todo = [h for h in hits if h.quadruple.relation in frames]
     missing = sorted({h.quadruple.relation for h in hits} - set(frames))
@@ -239,10 +242,10 @@ def frame_test(lm: Any, hits: Sequence[AnalogyHit], *, k: int = 5, frames: dict[
     out = []
     if todo:
         # the vector sits inside the frame: prefill "before", then feed the word and the frame's rest as vectors
-        seqs = []
+        seqs: list[Prompt] = []
         for pre, vecs, aft in zip(prefixes, vectors, afters):
             tail = be.input_rows(torch.tensor(aft, dtype=torch.long, device=be.device))  # (t, d)
-            seqs += [[pre, torch.cat([w[None].to(be.dtype), tail])] for w in vecs]
+            seqs += [segments(pre, torch.cat([w[None].to(be.dtype), tail])) for w in vecs]
         logp = next_logprobs(lm, seqs, batch_size=batch_size)  # (3·M, V)
         for i, h in enumerate(todo):
             lv, ld, lc = logp[3 * i], logp[3 * i + 1], logp[3 * i + 2]
@@ -268,7 +271,7 @@ def frame_accuracy(hits: Sequence[FrameHit]) -> dict[str, dict[str, float | int]
             for rel, hs in groups.items()}
 
 
-def output_space(lm: Any) -> torch.Tensor | None:
+def output_space(lm: LoadedModel) -> torch.Tensor | None:
     """The LM head's ``(V_rows, d)`` unembedding matrix, or None when the backend does not expose it (llama.cpp)."""
     model = getattr(lm, "model", None)
     if model is None or not hasattr(model, "get_output_embeddings"):

@@ -48,6 +48,7 @@ the data order).
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,8 +57,7 @@ from typing import Any
 
 from ..config import derive_seed
 from ..errors import ConfigError
-
-from ..benchmarks_data.tasks import Task, task_text
+from .task import Task, task_text
 
 #: Virtual size of every reasoning-gym dataset (``gsm_symbolic`` draws its template list from the size,
 #: so it must be fixed for indices to mean the same item in every run).
@@ -155,7 +155,7 @@ def _rng(seed: int, family: str, index: int, difficulty: int) -> random.Random:
 
 @lru_cache(maxsize=64)
 def _rg_dataset(name: str, seed: int, settings: tuple[tuple[str, Any], ...]) -> Any:
-    import reasoning_gym
+    import reasoning_gym  # lazy: 1.7 s to import, needed by the arena only
 
     return reasoning_gym.create_dataset(name, seed=seed, size=RG_VIRTUAL_SIZE, **dict(settings))
 
@@ -439,3 +439,12 @@ def training_schedule(
 def training_item(seed: int, family: str, index: int, difficulty: int = 1) -> Task:
     """The training item ``(family, index)`` of a run seeded ``seed``."""
     return get_family(family).item(train_seed(seed), index, difficulty)
+
+
+def questions_digest(items: Any) -> str:
+    """sha256 of the held-out questions (as asked, :func:`~vecgen.benchmarks_data.arena.arena_prompt`) and answers, in
+    order (detects a changed arena on resume)."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(f"{item.meta['family']}\x00{arena_prompt(item)}\x00{item.answer}\x01".encode())
+    return h.hexdigest()

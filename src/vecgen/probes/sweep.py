@@ -29,14 +29,28 @@ float32 and cast to the backend dtype, so α = 1 and α = 0 feed exactly ``e(a)`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..decoding.metrics import token_text
+from ..decoding.mixing import mix_embeddings, soft_rule
 from ..errors import ConfigError
-from .common import concept_settings, continuation_logprobs, js, kl, mean_ci, next_logprobs, share_ci, tv, versus_components
+from ..models import LoadedModel
+from .common import (
+    concept_settings,
+    continuation_logprobs,
+    js,
+    kl,
+    mean_ci,
+    next_logprobs,
+    share_ci,
+    tv,
+    versus_components,
+)
 
 #: α = 0, 0.1, …, 1.
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
@@ -55,12 +69,12 @@ def check_alphas(alphas: Sequence[float]) -> list[float]:
     for a in alphas:
         a = float(a)
         if not (0.0 <= a <= 1.0):  # also NaN
-            raise ConfigError(f"--alphas: {a} is outside [0, 1]; α weights token a, 1 − α token b")
+            raise ConfigError(f"alphas: {a} is outside [0, 1]; α weights token a, 1 − α token b", param="alphas")
         vals.append(a)
     vals = sorted(set(vals))
     if len(vals) < 3 or vals[0] != 0.0 or vals[-1] != 1.0:
-        raise ConfigError("--alphas: give at least three values including 0 and 1 (the discrete endpoints), "
-                          "e.g. 0,0.25,0.5,0.75,1")
+        raise ConfigError("alphas: give at least three values including 0 and 1 (the discrete endpoints), "
+                          "e.g. 0,0.25,0.5,0.75,1", param="alphas")
     return vals
 
 
@@ -142,7 +156,7 @@ class SuperpositionResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _interp_vectors(lm: Any, a: int, b: int, alphas: Sequence[float]) -> torch.Tensor:
+def _interp_vectors(lm: LoadedModel, a: int, b: int, alphas: Sequence[float]) -> torch.Tensor:
     """``(A, d)`` in the backend dtype: ``α·e(a) + (1−α)·e(b)`` computed in float32."""
     be = lm.backend
     rows = be.input_rows(torch.tensor([a, b], dtype=torch.long, device=be.device)).float()  # (2, d)
@@ -150,7 +164,7 @@ def _interp_vectors(lm: Any, a: int, b: int, alphas: Sequence[float]) -> torch.T
     return (al * rows[0] + (1 - al) * rows[1]).to(be.dtype)  # (A, d)
 
 
-def sweep_logprobs(lm: Any, prompt_ids: Sequence[int], a: int, b: int, alphas: Sequence[float], *,
+def sweep_logprobs(lm: LoadedModel, prompt_ids: Sequence[int], a: int, b: int, alphas: Sequence[float], *,
                    batch_size: int = 32) -> torch.Tensor:
     """Next-token log-probabilities after ``prompt_ids`` + ``α·e(a) + (1−α)·e(b)``: ``(A, V_real)`` float32."""
     return continuation_logprobs(lm, [prompt_ids], [_interp_vectors(lm, a, b, alphas)], batch_size=batch_size)[0]
@@ -193,7 +207,7 @@ def measure_pair(logp: torch.Tensor, alphas: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def model_pairs(lm: Any, prompts: Sequence[str], *, batch_size: int = 32,
+def model_pairs(lm: LoadedModel, prompts: Sequence[str], *, batch_size: int = 32,
                 logp: torch.Tensor | None = None) -> list[tuple[str, int, int, float, float]]:
     """The model's top-2 next tokens after each prompt: ``(prompt, a, b, p_a, p_b)`` with ``a`` the top-1
     (``logp``: the prompts' ``(P, V)`` next-token log-probabilities, when already computed)."""
@@ -203,25 +217,22 @@ def model_pairs(lm: Any, prompts: Sequence[str], *, batch_size: int = 32,
     return [(p, int(i[0]), int(i[1]), float(q[0]), float(q[1])) for p, i, q in zip(prompts, top_i, top_p)]
 
 
-def _mixture_inputs(lm: Any, prompts: Sequence[str], top_k: int, batch_size: int,
+def mixture_inputs(lm: LoadedModel, prompts: Sequence[str], top_k: int, batch_size: int,
                     logp: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
     """The model's own concept token after each prompt: ``(mixture, vectors (P, d))`` (soft rule, T = 1)."""
-    from ..decoding.mixing import mix_embeddings, soft_rule
-
     if logp is None:
         logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
-    mixture = soft_rule(logp, *concept_settings(top_k))
+    sampling, mixing = concept_settings(top_k)
+    mixture = soft_rule(logp, sampling, mixing)
     return mixture, mix_embeddings(lm.backend, _to_device(mixture, lm.backend.device))  # (P, d)
 
 
 def _to_device(mixture: Any, device: torch.device) -> Any:
-    import dataclasses
-
     return dataclasses.replace(mixture, weights=mixture.weights.to(device),
                                indices=None if mixture.indices is None else mixture.indices.to(device))
 
 
-def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[tuple[str, int, int]] = (),
+def run_superposition(lm: LoadedModel, prompts: Sequence[str], *, user_pairs: Sequence[tuple[str, int, int]] = (),
                       alphas: Sequence[float] = DEFAULT_ALPHAS, min_divergence: float = DEFAULT_MIN_DIVERGENCE,
                       mixture_top_k: int = 10, batch_size: int = 32,
                       on_progress: Callable[[int, int], None] | None = None) -> SuperpositionResult:
@@ -241,8 +252,6 @@ def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[t
     Returns:
         A :class:`SuperpositionResult` with its summary.
     """
-    from ..decoding.metrics import token_text
-
     alphas = check_alphas(alphas)
     tok = lm.tokenizer
     first_logp = next_logprobs(lm, [lm.encode(p) for p in prompts], batch_size=batch_size)  # (P, V)
@@ -257,7 +266,7 @@ def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[t
         vectors.append(_interp_vectors(lm, a, b, alphas))  # (A, d)
     mixture = None
     if mixture_top_k:
-        mixture, vecs = _mixture_inputs(lm, prompts, mixture_top_k, batch_size, logp=first_logp)
+        mixture, vecs = mixture_inputs(lm, prompts, mixture_top_k, batch_size, logp=first_logp)
         comps: list[list[int]] = []
         for r, p in enumerate(prompts):
             toks = mixture.indices[r][mixture.weights[r] > 0].tolist()
@@ -277,6 +286,7 @@ def run_superposition(lm: Any, prompts: Sequence[str], *, user_pairs: Sequence[t
                                informative=m["divergence"] >= min_divergence, **m))
     mixtures = []
     for r, p in enumerate(prompts if mixture is not None else []):
+        assert mixture is not None
         toks = comps[r]
         mixed, comp = outs[len(items) + r][0], outs[len(items) + r][1:]  # (V,), (k, V)
         w = mixture.weights[r][: len(toks)].float().cpu()  # weights > 0 come first (descending)

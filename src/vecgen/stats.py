@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927; Brown, Cai & DasGupta 2001).
@@ -27,7 +29,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return 0.0, 1.0
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # lazy: scipy.stats takes 1.9 s to import
 
     ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
@@ -80,7 +82,7 @@ def paired_comparison(a: Sequence[bool], b: Sequence[bool]) -> PairedComparison:
     only_b = sum(bool(y) and not bool(x) for x, y in zip(a, b))
     discordant = only_a + only_b
     if discordant:
-        from scipy.stats import binomtest
+        from scipy.stats import binomtest  # lazy: scipy.stats takes 1.9 s to import
 
         p = float(binomtest(only_a, discordant, 0.5).pvalue)
     else:
@@ -95,8 +97,6 @@ def mean_ci(values: Sequence[float], *, seed: int = 0, confidence: float = 0.95)
         ``{"n", "mean", "low", "high"}`` (``low``/``high`` equal the mean for fewer than two values or no
         spread; all NaN without values).
     """
-    import numpy as np
-
     v = np.asarray(list(values), dtype=float)
     n = int(v.size)
     if n == 0:
@@ -104,7 +104,7 @@ def mean_ci(values: Sequence[float], *, seed: int = 0, confidence: float = 0.95)
     mean = float(v.mean())
     if n < 2 or float(v.std()) == 0.0:
         return {"n": n, "mean": mean, "low": mean, "high": mean}
-    from scipy.stats import bootstrap
+    from scipy.stats import bootstrap  # lazy: scipy.stats takes 1.9 s to import
 
     res = bootstrap((v,), np.mean, n_resamples=2000, confidence_level=confidence, method="percentile",
                     random_state=np.random.default_rng(seed))

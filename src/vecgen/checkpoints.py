@@ -1,30 +1,31 @@
-"""Soft-prompt checkpoints: one ``torch.save`` file, written atomically, checked against the model.
+"""Checkpoints of the learning loops (soft prompts, the LoRA reader): one ``torch.save`` file, written atomically,
+checked against the model.
 
-A checkpoint holds everything a run needs to continue exactly: the soft prompt ``(n, d)`` float32,
-the Adam state, the torch RNG states, the number of completed episodes, the data order (the training
-schedule and a digest of the held-out questions), the curves so far, the baseline row, the
-configuration, and the identity of the model (name, family, layers, hidden size, embedding rows and a
-small sample of the embedding matrix). Loading it next to a different model or embedding size raises
-:class:`~vecgen.errors.ConfigError` naming both models.
+A checkpoint holds everything a run needs to continue exactly (for a soft prompt: the vectors ``(n, d)``
+float32, the Adam state, the torch RNG states, the number of completed episodes, the data order, the curves so
+far, the baseline row, the configuration) and the identity of the model (name, family, layers, hidden size,
+embedding rows and a small sample of the embedding matrix). Loading it next to a different model or embedding
+size raises :class:`~vecgen.errors.ConfigError` naming both models. The file format is tagged (``fmt``) so
+a reader checkpoint is never taken for a soft-prompt one.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from ..io import atomic_torch_save
+from .errors import ConfigError
+from .io import atomic_torch_save
+from .models import LoadedModel
 
 #: Format tag stored in every checkpoint.
 FORMAT = "vecgen-softprompt/1"
 _SAMPLE_ROWS, _SAMPLE_COLS = 8, 16
 
 
-def model_identity(lm: Any) -> dict[str, Any]:
+def model_identity(lm: LoadedModel) -> dict[str, Any]:
     """What a checkpoint records about its model: name, family, sizes and an embedding sample.
 
     The sample is ``E[rows, :16]`` (float32) at 8 rows spread over the real vocabulary; it tells
@@ -54,7 +55,7 @@ def _describe(ident: dict[str, Any]) -> str:
             f"embedding {ident.get('vocab_rows')} x {ident.get('hidden_size')})")
 
 
-def check_model_identity(saved: dict[str, Any], lm: Any, *, where: str = "checkpoint") -> None:
+def check_model_identity(saved: dict[str, Any], lm: LoadedModel, *, where: str = "checkpoint") -> None:
     """Raise if ``lm`` is not the model ``saved`` describes.
 
     Raises:
@@ -79,17 +80,6 @@ def check_model_identity(saved: dict[str, Any], lm: Any, *, where: str = "checkp
             f"{where} was trained on {_describe(saved)}, whose embedding matrix differs from the loaded model "
             f"{_describe(here)}; pass --model {saved.get('name')}"
         )
-
-
-def questions_digest(items: Any) -> str:
-    """sha256 of the held-out questions (as asked, :func:`~vecgen.softprompt.arena.arena_prompt`) and answers, in
-    order (detects a changed arena on resume)."""
-    from .arena import arena_prompt
-
-    h = hashlib.sha256()
-    for item in items:
-        h.update(f"{item.meta['family']}\x00{arena_prompt(item)}\x00{item.answer}\x01".encode())
-    return h.hexdigest()
 
 
 def rng_states() -> dict[str, Any]:

