@@ -42,7 +42,7 @@ def main() -> None:
     from vecgen.benchmarks_data.checkers import check_answer
     from vecgen.softprompt import SoftPrompt, TrainConfig, arena_prompt, prompt_parts, target_ids, training_step
     from vecgen.benchmarks_data.arena import heldout_set, training_item, training_schedule
-    from vecgen.softprompt.train import respond
+    from vecgen.softprompt import respond
 
     cfg = TrainConfig.create(model=args.model, episodes=args.episodes + 1, eval_interval=1,
                              soft_tokens=args.soft_tokens, chat_template=not args.no_chat_template,

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
 from synthetic import synthetic_think_run  # noqa: E402
 
+import vecgen.thinking  # noqa: E402,F401  (registers the page data of think runs)
 from vecgen.reports.view import write_view  # noqa: E402
 
 BASELINE = ("<!DOCTYPE html><html><body><div id=app></div>{data}<script>"

@@ -20,6 +20,7 @@ import pytest
 from conftest import HOSTILE_QUESTION
 from synthetic import synthetic_think_run
 
+import vecgen.thinking  # noqa: F401  (registers the page data of think runs)
 from vecgen.reports.view import write_view
 
 pytestmark = pytest.mark.browser
