@@ -47,7 +47,8 @@ def never_load(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded before every input was validated")
 
-    for target in ("vecgen.models.load_model", "vecgen.models.loader.load_model", "vecgen.api.load_model"):
+    # vecgen.api first: importing it under the other patches would bind the stub as its own load_model for good
+    for target in ("vecgen.api.load_model", "vecgen.models.load_model", "vecgen.models.loader.load_model"):
         monkeypatch.setattr(target, boom)
 
 
@@ -321,7 +322,7 @@ def test_odd_integer_options_never_give_a_traceback(command, option, required, v
     def stop(*a, **k):
         raise VecgenError("stopped before loading")
 
-    for target in ("vecgen.models.load_model", "vecgen.models.loader.load_model", "vecgen.api.load_model",
+    for target in ("vecgen.api.load_model", "vecgen.models.load_model", "vecgen.models.loader.load_model",
                    "vecgen.models.load_tokenizer",
                    "vecgen.models.loader.load_tokenizer"):
         monkeypatch.setattr(target, stop)

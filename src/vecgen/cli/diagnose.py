@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .common import (
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    MaxMemoryOpt,
-    ModelOpt,
-    OutDirOpt,
-    RunNameOpt,
+    ModelOptions,
+    PlacementOptions,
+    RunOptions,
     check_load,
     load,
     with_options,
@@ -25,10 +20,9 @@ diagnose_app = typer.Typer(help="Diagnostics of how models treat their inputs.",
 
 
 @dataclass
-class EmbedsOptions:
+class EmbedsOptions(ModelOptions, RunOptions, PlacementOptions):
     """The flags of ``vecgen diagnose embeds``."""
 
-    model: ModelOpt = "default"
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Plain prompt.")] = "The capital of France is"
     chat_prompt: Annotated[str, typer.Option("--chat-prompt", help="User message of the chat-template rows.")] = (
         "What is the capital of France?")
@@ -37,12 +31,6 @@ class EmbedsOptions:
                                               "token-embedding norm (>= 0).")] = 0.5
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", help="Greedy tokens per row (>= 1).")] = 16
     seed: Annotated[int, typer.Option("--seed", help="Seed of the noise and the concept tokens.")] = 0
-    run_name: RunNameOpt = None
-    out_dir: OutDirOpt = Path("runs")
-    device: DeviceOpt = "auto"
-    dtype: DtypeOpt = "auto"
-    device_map: DeviceMapOpt = None
-    max_memory: MaxMemoryOpt = None
 
 
 @with_options(EmbedsOptions)

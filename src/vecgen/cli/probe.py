@@ -10,11 +10,8 @@ import typer
 
 from .common import (
     BackendOptions,
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
-    OutDirOpt,
-    RunNameOpt,
+    ModelOptions,
+    RunOptions,
     check_load,
     load,
     print_summary,
@@ -33,18 +30,7 @@ PromptsFileOpt = Annotated[
 
 
 @dataclass
-class ProbeOptions:
-    """What every probe has: the model and the run folder."""
-
-    model: ModelOpt = "default"
-    run_name: RunNameOpt = None
-    out_dir: OutDirOpt = Path("runs")
-    device: DeviceOpt = "auto"
-    dtype: DtypeOpt = "auto"
-
-
-@dataclass
-class SuperpositionOptions(BackendOptions, ProbeOptions):
+class SuperpositionOptions(ModelOptions, RunOptions, BackendOptions):
     prompts_file: PromptsFileOpt = None
     pair: Annotated[Optional[list[str]], typer.Option("--pair", help="An extra pair as a JSON list [prompt, token a, token b] (repeat for several); each token must be exactly one token of the model, a leading space included, e.g. '[\"Once upon a time\", \",\", \" there\"]'.")] = None  # noqa: E501
     alphas: Annotated[str, typer.Option("--alphas", help="Comma-separated α values in [0, 1], including 0 and 1; α weights token a.")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"  # noqa: E501
@@ -55,7 +41,7 @@ class SuperpositionOptions(BackendOptions, ProbeOptions):
 
 
 @dataclass
-class LensOptions(ProbeOptions):
+class LensOptions(ModelOptions, RunOptions):
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Prompt of a heat map (repeat for several). Default: the seeds' three prompts.")] = None  # noqa: E501
     n: Annotated[int, typer.Option("--n", "-N", help="Concept tokens after each --prompt (>= 1).")] = 3
     after: Annotated[int, typer.Option("--after", help="Greedy tokens decoded after the concept tokens, also shown (>= 0).")] = 3  # noqa: E501
@@ -67,7 +53,7 @@ class LensOptions(ProbeOptions):
 
 
 @dataclass
-class AnalogyOptions(BackendOptions, ProbeOptions):
+class AnalogyOptions(ModelOptions, RunOptions, BackendOptions):
     pairs_file: Annotated[Optional[Path], typer.Option("--pairs", help="TSV of word pairs, relation<TAB>x<TAB>y per line ('#' comments); quadruples are consecutive pairs of a relation. Default: the 126 shipped pairs (capital, gender, plural, tense, comparative).")] = None  # noqa: E501
     k: Annotated[int, typer.Option("--k", help="Answers kept per quadruple (top-k accuracy, >= 1).")] = 5
     frames: Annotated[bool, typer.Option("--frames/--no-frames", help="Also feed e(b) − e(a) + e(c) as a concept token in its relation's frame (shipped relations only).")] = True  # noqa: E501

@@ -9,11 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
-    OutDirOpt,
-    RunNameOpt,
+    ModelOptions,
+    RunOptions,
     check_load,
     load,
     print_summary,
@@ -33,7 +30,7 @@ MethodsOpt = Annotated[Optional[str], typer.Option("--methods", help="Translatio
 
 
 @dataclass
-class ReaderTrainOptions:
+class ReaderTrainOptions(ModelOptions, RunOptions):
     train_examples: Annotated[Optional[int], typer.Option("--train-examples", help="Training examples (GSM8K questions cut after a random word). Default 480.")] = None  # noqa: E501
     eval_examples: EvalExamplesOpt = None
     n_min: Annotated[Optional[int], typer.Option("--n-min", help="Fewest concept tokens per example. Default 2.")] = None  # noqa: E501
@@ -49,25 +46,15 @@ class ReaderTrainOptions:
     seed: Annotated[Optional[int], typer.Option("--seed", help="Data cuts, N per example and data order. Default 0.")] = None  # noqa: E501
     methods: MethodsOpt = None
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --run-name from its checkpoint.pt (same settings).")] = False  # noqa: E501
-    model: ModelOpt = "default"
-    run_name: RunNameOpt = None
-    out_dir: OutDirOpt = Path("runs")
-    device: DeviceOpt = "auto"
-    dtype: DtypeOpt = "auto"
 
 
 @dataclass
-class ReaderEvalOptions:
+class ReaderEvalOptions(ModelOptions, RunOptions):
     checkpoint: Annotated[Path, typer.Argument(help="A reader.pt / checkpoint.pt file, or a `reader train` run folder.")] = ...  # type: ignore[assignment]  # noqa: E501
     eval_examples: EvalExamplesOpt = None
     source: Annotated[str, typer.Option("--source", help="Held-out prompts: arena (default) or gsm8k.")] = "arena"
     seed: Annotated[int, typer.Option("--seed", help="Held-out cuts and N per example.")] = 1
     methods: MethodsOpt = None
-    model: ModelOpt = "default"
-    run_name: RunNameOpt = None
-    out_dir: OutDirOpt = Path("runs")
-    device: DeviceOpt = "auto"
-    dtype: DtypeOpt = "auto"
 
 
 @with_options(ReaderTrainOptions)
