@@ -40,7 +40,7 @@ from .models import (
 )
 from .thinking.runner import ThinkOutput
 from .thinking.think import think as run_think
-from .vocab import english_token_mask
+from .vocab import english_only_mask
 
 
 class Model(LoadedModel):
@@ -92,7 +92,7 @@ class Model(LoadedModel):
                                     temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed)
         ids = [self.encode(format_prompt(self.tokenizer, t, chat=chat, system=system)) for t in texts]
         result = run_generate(self, ids, sampling=cfg, mixing="onehot",
-                              allowed=english_token_mask(self, policy="text") if english_only else None)
+                              allowed=english_only_mask(self, english_only))
         out = [result.text(i, self.tokenizer) for i in range(len(texts))]
         return out[0] if isinstance(prompt, str) else out
 
@@ -151,7 +151,7 @@ class Model(LoadedModel):
                                      dirichlet_alpha=dirichlet_alpha, beta=beta, hidden_scale=hidden_scale)
         if record_top_k < 1:
             raise ConfigError(f"record_top_k={record_top_k}: allowed range is >= 1", param="record_top_k")
-        allowed = english_token_mask(self, policy="text") if english_only else None
+        allowed = english_only_mask(self, english_only)
         out = concept_tokens(self, texts, n=n, sampling=sampling, mixing=mixing, allowed=allowed,
                              record_top_k=record_top_k)
         return out[0] if isinstance(prompt, str) else out

@@ -318,12 +318,3 @@ def print_summary(lines: list[str], run_dir: Path, files: str) -> None:
     for line in lines:
         console.print(line, highlight=False)
     console.print(f"wrote {run_dir}/ ({files})", highlight=False)
-
-
-def english_only_mask(lm: Any, english_only: bool) -> Any:
-    """``allowed=`` for the decode loop: the English ``text``-policy mask of ``lm`` (stop tokens kept), or None."""
-    if not english_only:
-        return None
-    from ..vocab import english_token_mask
-
-    return english_token_mask(lm, policy="text")

@@ -15,7 +15,6 @@ from .common import (
     PlacementOptions,
     SamplingOptions,
     check_load,
-    english_only_mask,
     load,
     with_options,
 )
@@ -45,6 +44,7 @@ def generate(o: GenerateOptions) -> None:
     from ..decoding.engine import truncate_to_context
     from ..errors import ConfigError
     from ..models import format_prompt
+    from ..vocab import english_only_mask
 
     sampling = o.sampling({"max_new_tokens": 64}, max_new_tokens=o.max_new_tokens)
     if not o.prompt.strip():

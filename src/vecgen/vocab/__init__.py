@@ -28,6 +28,7 @@ from .mask import (
     AllowedTokensLogitsProcessor,
     classify_model_vocab,
     english_logits_processor,
+    english_only_mask,
     english_token_mask,
     token_set_mask,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "classify_tokenizer",
     "decoded_texts",
     "english_logits_processor",
+    "english_only_mask",
     "english_token_mask",
     "parse_policy",
     "token_bytes",

@@ -66,6 +66,12 @@ def english_token_mask(
     return mask.to(lm.device)
 
 
+def english_only_mask(lm: LoadedModel, english_only: bool) -> torch.Tensor | None:
+    """``allowed=`` of the decode loop for an ``english_only`` switch: :func:`english_token_mask` with the ``text``
+    policy (stop tokens kept), or None when the switch is off."""
+    return english_token_mask(lm, policy=Policy.text) if english_only else None
+
+
 def token_set_mask(n_rows: int, ids: Iterable[int]) -> torch.Tensor:
     """``(n_rows,)`` bool mask with ``True`` at ``ids``.
 
