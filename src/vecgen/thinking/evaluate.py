@@ -42,7 +42,13 @@ from ..parallel import Processes
 from ..reports import RunWriter
 from .prompts import PromptStyle, build_prompt, prompt_style
 from .records import TRACE_TOP_K, ThinkRecord, make_record, record_key
-from .report import plot_summary, render_report, summary_table
+from .report import (
+    SUMMARY_COLUMNS,
+    plot_summary,
+    render_report,
+    summary_cells,
+    summary_table,
+)
 from .runner import Method, ThinkConfig, ThinkOutput, run_thinking, think_budget
 from .settings import EvaluationSettings
 from .summary import (
@@ -307,19 +313,13 @@ class Evaluation:
         return f"Evaluation({self.benchmark!r}, {self.n_items} items: {acc})"
 
     def _repr_html_(self) -> str:
-        rows = []
-        for name, s in self.summary.items():
-            acc = "–" if s.accuracy is None else f"{100 * s.accuracy:.1f}"
-            think = "–" if s.mean_think_tokens is None else f"{s.mean_think_tokens:.1f}"
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.stop_reasons.items()))
-            rows.append(f"<tr><td>{html.escape(name)}</td><td>{s.n}</td><td>{acc}</td>"
-                        f"<td>{100 * s.ci95[0]:.1f}–{100 * s.ci95[1]:.1f}</td><td>{s.no_answer}</td><td>{think}</td>"
-                        f"<td>{html.escape(reasons)}</td></tr>")
+        cell = lambda tag, x: f"<{tag}>{html.escape(x)}</{tag}>"  # noqa: E731
+        rows = ["<tr>" + "".join(cell("td", x) for x in summary_cells(name, s)) + "</tr>"
+                for name, s in self.summary.items()]
         pairs = [f"<tr><td>{html.escape(p.a)} vs {html.escape(p.b)}</td><td>{p.n}</td><td>{p.only_a}</td>"
                  f"<td>{p.only_b}</td><td>{p.p_value:.3g}</td></tr>" for p in self.paired + self.grid_paired]
         out = [f"<p><b>{html.escape(self.benchmark)}</b>, {self.n_items} items</p>",
-               "<table><thead><tr><th>method</th><th>n</th><th>accuracy %</th><th>95% CI (Wilson)</th>"
-               "<th>no answer</th><th>mean thinking tokens</th><th>stop reasons</th></tr></thead><tbody>",
+               "<table><thead><tr>" + "".join(cell("th", c) for c in SUMMARY_COLUMNS) + "</tr></thead><tbody>",
                *rows, "</tbody></table>"]
         if pairs:
             out += ["<table><thead><tr><th>A vs B</th><th>items</th><th>only A right</th><th>only B right</th>"
@@ -349,9 +349,10 @@ def _progress(names: Sequence[str], total: int, done: dict[str, int], show: bool
         yield on_batch, on_step
 
 
-def run_settings(lm: LoadedModel, settings: EvaluationSettings, style: PromptStyle) -> dict[str, Any]:
-    """The settings that shape a run's results (``settings.json``; a resume must match them)."""
-    configs = settings.method_configs()
+def run_settings(lm: LoadedModel, settings: EvaluationSettings, style: PromptStyle,
+                 configs: dict[str, ThinkConfig]) -> dict[str, Any]:
+    """The settings that shape a run's results (``settings.json``; a resume must match them); ``configs`` are
+    ``settings.method_configs()``."""
     out: dict[str, Any] = {
         "benchmark": settings.benchmark,
         "data_source": settings.data_source or ("shipped" if settings.benchmark == "gsm8k" else None),
@@ -403,7 +404,7 @@ def run_evaluation(
     style = prompt_style(lm, settings.marker)
     configs = settings.method_configs()
     names = list(configs)
-    saved = run_settings(lm, settings, style)
+    saved = run_settings(lm, settings, style, configs)
     if writer is not None:
         if processes.is_main:
             check_settings(writer, saved)

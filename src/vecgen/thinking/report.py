@@ -48,21 +48,24 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
+#: The columns of a summary table (Markdown in reports, HTML in notebooks).
+SUMMARY_COLUMNS = ("method", "n", "accuracy %", "95% CI (Wilson)", "no answer", "mean thinking tokens",
+                   "mean answer tokens", "wall s", "items/s", "stop reasons")
+
+
+def summary_cells(name: str, s: MethodSummary) -> list[str]:
+    """One row of a summary table (:data:`SUMMARY_COLUMNS`) as text."""
+    lo, hi = s.ci95
+    fmt = lambda x, f: "–" if x is None else format(x, f)  # noqa: E731
+    return [name, str(s.n), _pct(s.accuracy), f"{_pct(lo)}–{_pct(hi)}", str(s.no_answer),
+            fmt(s.mean_think_tokens, ".1f"), fmt(s.mean_answer_tokens, ".1f"), f"{s.wall_seconds:.0f}",
+            fmt(s.items_per_second, ".3f"), ", ".join(f"{k} {v}" for k, v in sorted(s.stop_reasons.items()))]
+
+
 def summary_table(summary: dict[str, MethodSummary]) -> str:
     """The Markdown table of a summary (accuracy %, 95% Wilson interval, tokens, wall time)."""
-    lines = [
-        "| method | n | accuracy % | 95% CI (Wilson) | no answer | mean thinking tokens | mean answer tokens | wall s | items/s | stop reasons |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for m, s in summary.items():
-        lo, hi = s.ci95
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.stop_reasons.items()))
-        fmt = lambda x, f: "–" if x is None else format(x, f)  # noqa: E731
-        lines.append(
-            f"| {m} | {s.n} | {_pct(s.accuracy)} | {_pct(lo)}–{_pct(hi)} | {s.no_answer} | "
-            f"{fmt(s.mean_think_tokens, '.1f')} | {fmt(s.mean_answer_tokens, '.1f')} | "
-            f"{s.wall_seconds:.0f} | {fmt(s.items_per_second, '.3f')} | {reasons} |"
-        )
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines += ["| " + " | ".join(summary_cells(m, s)) + " |" for m, s in summary.items()]
     return "\n".join(lines)
 
 
@@ -197,5 +200,5 @@ def view_data(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "items": list(items.values()), "tokens": strings.items}
 
 
-__all__ = ["comparison_table", "pass_at_k_table", "plot_summary", "render_report", "step_weights", "summary_table",
+__all__ = ["SUMMARY_COLUMNS", "comparison_table", "pass_at_k_table", "plot_summary", "render_report", "step_weights", "summary_cells", "summary_table",
            "view_data"]
