@@ -42,6 +42,86 @@ def _umask() -> int:
 MAX_TEXT_BYTES = 512 * 1024 * 1024
 
 
+#: Longest question or prompt text a task file may hold (characters): beyond any supported model's context (at most
+#: 131,072 positions) at the few characters per token of ordinary text, and found before a model loads.
+MAX_TEXT_CHARS = 1_000_000
+
+
+def invalid_unicode_at(text: str) -> int | None:
+    """The index of the first character of ``text`` that is not valid Unicode text (a lone UTF-16 surrogate,
+    U+D800–U+DFFF: what Python makes of invalid UTF-8 bytes in a command-line argument, or of a ``"\\ud800"``
+    escape in JSON), or None when ``text`` can be encoded as UTF-8 (and so tokenized)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def check_text(text: str, what: str, *, param: str | None = None) -> str:
+    """``text`` unchanged when it is valid Unicode text; tokenizers refuse lone surrogates with a ``TypeError``.
+
+    Raises:
+        ConfigError: ``what`` holds a lone surrogate (names the character and where it is).
+    """
+    at = invalid_unicode_at(text)
+    if at is not None:
+        raise ConfigError(f"{what} is not valid Unicode text (a lone surrogate U+{ord(text[at]):04X} at character "
+                          f"{at}, e.g. from invalid UTF-8 bytes); pass UTF-8 text", param=param)
+    return text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"the number literal {name} (not finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text} (not finite in double precision)")
+    return value
+
+
+def parse_json(text: str, where: str) -> Any:
+    """Strict JSON for user files (task files, BIG-bench files, ``--texts``): standard JSON only.
+
+    Python's :func:`json.loads` accepts ``NaN``, ``Infinity`` and ``-Infinity`` and turns ``1e400`` into
+    ``inf``; none of them is JSON (RFC 8259) and none can be a reference answer, so each is refused, as is a
+    string holding a lone surrogate (``"\\ud800"``), which no tokenizer takes.
+
+    Raises:
+        ConfigError: ``where: invalid JSON (...)`` naming the problem and its column / line.
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        pos = f"line {exc.lineno} column {exc.colno}" if "\n" in text.strip() else f"column {exc.colno}"
+        raise ConfigError(f"{where}: invalid JSON ({exc.msg} at {pos})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: invalid JSON: {exc}; write the value as a finite number or a string") from None
+    check_strings(value, where)
+    return value
+
+
+def check_strings(value: Any, where: str) -> None:
+    """Refuse any string inside ``value`` (nested lists and dicts, keys included) that is not valid Unicode text.
+
+    Raises:
+        ConfigError: ``where: the string '...' is not valid Unicode text (...)``.
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if invalid_unicode_at(v) is not None:
+                check_text(v, f"{where}: the string {v[:40]!r}")
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
 def read_user_text(path: str | Path, what: str) -> str:
     """Read a UTF-8 text file a user named (``--config``, ``--benchmark``, ``--texts``...).
 
@@ -187,10 +267,11 @@ def truncate_torn_line(path: str | Path) -> int:
     return size - keep
 
 
-def read_jsonl(path: str | Path) -> Iterator[Any]:
-    """The values of a JSONL file, in order; a missing file gives none, and blank lines and lines that are not
-    valid JSON (a torn last line of a running or killed run) are skipped."""
-    path = Path(path)
+_BROKEN = object()  # a line that is not valid JSON
+
+
+def _jsonl_values(path: Path) -> Iterator[Any]:
+    """The decoded non-blank lines of a JSONL file (``_BROKEN`` for a line that is not JSON); none when it is missing."""
     if not path.exists():
         return
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -201,4 +282,23 @@ def read_jsonl(path: str | Path) -> Iterator[Any]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError:
-                continue
+                yield _BROKEN
+
+
+def read_jsonl_objects(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+    """The JSON objects of a JSONL file and the number of non-blank lines skipped (not JSON, or JSON but not an
+    object: a torn last line, or a file that is not a records file). A missing file gives ``([], 0)``."""
+    objects: list[dict[str, Any]] = []
+    skipped = 0
+    for value in _jsonl_values(Path(path)):
+        if isinstance(value, dict):
+            objects.append(value)
+        else:
+            skipped += 1
+    return objects, skipped
+
+
+def read_jsonl(path: str | Path) -> Iterator[Any]:
+    """The values of a JSONL file, in order; a missing file gives none, and blank lines and lines that are not
+    valid JSON (a torn last line of a running or killed run) are skipped."""
+    return (v for v in _jsonl_values(Path(path)) if v is not _BROKEN)

@@ -299,6 +299,24 @@ class VecgenLM(LM):
         return out
 
 
+def default_device_args(argv: list[str]) -> list[str]:
+    """``argv`` with ``--device auto`` added when it runs the ``vecgen`` model and names no ``--device``.
+
+    lm-eval's own ``--device`` default is ``cuda:0`` (for its Hugging Face model), which it hands to every model;
+    vecgen's default is ``auto`` (CUDA when present, else the CPU), as in ``--model_args device=...``."""
+    def value(flag: str) -> str | None:
+        for i, arg in enumerate(argv):
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+        return None
+
+    if value("--model") != "vecgen" or any(a == "--device" or a.startswith("--device=") for a in argv):
+        return list(argv)
+    return [*argv, "--device", "auto"]
+
+
 def main() -> None:
     """``vecgen-lm-eval``: lm-eval's command line (``lm_eval``'s arguments) with the ``vecgen`` model registered.
 
@@ -308,6 +326,7 @@ def main() -> None:
         cli_evaluate,  # lm-eval's own command line, imported only to run it
     )
 
+    sys.argv[1:] = default_device_args(sys.argv[1:])
     try:
         cli_evaluate()
     except VecgenError as exc:

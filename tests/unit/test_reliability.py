@@ -558,9 +558,10 @@ def test_generate_ctrl_c_says_nothing_was_written(tmp_path):
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     assert proc.stdout.read(5) == "Hello"  # decoding has started
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
     assert "interrupted: nothing was being written" in err
+    assert out.endswith("\n")  # the partial output ends its line: the "interrupted" line is not glued onto it
 
 
 def test_opening_a_run_cuts_a_torn_line_and_removes_orphan_temp_files(tmp_path):

@@ -257,7 +257,10 @@ class LlamaCppBackend:
         self.n_threads = options.n_threads or default_threads()
         train_ctx = int(lib.llama_model_n_ctx_train(self._model))
         self.n_ctx = options.n_ctx or min(context_length or train_ctx or 4096, 16384)
-        self.n_seq_max = options.n_seq_max  # at most llama.cpp's LLAMA_MAX_SEQ (256): rows, prefixes, forks alive
+        # at most llama.cpp's LLAMA_MAX_SEQ (256): rows, prefixes, forks alive. llama.cpp caps n_batch at n_ctx but
+        # reserves one output row per sequence at start: n_seq_max > n_ctx aborts the process (GGML_ASSERT
+        # n_outputs_max <= cparams.n_outputs_max), and a context of n_ctx cells never holds more sequences anyway
+        self.n_seq_max = min(options.n_seq_max, self.n_ctx)
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = self.n_ctx
         cparams.n_batch = options.n_batch
@@ -347,9 +350,10 @@ class LlamaCppBackend:
                     row, start = row + 1, 0
             rc = lib.llama_decode(self._ctx, nb.native(n, vectors is not None))
             if rc == 1:
+                rows = f" or fewer rows at once (batch_size; {len(pos)} here)" if len(pos) > 1 else ""
                 raise ContextLengthError(
                     f"the llama.cpp context ({self.n_ctx} positions shared by every row and cached prefix) is full: "
-                    "pass a larger n_ctx or a smaller batch_size", param=("n_ctx", "batch_size"))
+                    f"pass a larger n_ctx{rows}", param=("n_ctx", "batch_size") if rows else "n_ctx")
             if rc != 0:
                 raise ContractError(f"llama_decode failed with status {rc} (see the logger {native_log.name})")
             # by position in the batch (with embeddings on, llama.cpp outputs every input, not only the flagged)

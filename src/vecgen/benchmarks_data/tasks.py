@@ -48,13 +48,20 @@ option). The task's ``task_prefix`` (if any) is put before every input; ids are 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import atomic_write_text, read_user_text
+from ..io import (
+    MAX_TEXT_CHARS,
+    atomic_write_text,
+    check_strings,
+    parse_json,
+    read_user_text,
+)
 from .checkers import CHECKERS, NumericChecker
 from .task import ANSWER_TYPES, LETTERS, Task, yesno_value
 
@@ -122,8 +129,14 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> tuple[Task,
     aliases = _string_list(data.pop("aliases", None), "aliases", where)
     if not isinstance(question, str) or not question.strip():
         raise ConfigError(f"{where}: 'question' must be a non-empty string")
+    if len(question) > MAX_TEXT_CHARS:
+        raise ConfigError(f"{where}: 'question' has {len(question):,} characters, more than {MAX_TEXT_CHARS:,}: longer "
+                          "than any model's context; is it the right field?")
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
         raise ConfigError(f"{where}: 'answer' must be a non-empty string or a number")
+    if isinstance(answer, float) and not math.isfinite(answer):
+        raise ConfigError(f"{where}: 'answer' {answer} is not a finite number; no output could ever match it")
+    check_strings(record, where)
     if isinstance(tid, bool) or not isinstance(tid, (str, int)) or not str(tid).strip():
         raise ConfigError(f"{where}: 'id' must be a non-empty string or an integer")
     if solution is not None and not isinstance(solution, str):
@@ -232,10 +245,7 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
         if not line.strip():
             continue
         where = f"{path} line {lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        record = parse_json(line, where)
         default_id = f"{prefix}-{len(tasks):04d}" if index_ids else f"{prefix}-{lineno}"
         task, typed = task_from_record(record, default_id=default_id, where=where)
         guard.add(task, typed, f"line {lineno}")
@@ -250,10 +260,7 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
 
 def _bigbench_tasks(path: Path, text: str, prefix: str) -> list[Task]:
     """Tasks of a BIG-bench ``task.json`` (the module docstring says how examples map to answer types)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    data = parse_json(text, str(path))
     examples = data.get("examples") if isinstance(data, dict) else None
     if not isinstance(examples, list) or not examples:
         raise ConfigError(f"{path}: a BIG-bench task file needs a non-empty 'examples' list "

@@ -154,6 +154,29 @@ def _interrupted() -> None:
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+def check_argv_text(args: list[str]) -> None:
+    """Refuse a command-line argument that is not valid Unicode text before anything is parsed or loaded.
+
+    Python turns bytes of an argument that are not UTF-8 into lone surrogates (PEP 383), which no tokenizer
+    accepts; the one check here covers every text option and argument of every command, present and future.
+
+    Raises:
+        ConfigError: naming the option (``--system``, or the argument's position) and the character.
+    """
+    from ..io import check_text, invalid_unicode_at
+
+    for i, arg in enumerate(args):
+        if invalid_unicode_at(arg) is None:
+            continue
+        if arg.startswith("--") and "=" in arg:
+            what = f"the value of {arg.split('=', 1)[0]}"
+        elif i > 0 and args[i - 1].startswith("-") and not args[i - 1].lstrip("-").replace(".", "").isdigit():
+            what = f"the value of {args[i - 1]}"
+        else:
+            what = f"command-line argument {i + 1}"
+        check_text(arg, what)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the command line ``argv`` (default ``sys.argv[1:]``) and exit.
 
@@ -167,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        check_argv_text(args)
         result = command().main(args=args, prog_name="vecgen", standalone_mode=False)
         code = result if isinstance(result, int) else 0  # typer turns Ctrl-C inside a command into 130
     except click_exc.NoArgsIsHelpError as exc:

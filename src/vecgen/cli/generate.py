@@ -20,6 +20,11 @@ from .common import (
 )
 
 
+#: Prompt tokens above which ``vecgen generate`` on a CPU asks for ``--allow-large``: attention makes a prefill
+#: about quadratic in its length, and 32k tokens ran past 7 minutes on a 2-core CPU.
+LONG_PROMPT_TOKENS = 16_384
+
+
 @dataclass
 class GenerateOptions(ModelOptions, SamplingOptions, PlacementOptions, BackendOptions):
     """The flags of ``vecgen generate`` (the prompt is an argument)."""
@@ -32,6 +37,9 @@ class GenerateOptions(ModelOptions, SamplingOptions, PlacementOptions, BackendOp
     truncate_prompt: Annotated[bool, typer.Option(
         "--truncate-prompt", help="When the prompt plus --max-new-tokens exceeds the model's context, keep the "
         "prompt's last tokens (with a warning) instead of refusing.")] = False
+    allow_large: Annotated[bool, typer.Option(
+        "--allow-large", help=f"Go ahead with a prompt of more than {LONG_PROMPT_TOKENS:,} tokens on a CPU (its "
+        "prefill alone takes minutes there); without it such a prompt is refused, with its length.")] = False
 
 
 @with_options(GenerateOptions, context=False)
@@ -59,6 +67,9 @@ def generate(o: GenerateOptions) -> None:
             logging.getLogger("vecgen").warning("dropped the first %d prompt tokens to fit the model's context "
                                                 "(--truncate-prompt)", dropped)
             prompt = lm.tokenizer.decode(ids)
+    if len(ids) > LONG_PROMPT_TOKENS and lm.device.type == "cpu" and not o.allow_large:
+        raise ConfigError(f"the prompt is {len(ids):,} tokens, more than {LONG_PROMPT_TOKENS:,}: its prefill alone takes "
+                          "minutes on a CPU; shorten it, or pass --allow-large to go ahead")
     tokens: list[int] = []
     printed = ""
 
@@ -73,9 +84,13 @@ def generate(o: GenerateOptions) -> None:
             sys.stdout.flush()
             printed = decoded
 
-    run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_token=stream, record_top_k=0,
-                 allowed=english_only_mask(lm, o.english_only))
-    sys.stdout.write("\n")
+    try:
+        run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_token=stream, record_top_k=0,
+                     allowed=english_only_mask(lm, o.english_only))
+    finally:  # also on Ctrl-C: the "interrupted" line then starts a line of its own
+        if tokens or printed:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:

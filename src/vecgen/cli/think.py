@@ -53,6 +53,7 @@ class ThinkOptions(ModelOptions, MixingOptions, SamplingOptions, RunOptions, Pla
     baseline: Annotated[Optional[str], typer.Option("--baseline", help="The grid combination every other one is compared with (paired exact test), as FIELD=VALUE,...; default: every axis's first value.")] = None  # noqa: E501
     samples: Annotated[Optional[int], typer.Option("--samples", help=SAMPLES_HELP)] = None
     run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name; rerun with the same name to resume.")] = None  # noqa: E501
+    allow_large: Annotated[bool, typer.Option("--allow-large", help="Go ahead with a run of more than 64 configurations (methods × grid combinations) or 20,000 generations (items × configurations × samples: about a day on a 2-core CPU); without it such a run is refused before anything loads, with its count.")] = False  # noqa: E501
 
 
 @with_options(ThinkOptions)
@@ -68,7 +69,7 @@ def think(ctx: typer.Context, o: ThinkOptions) -> None:
 
     from ..parallel import processes
     from ..reports import RunWriter
-    from ..thinking.evaluate import RESUME_HINT, load_tasks, run_evaluation
+    from ..thinking.evaluate import RESUME_HINT, check_resume_before_load, load_tasks, run_evaluation
     from ..thinking.report import comparison_table, pass_at_k_table, summary_table
     from ..thinking.settings import settings_from_options
 
@@ -78,12 +79,15 @@ def think(ctx: typer.Context, o: ThinkOptions) -> None:
         concept=dict(temperature=o.concept_temperature, top_p=o.concept_top_p, top_k=o.concept_top_k,
                      min_p=o.concept_min_p),
         max_think_tokens=o.max_think_tokens, max_answer_tokens=o.max_answer_tokens, cold_stop_tau=o.cold_stop_tau,
-        cold_stop_steps=o.cold_stop_steps, marker=o.marker, grid=o.grid, baseline=o.baseline, samples=o.samples)
+        cold_stop_steps=o.cold_stop_steps, marker=o.marker, grid=o.grid, baseline=o.baseline, samples=o.samples,
+        allow_large=o.allow_large)
     tasks = load_tasks(settings)
+    settings.check_size(len(tasks))
     check_load(o)
     group = processes(o.device)  # data-parallel share under torchrun / accelerate launch; else the whole run
     writer = enter_run(ctx, RunWriter("think", name=o.run_name, root=o.out_dir, resumable=True,
                                       resume_hint=RESUME_HINT), group, o.run_name)
+    check_resume_before_load(writer.dir, settings)
     lm = load(o, device=group.device(o.device))
     command = "vecgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = run_evaluation(lm, settings, tasks, writer=writer, processes=group, command_line=command)

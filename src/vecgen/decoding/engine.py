@@ -250,11 +250,14 @@ def check_context(lm: LoadedModel, lengths: Sequence[int], budgets: Sequence[int
         if c + n + more > limit:
             label = names[i] if names is not None else f"prompt {i}"
             where = f"{c} cached + {n}" if c else f"{n}"
+            cells = getattr(lm.backend, "n_ctx", None)
+            source = "the backend's n_ctx" if cells == limit else "max_position_embeddings"
+            longer = "a larger --n-ctx" if cells == limit else "a model with a longer context"
             raise ContextLengthError(
                 f"{label} needs {c + n + more} positions ({where} prompt + up to {more} generated), but "
-                f"{lm.name} has a context of {limit} (max_position_embeddings); shorten the prompt or lower "
+                f"{lm.name} has a context of {limit} ({source}); shorten the prompt or lower "
                 "the number of tokens to generate (--max-new-tokens, thinking/answer budgets, translation "
-                "tokens), or use a model with a longer context")
+                f"tokens), or use {longer}")
 
 
 def truncate_to_context(lm: LoadedModel, ids: Sequence[int], budget: int) -> tuple[list[int], int]:

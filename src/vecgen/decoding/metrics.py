@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 from ..models import LoadedModel
 from .sampling import entropy
 
@@ -75,12 +76,12 @@ class EmbeddingIndex:
             distances, best first.
 
         Raises:
-            ValueError: unknown metric, or ``k`` out of range.
+            ValueError: unknown metric. ConfigError (a ValueError): ``k`` out of range.
         """
         if metric not in ("cosine", "l2"):
             raise ValueError(f"unknown metric {metric!r}; use 'cosine' or 'l2'")
         if not 1 <= k <= self.n_real:
-            raise ValueError(f"k={k} outside [1, {self.n_real}]")
+            raise ConfigError(f"k={k}: allowed range is [1, {self.n_real}] (the model's real vocabulary)", param="k")
         single = vectors.dim() == 1
         q = (vectors[None] if single else vectors).to(self.embedding.device).float()  # (M, d)
         q_norm = torch.linalg.vector_norm(q, dim=-1)  # (M,)

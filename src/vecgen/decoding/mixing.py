@@ -43,12 +43,12 @@ from enum import Enum
 from typing import Any, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..backends.contract import ContractError
 from ..config import SamplingConfig, format_validation_error
 from ..errors import ConfigError
-from .sampling import entropy, logits_to_probs, mask_logits, sample
+from .sampling import entropy, logits_to_probs, mask_logits, sample, tempered_softmax
 
 
 class Noise(str, Enum):
@@ -88,6 +88,15 @@ class MixingConfig(BaseModel):
     gumbel_tau: float = Field(0.5, gt=0.0)
     dirichlet_alpha: float = Field(10.0, gt=0.0)
     hidden_scale: HiddenScale = HiddenScale.embed
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, rule: str) -> str:
+        """Every config names a registered rule, whether or not its method mixes (a grid over ``rule`` with
+        ``direct`` is checked like one with ``soft``)."""
+        if rule not in MIXING_RULES:
+            raise ValueError(f"unknown mixing rule {rule!r}; choose one of: {', '.join(MIXING_RULES)}")
+        return rule
 
     @property
     def feeds_hidden(self) -> bool:
@@ -280,14 +289,29 @@ def soft_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
         u = torch.rand(w.shape, generator=generator, device=w.device).clamp(1e-10, 1 - 1e-10)
         g = -torch.log(-torch.log(u))
         logw = torch.log(w.clamp_min(1e-30)).where(w > 0, torch.full_like(w, float("-inf")))
-        w = torch.softmax((logw + g) / mixing.gumbel_tau, dim=-1)
+        w = tempered_softmax(logw + g, mixing.gumbel_tau)  # finite for every tau > 0
     elif mixing.noise == Noise.dirichlet:
-        conc = (mixing.dirichlet_alpha * w).clamp_min(1e-6)
-        w = torch._standard_gamma(conc, generator=generator)  # Dirichlet = normalised Gamma draws
-        w = w * (conc > 1e-6)
-        w = w / w.sum(-1, keepdim=True)
+        w = _dirichlet(w, mixing.dirichlet_alpha, generator)
     token = torch.gather(idx, -1, w.argmax(-1, keepdim=True)).squeeze(-1)
     return Mixture(w, idx, token, probs, full)
+
+
+def _dirichlet(w: torch.Tensor, alpha: float, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw of ``Dirichlet(alpha · w)`` per row of ``w`` ``(B, K)`` (zero weights stay 0), float32.
+
+    Normalised Gamma draws, taken in log space so that every ``alpha > 0`` gives a finite, normalised row:
+    ``Gamma(c) = Gamma(c + 1) · U^(1/c)`` (Marsaglia & Tsang 2000, the boost for ``c < 1``), so
+    ``log G = log Gamma(c + 1) + log(U) / c`` and the row is ``softmax(log G)``. A direct ``Gamma(c)`` draw
+    underflows for tiny ``c`` (every entry the same floor: a uniform row instead of the categorical limit)
+    and overflows near ``c = 1e38``. Concentrations are kept in ``[1e-300, 1e30]`` (float64): below, the draw
+    is already one-hot; above, it is ``w`` to float precision.
+    """
+    conc = (alpha * w.double()).clamp(1e-300, 1e30)  # (B, K)
+    boosted = torch._standard_gamma(conc + 1.0, generator=generator)  # (B, K) float64, >= a positive floor
+    u = torch.rand(conc.shape, generator=generator, dtype=torch.float64, device=w.device).clamp_min(1e-300)
+    log_g = torch.log(boosted) + torch.log(u) / conc  # (B, K), finite
+    log_g = log_g.where(w > 0, torch.full_like(log_g, float("-inf")))  # truncated tokens keep weight 0
+    return torch.softmax(log_g, dim=-1).float()
 
 
 @register_mixing_rule("full")

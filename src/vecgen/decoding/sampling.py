@@ -4,7 +4,9 @@ Every decode path in vecgen uses these functions. The order follows transformers
 processors and the Soft Thinking reference implementation (Zhang et al. 2025, arXiv 2505.15778):
 
 1. mask: rows that are padding or outside an allowed token set get ``-inf``;
-2. ``p = softmax(logits / temperature)`` (temperature 0 = greedy: the argmax gets probability 1);
+2. ``p = softmax(logits / temperature)`` (temperature 0 = greedy: the argmax gets probability 1), computed by
+   :func:`tempered_softmax` so that every accepted temperature, down to the smallest positive float, gives a
+   finite distribution;
 3. ``top_k`` truncation, renormalise; ``top_p`` (nucleus) truncation, renormalise; ``min_p``
    truncation (drop ``p < min_p · max p``), renormalise.
 
@@ -81,6 +83,40 @@ def mask_logits(logits: torch.Tensor, mask: torch.Tensor | int | None) -> torch.
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """Shannon entropy in nats of distributions ``(..., V)`` → ``(...)``; zero-probability terms are 0."""
     return torch.special.entr(probs).sum(-1)  # entr(p) = −p·ln p, and 0 at p = 0
+
+
+#: float32's smallest normal number. Below it a float32 ``z / T`` would divide by a subnormal (or by 0: 1e-320 is 0 in
+#: float32), so :func:`tempered_softmax` divides in float64, where every positive float the options accept is
+#: representable and ``z / T`` for ``z < 0`` is a huge negative number or ``-inf``: the exact limit, the argmax
+#: (ties at the maximum share the mass), even between logits a subnormal apart.
+MIN_TEMPERATURE = float(torch.finfo(torch.float32).tiny)
+
+
+def tempered_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(logits / temperature)`` over the last dimension, finite for every ``temperature > 0``.
+
+    The row maximum is subtracted *before* dividing (``z = logits − max``, so ``z ≤ 0`` and the maximum's
+    term is exactly ``0 / T = 0``): a tiny ``T`` turns the other entries into ``-inf`` (probability 0)
+    instead of overflowing to ``inf − inf = NaN``. This is
+    the one temperature mechanism of the project: the sampler, every mixing rule and the Gumbel-softmax
+    noise call it. Below :data:`MIN_TEMPERATURE` the division and softmax run in float64 (the temperature itself
+    would not survive a cast to float32).
+
+    Args:
+        logits: ``(..., V)`` float logits; ``-inf`` entries (masked tokens) get probability 0. Every row needs
+            one finite entry (:func:`mask_logits` guarantees it).
+        temperature: ``T > 0`` (1 = the plain softmax).
+
+    Returns:
+        ``(..., V)`` probabilities in the input's dtype; every row is finite and sums to 1.
+    """
+    if temperature == 1.0:
+        return torch.softmax(logits, dim=-1)
+    z = logits - logits.amax(-1, keepdim=True)  # (..., V), <= 0; the maximum is exactly 0
+    t = float(temperature)
+    if t < MIN_TEMPERATURE:
+        return torch.softmax(z.double() / t, dim=-1).to(logits.dtype)  # (..., V)
+    return torch.softmax(z / t, dim=-1)
 
 
 def _renorm(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -164,8 +200,7 @@ def logits_to_probs(
         ConfigError: every token masked.
     """
     logits = mask_logits(logits, mask)
-    temperature = cfg.temperature if cfg.temperature > 0 else 1.0
-    full = torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1)
+    full = tempered_softmax(logits, cfg.temperature if cfg.temperature > 0 else 1.0)
     if cfg.greedy:
         probs = torch.zeros_like(full).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
     else:

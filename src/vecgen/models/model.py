@@ -15,6 +15,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from ..backends import Backend, ContractError, TransformersBackend
 from ..errors import UnsupportedError
+from ..io import check_text
 from .adapters import FamilyAdapter
 
 
@@ -78,8 +79,13 @@ class LoadedModel:
 
     @property
     def context_length(self) -> int | None:
-        """Positions the model takes (prompt + generated): the adapter's ``context_length`` of the config."""
-        return self.adapter.context_length(self.config)
+        """Positions one row may use (prompt + generated): the adapter's ``context_length`` of the config, capped by
+        a backend's fixed context (llama.cpp's ``n_ctx``, the cells every row shares) when it has one."""
+        model_limit = self.adapter.context_length(self.config)
+        cells = getattr(self.backend, "n_ctx", None)
+        if isinstance(cells, int) and cells > 0:
+            return cells if model_limit is None else min(model_limit, cells)
+        return model_limit
 
     @property
     def hidden_size(self) -> int:
@@ -105,7 +111,12 @@ class LoadedModel:
         return self.backend.input_rows(input_ids)
 
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
-        """Token ids of ``text`` (no BOS is added by default: chat templates carry their own tokens)."""
+        """Token ids of ``text`` (no BOS is added by default: chat templates carry their own tokens).
+
+        Raises:
+            ConfigError: ``text`` is not valid Unicode (a lone surrogate), which tokenizers refuse with a TypeError.
+        """
+        check_text(text, "the text to tokenize")
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
     def require_module(self, what: str) -> torch.nn.Module:

@@ -81,6 +81,25 @@ def add_lora(lm: LoadedModel, config: ReaderConfig) -> Any:
         raise ConfigError(f"LoRA target modules {config.target_modules}: {exc}".splitlines()[0]) from None
 
 
+def check_target_modules(lm: LoadedModel, config: ReaderConfig) -> None:
+    """Check, before any data is generated, that LoRA can wrap ``lm`` and that every name of
+    ``config.target_modules`` matches a layer of it (PEFT's rule: the module's full name, or its last components).
+
+    Raises:
+        UnsupportedError: not a transformers PyTorch model.
+        ConfigError: a name that matches no layer (the model's layer names are listed).
+    """
+    if not isinstance(lm.model, PreTrainedModel):
+        raise UnsupportedError("the reader trains a LoRA adapter (PEFT) on a transformers model; use backend "
+                               "transformers")
+    names = [n for n, m in lm.model.named_modules() if n and not list(m.children()) and hasattr(m, "weight")]
+    for target in config.target_modules:
+        if not any(n == target or n.endswith("." + target) for n in names):
+            leaves = sorted({n.rsplit(".", 1)[-1] for n in names if not n.rsplit(".", 1)[-1].isdigit()})
+            raise ConfigError(f"target_modules: {target!r} matches no layer of {lm.name}; its layers are named "
+                              f"{', '.join(leaves)}", param="target_modules")
+
+
 def batch_loss(lm: LoadedModel, examples: Sequence[ReaderExample]) -> torch.Tensor:
     """Teacher-forced cross-entropy of the targets after the reader prompts, nats per target token
     (:func:`vecgen.scoring.teacher_forced_loss`: one left-padded batch, the generation path)."""

@@ -72,8 +72,12 @@ class ReaderConfig(BaseModel):
             raise ConfigError(format_validation_error(exc, "reader config")) from None
         if cfg.n_min > cfg.n_max:
             raise ConfigError(f"n_min={cfg.n_min} > n_max={cfg.n_max}: give 1 <= n_min <= n_max")
-        if not cfg.target_modules:
-            raise ConfigError("target_modules: give at least one module name, e.g. q_proj")
+        if not cfg.target_modules or any(not m.strip() for m in cfg.target_modules):
+            raise ConfigError("target_modules: give module names, e.g. q_proj,v_proj")
+        if cfg.batch_size > cfg.train_examples:
+            raise ConfigError(f"batch_size={cfg.batch_size} is larger than train_examples={cfg.train_examples}: an "
+                              "optimizer step cannot use more examples than there are; give at most "
+                              f"{cfg.train_examples}", param="batch_size")
         return cfg
 
     @property

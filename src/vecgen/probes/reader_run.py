@@ -36,6 +36,7 @@ from ..reports import RunWriter
 from .reader import (
     TrainState,
     add_lora,
+    check_target_modules,
     continuation_kl,
     load_lora_state,
     load_reader,
@@ -161,6 +162,7 @@ def train_run(lm: LoadedModel, cfg: ReaderConfig, writer: RunWriter, *, methods:
                           "--run-name")
     if saved is not None:
         check_model_identity(saved["model"], lm, where=saved["path"])
+    check_target_modules(lm, cfg)  # before minutes of data generation
     start = time.perf_counter()
     status = Console(stderr=True).status("generating concept tokens for the training and held-out examples")
     with status if progress else nullcontext():

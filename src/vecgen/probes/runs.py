@@ -17,6 +17,7 @@ from typing import Any
 from ..config import DEFAULT_PROMPTS
 from ..decoding.metrics import token_text
 from ..errors import ConfigError
+from ..io import check_text
 from ..models import LoadedModel
 from ..reports import RunWriter
 from .arithmetic import (
@@ -209,7 +210,14 @@ def lens_settings(*, prompts: Sequence[str] | None = None, n: int = 3, after: in
     _at_least(mixture_top_k, "mixture_top_k", 2)
     _at_least(summary_prompts, "summary_prompts", 0)
     _at_least(batch_size, "batch_size")
-    summary = load_prompts(prompts_file)[:summary_prompts] if summary_prompts else []
+    available = load_prompts(prompts_file) if summary_prompts else []
+    if summary_prompts > len(available):
+        source = prompts_file or "the shipped prompts file"
+        raise ConfigError(f"summary_prompts={summary_prompts}: {source} has {len(available)} prompts; give at most "
+                          f"{len(available)} (or 0 for no summary)", param="summary_prompts")
+    summary = available[:summary_prompts]
+    for text in texts:
+        check_text(text, f"prompt {text[:40]!r}", param="prompt")
     return {"prompts": texts, "n": n, "after": after, "mixture_top_k": mixture_top_k, "summary_prompts": len(summary),
             "prompts_file": str(prompts_file) if prompts_file else "shipped", "summary_texts": summary,
             "batch_size": batch_size}
@@ -308,6 +316,8 @@ def analogy(lm: LoadedModel, pairs: str | Path | dict[str, list[tuple[str, str]]
     """
     _at_least(k, "k")
     _at_least(batch_size, "batch_size")
+    if k > lm.n_real_vocab:
+        raise ConfigError(f"k={k}: allowed range is [1, {lm.n_real_vocab}] ({lm.name}'s real vocabulary)", param="k")
     quads = analogy_quadruples(pairs)
     spaces = {"input": lm.embedding}
     head = output_space(lm)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import math
 from collections.abc import Callable
 from importlib import resources
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import atomic_write_text, read_jsonl
+from ..io import atomic_write_text, read_jsonl_objects
 from .files import read_marker
 
 #: The file written into the run folder.
@@ -49,8 +50,13 @@ def _asset(name: str) -> str:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a records file (:func:`~vecgen.io.read_jsonl`; other values skipped)."""
-    return [obj for obj in read_jsonl(path) if isinstance(obj, dict)]
+    """The JSON objects of a records file; other lines are skipped, with a warning on the ``vecgen`` logger that
+    says how many (a torn last line of a running run, or a file that is not a records file)."""
+    records, skipped = read_jsonl_objects(path)
+    if skipped:
+        logging.getLogger("vecgen").warning("%s: skipped %d of %d lines that are not JSON records (damaged, or not a "
+                                            "records file?)", path, skipped, skipped + len(records))
+    return records
 
 
 class StringTable:

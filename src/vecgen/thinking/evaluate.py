@@ -95,6 +95,34 @@ def check_settings(writer: RunWriter, settings: dict[str, Any]) -> None:
     atomic_write_json(path, settings)
 
 
+def check_resume_before_load(run_dir: str | Path, settings: EvaluationSettings) -> None:
+    """Refuse, before the model loads, a resume whose model-independent settings (benchmark, data source, every
+    method's config, samples) differ from the run folder's ``settings.json``; :func:`check_settings` compares the
+    rest (model, dtype, marker, backend) once the model is loaded. Nothing happens for a new run folder.
+
+    Raises:
+        ConfigError: the differing settings named, as :func:`check_settings` names them.
+    """
+    path = Path(run_dir) / "settings.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    configs = settings.method_configs()
+    new: dict[str, Any] = {
+        "benchmark": settings.benchmark,
+        "data_source": settings.data_source or ("shipped" if settings.benchmark == "gsm8k" else None),
+        "methods": {m: c.model_dump(mode="json", exclude={"stop_sequences"}) for m, c in configs.items()},
+    }
+    if settings.samples is not None:
+        new.update(samples=settings.samples, sample_seed=settings.sampling.seed)
+    keys = ("benchmark", "data_source", "methods", "samples", "sample_seed")
+    diff = changed_settings({k: old.get(k, "<unset>") for k in keys if k in old or k in new},
+                            {k: new.get(k, "<unset>") for k in keys if k in old or k in new})
+    if diff:
+        raise ConfigError(f"run folder {run_dir} was started with different settings ({'; '.join(diff)}); "
+                          "resume with the same settings or choose another --run-name")
+
+
 def sample_seed(seed: int, task_id: str, sample: int) -> int:
     """The seed of sample ``sample`` of item ``task_id`` in a run seeded ``seed`` (sha256; the same on every
     machine and whatever the batch)."""
@@ -401,6 +429,7 @@ def run_evaluation(
     """
     processes = processes or Processes()
     tasks = list(tasks) if tasks is not None else load_tasks(settings)
+    settings.check_size(len(tasks))
     style = prompt_style(lm, settings.marker)
     configs = settings.method_configs()
     names = list(configs)
@@ -486,14 +515,15 @@ def evaluate(
             (``["noise=none,gumbel"]``), ``baseline``, ``batch_size`` (8), ``sampling`` (the discrete sampler, a
             :class:`~vecgen.config.SamplingConfig`; default greedy), ``mixing``, ``concept`` (concept-token
             sampling overrides), ``max_think_tokens`` (320), ``max_answer_tokens`` (24), ``cold_stop_tau`` (0.01
-            nats), ``cold_stop_steps`` (48), ``marker``.
+            nats), ``cold_stop_steps`` (48), ``marker``, ``allow_large`` (go ahead with a run above 64
+            configurations or 20,000 generations).
 
     Returns:
         An :class:`Evaluation` (shown as a table in Jupyter).
 
     Raises:
         ConfigError: a bad setting (the parameter is named), an unknown benchmark, a bad task file, a run folder of
-            another command or with other settings.
+            another command or with other settings, a run larger than the limits above without ``allow_large``.
         ContextLengthError: an item that does not fit the model with its budget (checked before the first batch).
     """
     tasks = None
@@ -515,5 +545,17 @@ def evaluate(
         return run_evaluation(lm, config, tasks, writer=writer, progress=progress)
 
 
-__all__ = ["Evaluation", "answer_items", "check_settings", "evaluate", "load_tasks", "merge_records",
-           "read_all_records", "run_evaluation", "run_settings", "sample_seed", "write_evaluation"]
+__all__ = [
+    "Evaluation",
+    "answer_items",
+    "check_resume_before_load",
+    "check_settings",
+    "evaluate",
+    "load_tasks",
+    "merge_records",
+    "read_all_records",
+    "run_evaluation",
+    "run_settings",
+    "sample_seed",
+    "write_evaluation",
+]

@@ -10,6 +10,7 @@ the parameter (``batch_size``, ``samples``, ...); the CLI names its flags instea
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,7 +58,16 @@ def deterministic(cfg: ThinkConfig) -> bool:
 
 
 #: Allowed ranges named in error messages.
-_ALLOWED = {"limit": ">= 1 (or leave it out for all items)", "batch_size": ">= 1", "samples": ">= 1"}
+_ALLOWED = {"limit": ">= 1 (or leave it out for all items)", "batch_size": ">= 1",
+            "samples": f"[1, {10_000:,}]"}
+
+#: Generations (items × configurations × samples) above which a run needs ``allow_large``: more than the 2-core
+#: CPU this was written on answers in a day (the GSM8K-100 comparison, 300 generations, took about 20 minutes).
+LARGE_RUN_GENERATIONS = 20_000
+#: Configurations (methods × grid combinations) above which a run needs ``allow_large``.
+LARGE_RUN_CONFIGS = 64
+#: Most samples per item (pass@k beyond k = 10,000 is never what was meant).
+MAX_SAMPLES = 10_000
 
 
 class EvaluationSettings(BaseModel):
@@ -79,7 +89,11 @@ class EvaluationSettings(BaseModel):
         marker: the end-of-thinking text marker (None: ``</think>`` for thinking models, else ``"Answer:"``).
         grid: ablation axes ``FIELD=V1,V2`` (:mod:`vecgen.thinking.grid`); baseline: the combination the others are
             compared with (``FIELD=VALUE,...``; default every axis's first value).
-        samples: answer every item ``samples`` times per method with per-item seeds (pass@k); None = once.
+        samples: answer every item ``samples`` times per method with per-item seeds (pass@k), at most
+            :data:`MAX_SAMPLES`; None = once.
+        allow_large: go ahead with a run above :data:`LARGE_RUN_CONFIGS` configurations or
+            :data:`LARGE_RUN_GENERATIONS` generations (otherwise refused before anything loads; not a setting of the
+            results, so a resume need not repeat it).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -99,7 +113,8 @@ class EvaluationSettings(BaseModel):
     marker: str | None = None
     grid: tuple[str, ...] = ()
     baseline: str | None = None
-    samples: int | None = Field(None, ge=1)
+    samples: int | None = Field(None, ge=1, le=MAX_SAMPLES)
+    allow_large: bool = False
 
     @classmethod
     def create(cls, **values: Any) -> "EvaluationSettings":
@@ -128,8 +143,34 @@ class EvaluationSettings(BaseModel):
             first = exc.errors()[0]
             param = str(first["loc"][0]) if first.get("loc") else None
             raise ConfigError(format_validation_error(exc, "evaluation settings", _ALLOWED), param=param) from None
+        n = settings.n_configs
+        if n > LARGE_RUN_CONFIGS and not settings.allow_large:
+            raise ConfigError(f"this run has {n:,} configurations ({len(settings.methods)} methods × {n // len(settings.methods):,} "
+                              f"grid combinations), more than {LARGE_RUN_CONFIGS}; narrow the grid, or pass allow_large "
+                              "to go ahead", param=("grid", "allow_large"))
         settings.method_configs()  # every method, grid value and sample count is checked now
         return settings
+
+    @property
+    def n_configs(self) -> int:
+        """Configurations the run answers with: methods × grid combinations (computed without expanding the grid)."""
+        return len(self.methods) * math.prod(len(a.values) for a in self.axes)
+
+    def check_size(self, n_items: int) -> int:
+        """The run's generations (``n_items`` × :attr:`n_configs` × samples), checked before anything loads.
+
+        Raises:
+            ConfigError: more than :data:`LARGE_RUN_GENERATIONS` without ``allow_large`` (the count and its factors
+                named, and how to go ahead).
+        """
+        samples = self.samples or 1
+        total = n_items * self.n_configs * samples
+        if total > LARGE_RUN_GENERATIONS and not self.allow_large:
+            raise ConfigError(
+                f"this run is {total:,} generations ({n_items:,} items × {self.n_configs:,} configurations × {samples:,} "
+                f"samples), more than {LARGE_RUN_GENERATIONS:,} (about a day on a 2-core CPU); lower limit, the grid "
+                "or samples, or pass allow_large to go ahead", param=("limit", "samples", "allow_large"))
+        return total
 
     @property
     def axes(self) -> list[GridAxis]:

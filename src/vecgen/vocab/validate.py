@@ -20,7 +20,6 @@ such as ``ing`` and ``tion``, so its agreement figure is an upper bound; ``wamer
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..io import read_user_text
+from ..io import check_text, parse_json, read_user_text
 from .classify import token_bytes, token_strings
 
 WAMERICAN = Path("/usr/share/dict/american-english")
@@ -266,16 +265,15 @@ def read_texts(path: Path, limit: int | None = None) -> list[str]:
         if not line:
             continue
         if str(path).endswith(".jsonl"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{path}:{n}: not a JSON line") from None
+            obj = parse_json(line, f"{path}:{n}")
+            if not isinstance(obj, dict):
+                raise ConfigError(f"{path}:{n}: expected a JSON object with 'text', 'question' or 'prompt'")
             text = next((obj[k] for k in ("text", "question", "prompt") if isinstance(obj.get(k), str)), None)
             if text is None:
                 raise ConfigError(f"{path}:{n}: no 'text', 'question' or 'prompt' field")
             texts.append(text)
         else:
-            texts.append(line)
+            texts.append(check_text(line, f"{path}:{n}"))
         if limit is not None and len(texts) >= limit:
             break
     if not texts:
