@@ -53,7 +53,8 @@ def test_no_float32_model_is_built_and_the_embedding_is_the_gguf_one(lc, default
     assert lc.model is None and lc.backend.name == "llamacpp"
     assert torch.equal(lc.embedding, default_lm.embedding)  # token_embd dequantized by gguf == transformers' rows
     assert lc.n_real_vocab == default_lm.n_real_vocab and lc.stop_token_ids() == default_lm.stop_token_ids()
-    assert lc.context_length == default_lm.context_length == 32768
+    assert default_lm.context_length == 32768  # max_position_embeddings
+    assert lc.context_length == min(32768, lc.backend.n_ctx)  # a row can use at most the llama.cpp context
 
 
 def test_ids_and_their_rows_give_identical_logits(lc):

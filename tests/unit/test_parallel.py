@@ -30,12 +30,14 @@ def _run(argv, nproc=1):
 
 
 def same(a, b) -> bool:
-    """Equal JSON values, floats within 1e-5 relative / 1e-6 absolute and everything else (tokens, ids, texts, answers,
-    order) exactly. Why not bit-equal: on this CPU (Xeon, AMX) a process in a gloo group computes float32 entropies and
-    weights that differ from a lone process's in the 7th digit (measured 4e-8 relative on the tiny model, also with
-    the code before the library refactor); the decoded tokens are identical."""
+    """Equal JSON values, floats within one unit of the records' 4th decimal (1e-4 absolute, + 1e-5 relative) and
+    everything else (tokens, ids, texts, answers, order) exactly. Why not bit-equal: on this CPU (Xeon, AMX) a process
+    in a gloo group computes float32 entropies and weights that differ from a lone process's in the 7th digit
+    (measured 4e-8 relative on the tiny model, also with the code before the library refactor), and records round
+    them to 4 decimals, so a value at a rounding boundary differs in its last digit (seen: 2.3021 / 2.3022); the
+    decoded tokens are identical."""
     if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-6 + 1e-5 * abs(b)
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= 1e-4 + 1e-5 * abs(b)
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
