@@ -42,7 +42,8 @@ def test_vecgen_concept_end_to_end(tmp_path):
         assert (run / name).is_file(), name
     results = json.loads((run / "results.json").read_text())
     (rec,) = results["results"]["records"]
-    assert set(rec["translations"]) == {"nearest", "direct", "completion", "fewshot", "instruction"}
+    assert set(rec["translations"]) == {"nearest", "direct", "completion", "fewshot", "instruction", "patchscope",
+                                        "selfie"}
     assert rec["translations"]["nearest"]["text"].startswith(" Paris")
     assert results["model"]["n_real_vocab"] == 151665 and results["config"]["concept"]["n_values"] == [2]
     assert "transformers" in results["environment"]["packages"]

@@ -24,7 +24,7 @@ def test_records_files_and_prefix_property(tiny_lm, tmp_path):
     assert [(r["prompt_index"], r["n"]) for r in lines] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     rec = lines[1]
     assert len(rec["vectors"]) == 2 and set(rec["translations"]) == {"nearest", "direct", "completion", "fewshot",
-                                                                      "instruction"}
+                                                                      "instruction", "patchscope", "selfie"}
     for t in rec["translations"].values():
         assert isinstance(t["token_ids"], list) and "raw_text" in t and "empty_reason" in t
     v = rec["vectors"][0]

@@ -21,8 +21,25 @@ from vecgen.models import render_chat
 GREEDY = SamplingConfig(temperature=0.0)
 
 
-def test_registry_has_the_five_methods():
-    assert list(TRANSLATION_METHODS) == ["nearest", "direct", "completion", "fewshot", "instruction"]
+def test_registry_has_the_seven_methods():
+    assert list(TRANSLATION_METHODS) == ["nearest", "direct", "completion", "fewshot", "instruction", "patchscope",
+                                         "selfie"]
+
+
+def test_patchscope_and_selfie_prompts_are_the_papers_frames(tiny_lm):
+    """Patchscopes: the identity prompt with the vectors at the placeholder; SelfIE: the vectors as the user turn and
+    the assistant opening its summary. Both feed the vectors exactly (rows of the prompt's segments)."""
+    from vecgen.decoding.translate import PATCHSCOPE_PREFIX, PATCHSCOPE_SUFFIX, SELFIE_ANSWER, get_method
+
+    lm = tiny_lm("qwen2")
+    v = lm.embedding[torch.tensor([1000, 2000])].float()
+    segs = get_method("patchscope").fn(lm, v)
+    assert lm.tokenizer.decode(segs[0]) == PATCHSCOPE_PREFIX and lm.tokenizer.decode(segs[2]) == PATCHSCOPE_SUFFIX
+    assert torch.equal(segs[1], v)
+    before, vec, after = get_method("selfie").fn(lm, v)
+    assert torch.equal(vec, v)
+    text = lm.tokenizer.decode(before) + "X" + lm.tokenizer.decode(after)
+    assert text == render_chat(lm.tokenizer, [{"role": "user", "content": "X"}]) + SELFIE_ANSWER
 
 
 def test_instruction_places_vectors_inside_the_user_turn(tiny_lm):

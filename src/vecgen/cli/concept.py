@@ -116,14 +116,17 @@ def _run(o: ConceptOptions, cfg: Any, specs: list[str], writer: Any, group: Any,
 
 
 def _check_instruction(cfg: Any, specs: list[str]) -> None:
-    """``instruction`` named for a model without a chat template: refused from its tokenizer alone."""
-    if not cfg.methods or "instruction" not in cfg.methods:
+    """A chat-template method (``instruction``, ``selfie``) named for a model without a chat template: refused from
+    its tokenizer alone."""
+    from ..decoding.translate import CHAT_METHODS, check_methods
+
+    named = [m for m in cfg.methods or () if m in CHAT_METHODS]
+    if not named:
         return
-    from ..decoding.translate import check_methods
     from ..models import load_tokenizer
 
     for spec in specs:
-        check_methods(None, ["instruction"], tokenizer=load_tokenizer(spec), name=spec)
+        check_methods(None, named, tokenizer=load_tokenizer(spec), name=spec)
 
 
 def _print_side_by_side(console: Any, run: Any) -> None:

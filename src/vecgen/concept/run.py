@@ -42,6 +42,7 @@ from ..config import (
 from ..decoding.metrics import vector_metrics
 from ..decoding.mixing import MixingConfig
 from ..decoding.translate import (
+    CHAT_METHODS,
     TRANSLATION_METHODS,
     check_methods,
     get_method,
@@ -153,8 +154,9 @@ def methods_for(lm: LoadedModel, config: ConceptConfig) -> tuple[list[str], list
         check_methods(lm, methods)
         return methods, []
     except NoChatTemplateError:
-        note = f"{lm.name}: no chat template, so the 'instruction' translation was skipped"
-        return [m for m in methods if m != "instruction"], [note]
+        skipped = [m for m in methods if m in CHAT_METHODS]
+        note = f"{lm.name}: no chat template, so the {', '.join(repr(m) for m in skipped)} translations were skipped"
+        return [m for m in methods if m not in CHAT_METHODS], [note]
 
 
 def total_steps(config: ConceptConfig, n_models: int = 1) -> int:

@@ -19,6 +19,17 @@ maps the vectors to token ids directly.
     ``[ids before, v₁…v_N, ids after]`` from the rendered template, whose special tokens
     (``<|im_start|>``, ``<|im_end|>``) enter as their real embeddings. Needs a chat template
     (:class:`~vecgen.errors.NoChatTemplateError` otherwise).
+``patchscope``
+    Patchscopes' token-identity prompt (Ghandeharioun et al., ICML 2024, arXiv 2401.06102):
+    ``"cat->cat; 1135->1135; hello->hello; "`` ⟨v₁…v_N⟩ ``"->"``; the model, having seen identities, repeats what
+    the vectors stand for. The paper patches a hidden state into the placeholder ``?`` of the prompt at a target
+    layer; concept tokens live in the input space, so they are fed as the placeholder's inputs (layer 0, the
+    paper's inspection of the input layer), and ``->`` is appended so the continuation is the identity itself.
+``selfie``
+    SelfIE's interpretation prompt (Chen et al., ICML 2024, arXiv 2403.10949): the vectors as the whole user turn
+    of the chat template, the assistant's turn opened with ``"Sure, I will summarize the message:"``; SelfIE inserts
+    hidden states at a chosen layer of the placeholders, here (input-space vectors) at the input. Needs a chat
+    template.
 
 Every translation records the raw generated token ids (special tokens included), the decoded text
 with and without special tokens, and whether the model emitted a stop token — an empty answer is
@@ -59,6 +70,14 @@ FEWSHOT_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("Katze", "cat"),
 )
 INSTRUCTION_MESSAGE = ("Say in plain English what the following text means.\nText:", "")
+#: The methods that place the vectors in the chat template (they need one).
+CHAT_METHODS = ("instruction", "selfie")
+#: Patchscopes' token-identity target prompt (the paper's example few-shot identities), before and after the vectors.
+PATCHSCOPE_PREFIX = "cat->cat; 1135->1135; hello->hello; "
+PATCHSCOPE_SUFFIX = "->"
+#: SelfIE's opening of the assistant turn (its interpretation prompt: "[INST] _ [/INST] Sure, I will summarize the
+#: message:").
+SELFIE_ANSWER = "Sure, I will summarize the message:"
 
 
 @dataclass(frozen=True)
@@ -120,11 +139,12 @@ def check_methods(lm: LoadedModel | None, methods: Sequence[str], *, tokenizer: 
         get_method(name)
     tokenizer = lm.tokenizer if lm is not None else tokenizer
     name = lm.name if lm is not None else name
-    if "instruction" in methods and not getattr(tokenizer, "chat_template", None):
-        raise NoChatTemplateError(
-            f"translation method 'instruction' needs a chat template, and {name!r} has none; "
-            "drop it (e.g. --methods nearest,direct,completion,fewshot) or use a chat/instruct model"
-        )
+    for chat in CHAT_METHODS:
+        if chat in methods and not getattr(tokenizer, "chat_template", None):
+            raise NoChatTemplateError(
+                f"translation method {chat!r} needs a chat template, and {name!r} has none; "
+                "drop it (e.g. --methods nearest,direct,completion,fewshot,patchscope) or use a chat/instruct model"
+            )
 
 
 @register_translation_method("nearest", generative=False, description="nearest real token of each vector (cosine)")
@@ -186,6 +206,20 @@ def _instruction(lm: LoadedModel, vectors: torch.Tensor) -> list[Segment]:
     check_methods(lm, ["instruction"])
     before, after = chat_segments(lm, *INSTRUCTION_MESSAGE)
     return [before, vectors, after]
+
+
+@register_translation_method("patchscope", description=f"Patchscopes' identity prompt '{PATCHSCOPE_PREFIX}"
+                             f"{VECTORS_MARK}{PATCHSCOPE_SUFFIX}'")
+def _patchscope(lm: LoadedModel, vectors: torch.Tensor) -> list[Segment]:
+    return [lm.encode(PATCHSCOPE_PREFIX), vectors, lm.encode(PATCHSCOPE_SUFFIX)]
+
+
+@register_translation_method("selfie", description="SelfIE: the vectors as the user turn, the assistant opens "
+                             f"'{SELFIE_ANSWER}'")
+def _selfie(lm: LoadedModel, vectors: torch.Tensor) -> list[Segment]:
+    check_methods(lm, ["selfie"])
+    before, after = chat_segments(lm, "", "")
+    return [before, vectors, after + lm.encode(SELFIE_ANSWER)]
 
 
 @dataclass
@@ -373,5 +407,6 @@ __all__ = [
     "fewshot_prefix",
     "get_method",
     "register_translation_method",
+    "CHAT_METHODS",
     "translate",
 ]

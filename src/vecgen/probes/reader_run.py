@@ -29,7 +29,7 @@ from ..checkpoints import (
     set_rng_states,
 )
 from ..config import changed_settings
-from ..decoding.translate import get_method
+from ..decoding.translate import CHAT_METHODS, get_method
 from ..errors import ConfigError
 from ..models import LoadedModel
 from ..reports import RunWriter
@@ -62,16 +62,17 @@ from .report import reader_figure, reader_report
 
 log = logging.getLogger("vecgen.reader")
 
-#: The translation methods the reader is compared with (``instruction`` only with a chat template).
-BASELINE_METHODS = ("nearest", "direct", "completion", "fewshot", "instruction")
+#: The translation methods the reader is compared with (``instruction`` and ``selfie`` only with a chat template):
+#: vecgen's frames and the published training-free readers, Patchscopes' identity prompt and SelfIE.
+BASELINE_METHODS = ("nearest", "direct", "completion", "fewshot", "instruction", "patchscope", "selfie")
 
 
 def reader_methods(lm: LoadedModel, methods: Sequence[str] | None = None) -> list[str]:
-    """The translation methods to compare: ``methods``, or :data:`BASELINE_METHODS` (``instruction`` only with a
-    chat template)."""
+    """The translation methods to compare: ``methods``, or :data:`BASELINE_METHODS` (the chat-template methods only
+    with a chat template)."""
     if methods is not None:
         return list(methods)
-    return [m for m in BASELINE_METHODS if m != "instruction" or lm.has_chat_template]
+    return [m for m in BASELINE_METHODS if m not in CHAT_METHODS or lm.has_chat_template]
 
 
 def check_methods_names(methods: Sequence[str] | None) -> None:
