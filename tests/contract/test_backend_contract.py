@@ -267,3 +267,33 @@ def test_hidden_rule_feeds_the_scaled_last_hidden_state(case):
 
         mixture = get_rule("hidden")(first.logits, GREEDY, MixingConfig(rule="hidden"), None, None)
         mix_embeddings(be, mixture)  # no hidden state given: a contract violation
+
+
+def test_switch_and_gated_thinking_feed_what_their_rules_say(case):
+    """``switch`` and ``gated`` run on every backend: each step's mode is what SwiReasoning's state machine (replayed
+    on the recorded entropies) or SeLaR's gate (on the recorded mixture entropies) says; latent steps feed the
+    concept token and explicit steps the token, one input per step."""
+    import math
+
+    from vecgen.thinking.switching import SwitchState, gate_is_latent
+
+    lm, _ = case
+    style = prompt_style(lm)
+    prompts = [lm.encode(build_prompt(lm, q, style, direct=False)) for q in ["What is 2 + 3?", "Halve 10.", "Hi"]]
+    marker = EndMarker(lm.tokenizer, "Answer:")
+    cfg = ThinkConfig.create(method="switch", max_think_tokens=12, max_answer_tokens=2, cold_stop_tau=0.0,
+                             switch_window=2, math_explicit=False, think_sampling=SOFT)
+    for out in run_thinking(lm, prompts, cfg, marker):
+        state, expected = SwitchState(2), []
+        for h in out.entropies:
+            state.step(h)
+            expected.append("latent" if state.latent else "explicit")
+        if out.stop_reason == "marker":
+            expected[-1] = "explicit"  # the marker token itself is fed one-hot
+        assert out.modes == expected and len(out.modes) == out.think_tokens
+    gated = ThinkConfig.create(method="gated", max_think_tokens=8, max_answer_tokens=2, cold_stop_tau=0.0,
+                               gate_tau=0.3, math_explicit=False, think_sampling=SOFT)
+    for out in run_thinking(lm, prompts, gated, marker, trace_top_k=10):
+        for mode, w in zip(out.modes, out.top_weights):
+            h = -sum(x * math.log(x) for x in w if x > 0)
+            assert mode == ("latent" if gate_is_latent(h, 10, 0.3) else "explicit") or out.stop_reason == "marker"

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from vecgen.config import SamplingConfig
-from vecgen.decoding.mixing import MIXING_RULES, Mixture, MixingConfig, get_rule, mix_embeddings
+from vecgen.decoding.mixing import MIXING_RULES, Mixture, MixingConfig, get_rule, mix_embeddings, push_from_top1
 from vecgen.decoding.sampling import MIN_TEMPERATURE, logits_to_probs, tempered_softmax
 from vecgen.errors import ConfigError
 
@@ -91,6 +91,7 @@ def mixing_configs(draw) -> MixingConfig:
         gumbel_tau=draw(st.one_of(st.sampled_from([5e-324, 1e-45, 1e-30]), st.floats(1e-6, 100.0))),
         dirichlet_alpha=draw(st.one_of(st.sampled_from([5e-324, 1e-300, 1e-45, 1e30, 1e300]),
                                        st.floats(1e-6, 1e6))),
+        anti_collapse=draw(st.one_of(st.just(0.0), st.floats(0.0, 100.0))),
     )
 
 
@@ -169,7 +170,7 @@ def test_every_mixing_rule_gives_finite_normalised_weights_and_vectors(data, sam
     V = logits.shape[-1]
     rule = get_rule(mixing.rule)
     gen = torch.Generator().manual_seed(sampling.seed)
-    m: Mixture = rule(logits, sampling, mixing, mask, gen)
+    m: Mixture = push_from_top1(rule(logits, sampling, mixing, mask, gen), mixing.anti_collapse)  # as the engine does
     w = m.weights
     assert torch.isfinite(w).all() and (w >= 0).all()
     torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[0]), rtol=0, atol=1e-5)
@@ -183,6 +184,9 @@ def test_every_mixing_rule_gives_finite_normalised_weights_and_vectors(data, sam
     hidden = torch.randn(logits.shape[0], 8) * 1e3 if m.hidden_scale is not None else None
     vec = mix_embeddings(E, m, hidden=hidden)
     assert vec.shape == (logits.shape[0], 8) and torch.isfinite(vec).all()
+    if m.vector_weights is not None:  # SeLaR's push: coefficients still sum to 1, finite
+        assert torch.isfinite(m.vector_weights).all()
+        torch.testing.assert_close(m.vector_weights.sum(-1), torch.ones(w.shape[0]), rtol=0, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------- task readers

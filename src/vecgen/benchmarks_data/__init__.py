@@ -75,7 +75,9 @@ def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = 
     """Tasks of a named benchmark or a task file, the first ``limit`` of them.
 
     Args:
-        spec: a registered name (``gsm8k``, ``arena``) or a path to a task file (``.jsonl``, or BIG-bench ``.json``).
+        spec: a registered name (``gsm8k``, ``arena``), a reasoning-gym generator ``rg:NAME[:key=value,...]``
+            (:mod:`vecgen.benchmarks_data.rgym`; ``limit`` items are generated, default 1,000), or a path to a task
+            file (``.jsonl``, or BIG-bench ``.json``).
         limit: keep the first ``limit`` tasks (>= 1); None = all.
         source: for named benchmarks, where the data comes from (GSM8K: ``shipped`` (default),
             ``hub``, or a JSONL path; ``arena``: ``shipped`` or ``FAMILY[,FAMILY...][@DIFFICULTY]``);
@@ -87,6 +89,13 @@ def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = 
     """
     if limit is not None and limit <= 0:
         raise ConfigError(f"limit={limit}: allowed range is >= 1 (or leave it out for all items)", param="limit")
+    if spec.startswith("rg:"):
+        if source is not None:
+            raise ConfigError("data_source applies to gsm8k and arena; an rg: benchmark takes its settings after "
+                              "the name (rg:NAME:key=value,...)", param="data_source")
+        from .rgym import rg_tasks
+
+        return rg_tasks(spec, limit)
     if spec in BENCHMARKS:
         tasks = BENCHMARKS[spec](source or "shipped")
     elif spec.endswith((".jsonl", ".json")) or Path(spec).is_file():

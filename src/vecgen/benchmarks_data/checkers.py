@@ -50,10 +50,13 @@ class Verdict:
             ``"42.0"``, ``"Yes"``/``"No"``, the chosen option's text, the normalised string); None: the
             output has no answer of the task's type.
         correct: True when ``pred`` matches the reference (or an alias).
+        score: partial credit in [0, 1] from a checker that gives it (reasoning-gym's ``score_answer``,
+            :mod:`vecgen.benchmarks_data.rgym`); None for the exact checkers (``correct`` is the whole verdict).
     """
 
     pred: str | None
     correct: bool
+    score: float | None = None
 
 
 class Checker(Protocol):

@@ -121,6 +121,9 @@ NoiseOpt = Annotated[
     Optional[str], typer.Option("--noise", help="soft rule: none, gumbel or dirichlet noise on the mixture weights.")
 ]
 GumbelTauOpt = Annotated[Optional[float], typer.Option("--gumbel-tau", help="Gumbel-softmax temperature (> 0).")]
+AntiCollapseOpt = Annotated[Optional[float], typer.Option(
+    "--anti-collapse", help="SeLaR's push of each concept token away from its top-1 token's embedding, lambda >= 0 "
+    "(fed vector m + lambda*H*(m - e(top1)), H the mixture's normalised entropy; SeLaR uses 1; default 0 = off).")]
 DirichletAlphaOpt = Annotated[
     Optional[float], typer.Option("--dirichlet-alpha", help="Dirichlet concentration scale (> 0).")
 ]
@@ -222,6 +225,7 @@ class MixingOptions:
     gumbel_tau: GumbelTauOpt = None
     dirichlet_alpha: DirichletAlphaOpt = None
     hidden_scale: HiddenScaleOpt = None
+    anti_collapse: AntiCollapseOpt = None
 
     def mixing(self) -> Any:
         """A :class:`~vecgen.decoding.mixing.MixingConfig` of the flags."""
@@ -229,7 +233,7 @@ class MixingOptions:
 
         return MixingConfig.create(rule=self.rule, max_topk=self.max_topk, beta=self.beta, noise=self.noise,
                                    gumbel_tau=self.gumbel_tau, dirichlet_alpha=self.dirichlet_alpha,
-                                   hidden_scale=self.hidden_scale)
+                                   hidden_scale=self.hidden_scale, anti_collapse=self.anti_collapse)
 
 
 @dataclass

@@ -17,11 +17,14 @@ from .common import (
     check_load,
     enter_run,
     load,
+    parse_ints,
     with_options,
 )
 
 METHODS_HELP = ("Comma-separated: direct, cot, soft (concept tokens with --rule), hidden (feed back the last hidden "
-                "state, COCONUT-style; --hidden-scale).")
+                "state, COCONUT-style; --hidden-scale), switch (SwiReasoning: concept tokens and tokens switched on "
+                "entropy trends; --switch-window, --switch-max), gated (SeLaR-style: concept tokens only where the "
+                "mixture's normalised entropy is >= --gate-tau; --anti-collapse).")
 GRID_HELP = ("Ablation grid axis FIELD=V1,V2,... (repeatable): every combination of every method runs on the same "
              "items, named METHOD[field=value,...]. FIELD: a ThinkConfig field (max_think_tokens, cold_stop_steps (0 = "
              "off), cold_stop_tau, ...), a mixing field (noise, rule, max_topk, gumbel_tau, ...) or think_sampling.FIELD "
@@ -35,7 +38,7 @@ SAMPLES_HELP = ("Answer every item K times per method (K >= 1), each sample seed
 class ThinkOptions(ModelOptions, MixingOptions, SamplingOptions, RunOptions, PlacementOptions, BackendOptions):
     """The flags of ``vecgen think``."""
 
-    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="A named benchmark: gsm8k (GSM8K test split) or arena (the soft-prompt arena's families: numeric, yes/no and multiple-choice); or a task file: .jsonl (question/answer per line, optional answer_type numeric|choice|yesno|exact, choices, aliases) or a BIG-bench task .json (examples with input and target or target_scores).")] = "gsm8k"  # noqa: E501
+    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="A named benchmark: gsm8k (GSM8K test split) or arena (the soft-prompt arena's families: numeric, yes/no and multiple-choice); a reasoning-gym generator rg:NAME[:key=value,...,seed=N] (scored by its own verifier, partial credit as mean score; --list-benchmarks lists them); or a task file: .jsonl (question/answer per line, optional answer_type numeric|choice|yesno|exact, choices, aliases) or a BIG-bench task .json (examples with input and target or target_scores).")] = "gsm8k"  # noqa: E501
     data_source: Annotated[Optional[str], typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: comma-separated families, optionally @DIFFICULTY 1-3 (e.g. causal@2 or arithmetic,math_word@2; default every family @1).")] = None  # noqa: E501
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None
     methods: Annotated[str, typer.Option("--methods", help=METHODS_HELP)] = "direct,cot,soft"
@@ -48,11 +51,17 @@ class ThinkOptions(ModelOptions, MixingOptions, SamplingOptions, RunOptions, Pla
     max_answer_tokens: Annotated[Optional[int], typer.Option("--max-answer-tokens", help="Answer budget after the marker (default 24).")] = None  # noqa: E501
     cold_stop_tau: Annotated[Optional[float], typer.Option("--cold-stop-tau", help="Cold Stop entropy threshold in nats (default 0.01; 0 = off).")] = None  # noqa: E501
     cold_stop_steps: Annotated[Optional[int], typer.Option("--cold-stop-steps", help="Cold Stop: consecutive steps below tau that end thinking (default 48).")] = None  # noqa: E501
+    switch_window: Annotated[Optional[int], typer.Option("--switch-window", help="switch: the fewest explicit steps before switching back to concept tokens (default 5: SwiReasoning's 512 at ~32k-token budgets scaled to the 320-token default).")] = None  # noqa: E501
+    switch_max: Annotated[Optional[int], typer.Option("--switch-max", help="switch: the switch to explicit thinking that ends thinking, forcing the marker (0 = no cap, the default; SwiReasoning's chat default is 2).")] = None  # noqa: E501
+    gate_tau: Annotated[Optional[float], typer.Option("--gate-tau", help="gated: a step feeds its concept token when the mixture's entropy over log(max_topk) is >= this, in [0, 1] (default 0.5, SeLaR's).")] = None  # noqa: E501
+    math_explicit: Annotated[Optional[bool], typer.Option("--math-explicit/--no-math-explicit", help="switch, gated: feed math-symbol tokens (digits, letters, operators, LaTeX commands) as tokens, as both papers do (default on).")] = None  # noqa: E501
     marker: Annotated[Optional[str], typer.Option("--marker", help="End-of-thinking text marker the prompt asks for (default: </think> for thinking models, else \"Answer:\").")] = None  # noqa: E501
     grid: Annotated[Optional[list[str]], typer.Option("--grid", help=GRID_HELP)] = None
+    budgets: Annotated[Optional[str], typer.Option("--budgets", help="Thinking budgets, comma-separated (e.g. 64,128,256): every method runs with each (the marker forced at the budget); the report adds accuracy against thinking tokens per method (table, budgets.png, points per 100 thinking tokens) and paired tests between the methods at each budget. Not with --max-think-tokens.")] = None  # noqa: E501
     baseline: Annotated[Optional[str], typer.Option("--baseline", help="The grid combination every other one is compared with (paired exact test), as FIELD=VALUE,...; default: every axis's first value.")] = None  # noqa: E501
     samples: Annotated[Optional[int], typer.Option("--samples", help=SAMPLES_HELP)] = None
     run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name; rerun with the same name to resume.")] = None  # noqa: E501
+    list_benchmarks: Annotated[bool, typer.Option("--list-benchmarks", help="List the named benchmarks and every reasoning-gym generator (rg:NAME) with its settings, and exit.")] = False  # noqa: E501
     allow_large: Annotated[bool, typer.Option("--allow-large", help="Go ahead with a run of more than 64 configurations (methods × grid combinations) or 20,000 generations (items × configurations × samples: about a day on a 2-core CPU); without it such a run is refused before anything loads, with its count.")] = False  # noqa: E501
 
 
@@ -70,16 +79,21 @@ def think(ctx: typer.Context, o: ThinkOptions) -> None:
     from ..parallel import processes
     from ..reports import RunWriter
     from ..thinking.evaluate import RESUME_HINT, check_resume_before_load, load_tasks, run_evaluation
-    from ..thinking.report import comparison_table, pass_at_k_table, summary_table
+    from ..thinking.report import budget_table, comparison_table, pass_at_k_table, summary_table
     from ..thinking.settings import settings_from_options
 
+    if o.list_benchmarks:
+        typer.echo("\n".join(benchmark_lines()))
+        return
     settings = settings_from_options(
         benchmark=o.benchmark, data_source=o.data_source, limit=o.limit, methods=o.methods,
         batch_size=o.batch_size, sampling=o.sampling({"max_new_tokens": 1}), mixing=o.mixing(),
         concept=dict(temperature=o.concept_temperature, top_p=o.concept_top_p, top_k=o.concept_top_k,
                      min_p=o.concept_min_p),
         max_think_tokens=o.max_think_tokens, max_answer_tokens=o.max_answer_tokens, cold_stop_tau=o.cold_stop_tau,
-        cold_stop_steps=o.cold_stop_steps, marker=o.marker, grid=o.grid, baseline=o.baseline, samples=o.samples,
+        cold_stop_steps=o.cold_stop_steps, switch_window=o.switch_window, switch_max=o.switch_max,
+        gate_tau=o.gate_tau, math_explicit=o.math_explicit, marker=o.marker, grid=o.grid,
+        budgets=parse_ints(o.budgets, "--budgets"), baseline=o.baseline, samples=o.samples,
         allow_large=o.allow_large)
     tasks = load_tasks(settings)
     settings.check_size(len(tasks))
@@ -94,11 +108,27 @@ def think(ctx: typer.Context, o: ThinkOptions) -> None:
     if not group.is_main:
         return
     typer.echo(summary_table(result.summary))
+    if settings.budgets:
+        typer.echo(budget_table(result.budget_rows(settings)))
+        typer.echo(comparison_table(result.paired))
     if result.grid_paired:
         typer.echo(comparison_table(result.grid_paired))
     if result.pass_at_k is not None:
         typer.echo(pass_at_k_table(result.pass_at_k))
     typer.echo(f"wrote {writer.dir}/records.jsonl, results.json, report.md, think.png")
+
+
+def benchmark_lines() -> list[str]:
+    """The lines of ``vecgen think --list-benchmarks``: named benchmarks, task files, then every rg: generator."""
+    from ..benchmarks_data import BENCHMARKS
+    from ..benchmarks_data.rgym import DEFAULT_RG_ITEMS, rg_names, rg_settings
+
+    lines = ["named: " + ", ".join(sorted(BENCHMARKS)) + "; or a task file (.jsonl, BIG-bench .json)",
+             f"reasoning-gym (--benchmark rg:NAME[:key=value,...,seed=N]; --limit items, default {DEFAULT_RG_ITEMS:,}):"]
+    for name in rg_names():
+        keys = ", ".join(sorted(rg_settings(name)))
+        lines.append(f"  rg:{name}" + (f"  settings: {keys}" if keys else ""))
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -37,7 +37,7 @@ from ..backends.contract import Backend, ContractError, DecodeState, Prompt, bui
 from ..config import SamplingConfig
 from ..errors import ContextLengthError, NonFiniteError
 from ..models import LoadedModel
-from .mixing import MixingConfig, Mixture, get_rule, mean_input_norm, mix_embeddings
+from .mixing import MixingConfig, Mixture, get_rule, mean_input_norm, mix_embeddings, push_from_top1
 from .sampling import entropy, make_generator, vocab_mask
 
 
@@ -406,6 +406,7 @@ class _Sampler:
             except NonFiniteError:
                 i = live[rows[int((torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero()[0, 0])]]
                 raise NonFiniteError(f"NaN or inf logits at step {step} for prompt {i}", step=step, row=i) from None
+            mixture = push_from_top1(mixture, mode.mixing.anti_collapse)
             hidden = None
             if mixture.hidden_scale is not None:
                 if state.hidden is None:

@@ -31,12 +31,20 @@ Optional noise on the weights of ``soft`` (Stochastic Soft Thinking, Wu et al. 2
 ``gumbel`` (Gumbel-softmax: ``softmax((log w + g) / τ)``, g ~ Gumbel(0, 1)) or ``dirichlet``
 (``w ~ Dirichlet(α · w)``).
 
+Optional anti-collapse push on any rule's concept token (SeLaR, arXiv 2604.08299, ``Parker-rfu/SeLaReasoning``:
+"contrastive regularization"): the fed vector moves away from the top-1 token's embedding,
+``v = m + λ·H̃·(m − e(top1))`` with ``m = Σ wᵢ·e(i)`` and ``H̃`` the mixture's entropy over ``log`` of its support
+(in [0, 1]). It is a mixture with coefficients ``(1 + λH̃)·w − λH̃·onehot(top1)`` (they sum to 1; the top-1's may be
+negative), kept as :attr:`Mixture.vector_weights` beside the distribution ``weights``. SeLaR normalises by
+``log k`` of its top-k (k = 3); here the support is the rule's own (``max_topk`` for ``soft``).
+
 Padding rows and tokens outside an allowed set never get weight: the sampler gives them
 probability 0 before any rule runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -77,6 +85,7 @@ class MixingConfig(BaseModel):
         gumbel_tau: Gumbel-softmax temperature τ > 0.
         dirichlet_alpha: Dirichlet concentration scale α > 0 (larger = less noise).
         hidden_scale: ``hidden`` rule only: ``embed`` (rescale to the mean input-embedding norm) or ``none``.
+        anti_collapse: SeLaR's push of the fed vector away from the top-1 token, ``λ >= 0`` (0 = off; SeLaR uses 1).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -88,6 +97,7 @@ class MixingConfig(BaseModel):
     gumbel_tau: float = Field(0.5, gt=0.0)
     dirichlet_alpha: float = Field(10.0, gt=0.0)
     hidden_scale: HiddenScale = HiddenScale.embed
+    anti_collapse: float = Field(0.0, ge=0.0)
 
     @field_validator("rule")
     @classmethod
@@ -128,6 +138,8 @@ class Mixture:
         full_probs: ``(B, V)`` untruncated ``softmax(logits / T)``, whose entropy Cold Stop uses.
         hidden_scale: set by the ``hidden`` rule: the vector is the last hidden state (scaled this way),
             not a mixture of embeddings; ``weights``/``indices`` then record the top-1 token.
+        vector_weights: the coefficients of the fed vector when they differ from ``weights`` (the anti-collapse
+            push, :func:`push_from_top1`; same shape, rows sum to 1, the top-1's may be negative); None = ``weights``.
     """
 
     weights: torch.Tensor
@@ -136,6 +148,7 @@ class Mixture:
     probs: torch.Tensor | None
     full_probs: torch.Tensor
     hidden_scale: HiddenScale | None = None
+    vector_weights: torch.Tensor | None = None
 
     def top(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k`` largest weights and their token ids, ``(B, k)`` each (fewer if the mixture is smaller)."""
@@ -204,15 +217,33 @@ def mix_embeddings(source: Any, mixture: Mixture, *, hidden: torch.Tensor | None
             norm = mean_input_norm(src) if target_norm is None else target_norm
             h = h * (norm / torch.linalg.vector_norm(h, dim=-1, keepdim=True).clamp_min(1e-12))  # (B, d)
         return h.to(src.dtype)
+    coef = mixture.weights if mixture.vector_weights is None else mixture.vector_weights
     if mixture.indices is None:
         E = src.embedding
-        w = mixture.weights[:, : E.shape[0]]  # (B, V)
+        w = coef[:, : E.shape[0]]  # (B, V)
         out = w.to(E.dtype) @ E[: w.shape[-1]]  # (B, V) @ (V, d) -> (B, d), accumulated in float32 by the BLAS
         return out if src.embed_scale == 1.0 else out * src.embed_scale
     if mixture.indices.shape[-1] == 1:  # one weight, which is 1 (rows sum to 1): one-hot
         return src.input_rows(mixture.indices[:, 0])  # (B, d), exactly the model's input for the token
     rows = src.input_rows(mixture.indices).float()  # (B, K, d)
-    return torch.einsum("bk,bkd->bd", mixture.weights.float(), rows).to(src.dtype)  # (B, d)
+    return torch.einsum("bk,bkd->bd", coef.float(), rows).to(src.dtype)  # (B, d)
+
+
+def push_from_top1(mixture: Mixture, strength: float) -> Mixture:
+    """SeLaR's anti-collapse term: the mixture with :attr:`Mixture.vector_weights` set so that the fed vector is
+    ``m + λ·H̃·(m − e(top1))`` (module docstring), ``λ = strength``; ``weights`` (the distribution) are unchanged.
+
+    ``H̃ = H(w) / log |support(w)|`` in [0, 1] per row (0 for a one-token support: nothing to push). Hidden-state
+    mixtures are returned unchanged (their vector is not a mixture of embeddings).
+    """
+    if strength <= 0.0 or mixture.hidden_scale is not None:
+        return mixture
+    w = mixture.weights.float()  # (B, K)
+    support = (w > 0).sum(-1).float()  # (B,)
+    h_norm = torch.where(support > 1, entropy(w) / torch.log(support.clamp_min(2.0)), torch.zeros_like(support))
+    push = strength * h_norm.clamp(0.0, 1.0)[:, None]  # (B, 1)
+    top1 = torch.zeros_like(w).scatter_(-1, w.argmax(-1, keepdim=True), 1.0)  # (B, K)
+    return dataclasses.replace(mixture, vector_weights=(1.0 + push) * w - push * top1)
 
 
 def _support_size(probs: torch.Tensor) -> int:
@@ -358,5 +389,6 @@ __all__ = [
     "get_rule",
     "mean_input_norm",
     "mix_embeddings",
+    "push_from_top1",
     "register_mixing_rule",
 ]

@@ -96,7 +96,17 @@ def _milli(x: Any) -> int | None:
 
 def compact_steps(steps: list[dict[str, Any]], strings: StringTable) -> dict[str, list[Any]]:
     """The compact columns of a record's ``steps``: token indices ``t``, entropies ``h`` / ``m`` and top
-    weights ``w`` in thousandths, top-token indices ``k``."""
+    weights ``w`` in thousandths, top-token indices ``k``; ``x`` (1 = the step fed its token, 0 = its concept token)
+    only for traces that mix both (``switch``, ``gated``)."""
+    modes = {s.get("mode") for s in steps}
+    mixed = {"latent", "explicit"} <= modes
+    out = _compact(steps, strings)
+    if mixed:
+        out["x"] = [1 if s.get("mode") == "explicit" else 0 for s in steps]
+    return out
+
+
+def _compact(steps: list[dict[str, Any]], strings: StringTable) -> dict[str, list[Any]]:
     try:  # fast path: every number finite and >= 0 (so int(x + 0.5) rounds)
         return {
             "t": [strings(s["token"]) for s in steps],

@@ -44,6 +44,7 @@ from .prompts import PromptStyle, build_prompt, prompt_style
 from .records import TRACE_TOP_K, ThinkRecord, make_record, record_key
 from .report import (
     SUMMARY_COLUMNS,
+    plot_budgets,
     plot_summary,
     render_report,
     summary_cells,
@@ -52,11 +53,13 @@ from .report import (
 from .runner import Method, ThinkConfig, ThinkOutput, run_thinking, think_budget
 from .settings import EvaluationSettings
 from .summary import (
+    BudgetRow,
     MethodPair,
     MethodSummary,
     PassAtK,
     compare_methods,
     compare_pairs,
+    budget_rows,
     compare_to_baselines,
     pass_at_k_summary,
     summarize,
@@ -111,7 +114,7 @@ def check_resume_before_load(run_dir: str | Path, settings: EvaluationSettings) 
     new: dict[str, Any] = {
         "benchmark": settings.benchmark,
         "data_source": settings.data_source or ("shipped" if settings.benchmark == "gsm8k" else None),
-        "methods": {m: c.model_dump(mode="json", exclude={"stop_sequences"}) for m, c in configs.items()},
+        "methods": {m: c.saved_settings() for m, c in configs.items()},
     }
     if settings.samples is not None:
         new.update(samples=settings.samples, sample_seed=settings.sampling.seed)
@@ -302,6 +305,15 @@ class Evaluation:
     n_items: int = 0
     run_dir: Path | None = None
 
+    def budget_rows(self, settings: EvaluationSettings) -> list[BudgetRow]:
+        """Each method at each thinking budget of a ``budgets`` run (:func:`~vecgen.thinking.summary.budget_rows`);
+        empty otherwise."""
+        if not settings.budgets:
+            return []
+        configs = settings.method_configs()
+        return budget_rows(self.summary, {n: (configs[n].method.value, configs[n].max_think_tokens)
+                                          for n in self.names if n in configs})
+
     def compare(self, a: str, b: str) -> MethodPair:
         """The paired exact McNemar test of ``a`` and ``b`` on the items both answered (first samples).
 
@@ -387,8 +399,7 @@ def run_settings(lm: LoadedModel, settings: EvaluationSettings, style: PromptSty
         "model": lm.name,
         "dtype": str(lm.dtype).replace("torch.", ""),
         "marker": style.marker,
-        # stop_sequences (lm-eval's) is never set here: left out so runs of older versions stay resumable
-        "methods": {m: c.model_dump(mode="json", exclude={"stop_sequences"}) for m, c in configs.items()},
+        "methods": {m: c.saved_settings() for m, c in configs.items()},
     }
     if settings.samples is not None:  # runs without samples keep the settings of older versions
         out.update(samples=settings.samples, sample_seed=settings.sampling.seed)
@@ -452,7 +463,8 @@ def run_evaluation(
     axes = settings.axes
     result = Evaluation(
         benchmark=settings.benchmark, names=names, summary=summarize(records, names), records=records,
-        paired=[] if axes else compare_methods(records, names),
+        paired=(compare_pairs(records, settings.budget_pairs()) if settings.budgets
+                else [] if axes else compare_methods(records, names)),
         grid_paired=compare_to_baselines(records, names, settings.baselines()) if axes else [],
         pass_at_k=pass_at_k_summary(records, names, settings.samples) if settings.samples is not None else None,
         settings=saved, n_items=len(tasks), run_dir=None if writer is None else writer.dir)
@@ -466,6 +478,10 @@ def write_evaluation(writer: RunWriter, result: Evaluation, lm: LoadedModel, set
     """Write a finished evaluation's ``think.png``, ``results.json`` and ``report.md`` into its run folder."""
     writer.save_figure(plot_summary(result.summary), "think.png")
     extra: dict[str, Any] = {"paired": result.paired}
+    budgets = result.budget_rows(settings)
+    if budgets:
+        writer.save_figure(plot_budgets(budgets), "budgets.png")
+        extra["budgets"] = budgets
     if settings.axes:
         extra.update(grid={a.field: list(a.values) for a in settings.axes}, baselines=settings.baselines(),
                      grid_paired=result.grid_paired)
@@ -476,7 +492,7 @@ def write_evaluation(writer: RunWriter, result: Evaluation, lm: LoadedModel, set
     title = f"vecgen think: {settings.benchmark}, {result.n_items} items, {lm.name}"
     writer.write_report(render_report(result.summary, result.records, title=title, settings=writer.config,
                                       command=command_line, paired=result.paired, baseline_pairs=result.grid_paired,
-                                      pass_at=result.pass_at_k))
+                                      pass_at=result.pass_at_k, budgets=budgets))
 
 
 def load_tasks(settings: EvaluationSettings) -> list[Task]:

@@ -26,7 +26,8 @@ from ..decoding.mixing import MixingConfig
 from ..errors import ConfigError
 from .runner import ThinkConfig
 
-_TOP = ("max_think_tokens", "max_answer_tokens", "cold_stop_tau", "cold_stop_steps", "answer_stops_at_newline")
+_TOP = ("max_think_tokens", "max_answer_tokens", "cold_stop_tau", "cold_stop_steps", "answer_stops_at_newline",
+        "switch_window", "switch_max", "gate_tau", "math_explicit")
 _SAMPLERS = ("think_sampling", "answer_sampling")
 
 

@@ -63,6 +63,8 @@ ANSWER_REQUESTS: dict[str, AnswerRequest] = {
     "choice": AnswerRequest("the letter of the correct option", "the letter of the correct option", _COT_CUE),
     "yesno": AnswerRequest("the final answer, Yes or No,", "your final answer (Yes or No)", _COT_CUE),
     "exact": AnswerRequest("the final answer in as few words as possible", "your final answer", _COT_CUE),
+    # reasoning-gym items (rg:NAME) state their answer format in the question; the generator's verifier scores it
+    "rg": AnswerRequest("the final answer in the format the question asks for", "your final answer", _COT_CUE),
 }
 
 

@@ -23,17 +23,20 @@ class TraceStep:
         entropy: nats, of the untruncated distribution (Cold Stop's H). mix_entropy: nats, of the fed mixture.
         top: up to :data:`TRACE_TOP_K` ``[token, weight]`` pairs, largest first: the fed mixture's weights
             for ``soft``, the model's distribution for ``cot`` / ``hidden`` (greedy: ``softmax(logits)``).
+        mode: what fed the step: ``"latent"`` (its concept token or hidden state) or ``"explicit"`` (its token);
+            None in records written before modes were recorded.
     """
 
     token: str
     entropy: float
     mix_entropy: float
     top: list[tuple[str, float]]
+    mode: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> "TraceStep":
         return cls(token=data["token"], entropy=data["entropy"], mix_entropy=data["mix_entropy"],
-                   top=[(str(t), float(w)) for t, w in data["top"]])
+                   top=[(str(t), float(w)) for t, w in data["top"]], mode=data.get("mode"))
 
 
 @dataclass
@@ -51,6 +54,9 @@ class ThinkRecord:
         steps: one :class:`TraceStep` per thinking step (empty for ``direct``, and in records written before
             steps were recorded).
         sample: the sample index of a ``--samples k`` run (0..k-1), else None. seed: that sample's per-item seed.
+        latent_steps: thinking steps fed a concept token or hidden state (the rest of ``think_tokens`` fed tokens);
+            None in records written before it was recorded.
+        score: partial credit in [0, 1] where the item's checker gives it (reasoning-gym items), else None.
     """
 
     method: str
@@ -74,6 +80,8 @@ class ThinkRecord:
     steps: list[TraceStep] = field(default_factory=list)
     sample: int | None = None
     seed: int | None = None
+    latent_steps: int | None = None
+    score: float | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ThinkRecord":
@@ -95,7 +103,7 @@ def make_record(task: Task, method: str, out: ThinkOutput, seconds: float, batch
         stop_reason=out.stop_reason, think_tokens=out.think_tokens, answer_tokens=out.answer_tokens,
         tokens=out.generated_tokens, mean_entropy=mean(out.entropies), mean_mix_entropy=mean(out.mix_entropies),
         seconds=seconds, batch_seconds=batch_seconds, batch_size=batch_size, steps=trace_steps(out), sample=sample,
-        seed=seed,
+        seed=seed, latent_steps=out.latent_steps, score=verdict.score,
     )
 
 
@@ -105,9 +113,10 @@ def trace_steps(out: ThinkOutput) -> list[TraceStep]:
     if not out.top_ids:
         return []
     r = lambda x: round(float(x), 4)  # noqa: E731
-    return [TraceStep(token=tok, entropy=r(h), mix_entropy=r(mh), top=[(t, r(w)) for t, w in zip(tt, ww)])
-            for tok, h, mh, tt, ww in zip(out.trace_tokens, out.entropies, out.mix_entropies, out.top_tokens,
-                                          out.top_weights)]
+    modes = out.modes if len(out.modes) == len(out.trace_tokens) else [None] * len(out.trace_tokens)
+    return [TraceStep(token=tok, entropy=r(h), mix_entropy=r(mh), top=[(t, r(w)) for t, w in zip(tt, ww)], mode=m)
+            for tok, h, mh, tt, ww, m in zip(out.trace_tokens, out.entropies, out.mix_entropies, out.top_tokens,
+                                             out.top_weights, modes)]
 
 
 def record_key(d: dict[str, Any]) -> tuple[Any, Any, Any]:

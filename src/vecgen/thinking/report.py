@@ -18,7 +18,7 @@ from ..reports.view import (
 )
 from .records import ThinkRecord
 from .runner import ThinkConfig
-from .summary import MethodPair, MethodSummary, PassAtK
+from .summary import BudgetRow, MethodPair, MethodSummary, PassAtK
 
 
 def pass_at_k_table(summary: dict[str, PassAtK]) -> str:
@@ -49,7 +49,7 @@ def _pct(x: float | None) -> str:
 
 
 #: The columns of a summary table (Markdown in reports, HTML in notebooks).
-SUMMARY_COLUMNS = ("method", "n", "accuracy %", "95% CI (Wilson)", "no answer", "mean thinking tokens",
+SUMMARY_COLUMNS = ("method", "n", "accuracy %", "95% CI (Wilson)", "mean score", "no answer", "mean thinking tokens",
                    "mean answer tokens", "wall s", "items/s", "stop reasons")
 
 
@@ -57,14 +57,14 @@ def summary_cells(name: str, s: MethodSummary) -> list[str]:
     """One row of a summary table (:data:`SUMMARY_COLUMNS`) as text."""
     lo, hi = s.ci95
     fmt = lambda x, f: "–" if x is None else format(x, f)  # noqa: E731
-    return [name, str(s.n), _pct(s.accuracy), f"{_pct(lo)}–{_pct(hi)}", str(s.no_answer),
+    return [name, str(s.n), _pct(s.accuracy), f"{_pct(lo)}–{_pct(hi)}", fmt(s.mean_score, ".3f"), str(s.no_answer),
             fmt(s.mean_think_tokens, ".1f"), fmt(s.mean_answer_tokens, ".1f"), f"{s.wall_seconds:.0f}",
             fmt(s.items_per_second, ".3f"), ", ".join(f"{k} {v}" for k, v in sorted(s.stop_reasons.items()))]
 
 
 def summary_table(summary: dict[str, MethodSummary]) -> str:
     """The Markdown table of a summary (accuracy %, 95% Wilson interval, tokens, wall time)."""
-    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     lines += ["| " + " | ".join(summary_cells(m, s)) + " |" for m, s in summary.items()]
     return "\n".join(lines)
 
@@ -79,6 +79,7 @@ def render_report(
     paired: Sequence[MethodPair] = (),
     baseline_pairs: Sequence[MethodPair] = (),
     pass_at: dict[str, PassAtK] | None = None,
+    budgets: Sequence[BudgetRow] = (),
     example_chars: int = 700,
 ) -> str:
     """The Markdown report: settings, the summary table, the plot, the paired comparison (``paired`` from
@@ -92,6 +93,12 @@ def render_report(
               "checker: math-verify for numeric, the option for choice, yes/no, normalised string for exact); "
               "the interval is Wilson's 95% score interval. Thinking tokens are fed thinking steps "
               "(tokens for cot, concept tokens for soft, fed hidden states for hidden); wall time is the sum of batch times.", ""]
+    if budgets:
+        parts += ["## Thinking budgets", "",
+                  "Each method ran with each thinking budget (the end-of-thinking marker forced at the budget). "
+                  "Points per 100 thinking tokens = accuracy (%) / mean thinking tokens × 100: what each 100 tokens of "
+                  "thinking bought. The paired comparison below compares the methods at each budget.", "",
+                  budget_table(budgets), "", "![accuracy against thinking tokens](budgets.png)", ""]
     if paired:
         parts += ["## Paired comparison", "",
                   "The methods answered the same items; only items where exactly one of two methods is right "
@@ -129,6 +136,38 @@ def render_report(
             "",
         ]
     return "\n".join(parts)
+
+
+def budget_table(rows: Sequence[BudgetRow]) -> str:
+    """The Markdown table of :func:`~vecgen.thinking.summary.budget_rows`."""
+    fmt = lambda x, f: "–" if x is None else format(x, f)  # noqa: E731
+    lines = ["| method | budget | n | accuracy % | 95% CI (Wilson) | mean thinking tokens | points per 100 thinking tokens |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r.method} | {r.budget} | {r.n} | {_pct(r.accuracy)} | {_pct(r.ci95[0])}–{_pct(r.ci95[1])} | "
+                     f"{fmt(r.mean_think_tokens, '.1f')} | {fmt(r.points_per_100_tokens, '.2f')} |")
+    return "\n".join(lines)
+
+
+def plot_budgets(rows: Sequence[BudgetRow]):
+    """Accuracy (with 95% Wilson intervals) against mean thinking tokens, one line per method across its budgets."""
+    fig, axes = new_figure(1, 1, width=6.4, height=4.0)
+    ax = axes[0][0]
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = [r for r in rows if r.method == method]
+        x = [r.mean_think_tokens or 0.0 for r in mine]
+        y = [100 * (r.accuracy or 0.0) for r in mine]
+        err = [[a - 100 * r.ci95[0] for a, r in zip(y, mine)], [100 * r.ci95[1] - a for a, r in zip(y, mine)]]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=4, label=method)
+        for xi, yi, r in zip(x, y, mine):
+            ax.annotate(str(r.budget), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("mean thinking tokens per item")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("accuracy against thinking tokens (labels: budget)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 def plot_summary(summary: dict[str, MethodSummary]):
@@ -200,5 +239,5 @@ def view_data(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "items": list(items.values()), "tokens": strings.items}
 
 
-__all__ = ["SUMMARY_COLUMNS", "comparison_table", "pass_at_k_table", "plot_summary", "render_report", "step_weights", "summary_cells", "summary_table",
+__all__ = ["SUMMARY_COLUMNS", "budget_table", "comparison_table", "plot_budgets", "pass_at_k_table", "plot_summary", "render_report", "step_weights", "summary_cells", "summary_table",
            "view_data"]

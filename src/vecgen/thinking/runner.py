@@ -50,6 +50,7 @@ from ..models import LoadedModel, decode
 from ..reports.chips import chip, chips_block, weights_title
 from .coldstop import ColdStop
 from .markers import EndMarker
+from .switching import SwitchState, gate_is_latent, math_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,16 @@ class Method(str, Enum):
     cot = "cot"  #: discrete chain-of-thought
     soft = "soft"  #: think in concept tokens
     hidden = "hidden"  #: think by feeding back the last hidden state (COCONUT-style, no training)
+    switch = "switch"  #: SwiReasoning: switch between concept tokens and tokens on entropy trends
+    gated = "gated"  #: SeLaR-style: concept tokens only on high-entropy steps, tokens elsewhere
+
+
+#: Methods that think with the concept-token rule (soft's sampling and mixing), latent on all or some steps.
+LATENT_METHODS = frozenset({Method.soft, Method.switch, Method.gated})
+#: SwiReasoning's minimum explicit stay (512 steps at ~32k-token budgets) scaled to the 320-token default budget.
+DEFAULT_SWITCH_WINDOW = 5
+#: SeLaR's entropy threshold (normalised entropy, scripts/run.py default).
+DEFAULT_GATE_TAU = 0.5
 
 
 class StopReason(str, Enum):
@@ -84,6 +95,7 @@ class StopReason(str, Enum):
     eos = "eos"
     cold_stop = "cold_stop"
     max_tokens = "max_tokens"
+    switch_cap = "switch_cap"  #: ``switch``: the ``switch_max``-th switch to explicit thinking
     none = "none"  #: ``direct``: no thinking phase
 
 
@@ -107,6 +119,10 @@ class ThinkConfig(BaseModel):
             (None = yes for text markers like ``"Answer:"``, no for ``</think>``).
         stop_sequences: the answer also ends once its decoded text contains one of these strings (lm-eval's
             ``until``; the text is kept whole, callers cut it: :func:`cut_at_stop`).
+        switch_window: ``switch``: the minimum explicit stay (steps) before switching back to latent (>= 0).
+        switch_max: ``switch``: the latent → explicit switch that ends thinking (0 = no cap).
+        gate_tau: ``gated``: a step is latent when its mixture's normalised entropy is >= this (in [0, 1]).
+        math_explicit: ``switch`` / ``gated``: steps whose token is a math symbol are explicit (both papers).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -121,13 +137,17 @@ class ThinkConfig(BaseModel):
     cold_stop_steps: int = Field(DEFAULT_COLD_STOP_STEPS, ge=0)
     answer_stops_at_newline: bool | None = None
     stop_sequences: tuple[str, ...] = ()
+    switch_window: int = Field(DEFAULT_SWITCH_WINDOW, ge=0)
+    switch_max: int = Field(0, ge=0)
+    gate_tau: float = Field(DEFAULT_GATE_TAU, ge=0.0, le=1.0)
+    math_explicit: bool = True
 
     @model_validator(mode="before")
     @classmethod
     def _soft_thinking_default(cls, data: Any) -> Any:
         """``soft`` without ``think_sampling`` gets Soft Thinking's concept-token sampling
         (:data:`SOFT_THINKING_SAMPLING`); greedy would make every concept token one-hot, i.e. ``cot``."""
-        if isinstance(data, dict) and data.get("method") == Method.soft and data.get("think_sampling") is None:
+        if isinstance(data, dict) and data.get("method") in LATENT_METHODS and data.get("think_sampling") is None:
             data = {**data, "think_sampling": SamplingConfig(**SOFT_THINKING_SAMPLING)}
         return data
 
@@ -141,18 +161,31 @@ class ThinkConfig(BaseModel):
         get_rule(cfg.thinking_rule().rule)
         return cfg
 
+    def saved_settings(self) -> dict[str, Any]:
+        """The config as a run's ``settings.json`` stores it (a resume must match it). Fields added after runs were
+        first written are left out where they cannot matter, so runs of older versions stay resumable:
+        ``stop_sequences`` (lm-eval's, never set by ``vecgen think``), the ``switch`` / ``gated`` fields for other
+        methods, and ``mixing.anti_collapse`` when it is 0 (off)."""
+        out = self.model_dump(mode="json", exclude={"stop_sequences"})
+        if self.method not in (Method.switch, Method.gated):
+            for key in ("switch_window", "switch_max", "gate_tau", "math_explicit"):
+                out.pop(key)
+        if self.mixing.anti_collapse == 0.0:
+            out["mixing"].pop("anti_collapse")
+        return out
+
     @property
     def steps_record_mixture(self) -> bool:
         """Whether a thinking step's recorded weights (``trace_top_k``) are the fed mixture (a concept-token
         rule) rather than the model's distribution (``cot``, ``hidden``, and ``soft`` with the ``onehot`` or a
         hidden-state rule, whose "mixture" is only the top-1 token)."""
         rule = self.thinking_rule()
-        return self.method == Method.soft and rule.rule != "onehot" and not rule.feeds_hidden
+        return self.method in LATENT_METHODS and rule.rule != "onehot" and not rule.feeds_hidden
 
     def thinking_rule(self) -> MixingConfig:
         """The rule of the thinking phase: ``onehot`` for ``cot``, the configured rule for ``soft``, the
         ``hidden`` rule (with the configured ``hidden_scale``) for ``hidden``."""
-        if self.method == Method.soft:
+        if self.method in LATENT_METHODS:
             return self.mixing
         if self.method == Method.hidden:
             return MixingConfig(rule="hidden", hidden_scale=self.mixing.hidden_scale)
@@ -180,7 +213,7 @@ def method_configs(
     """
     concept_sampling = SamplingConfig.create(defaults=SOFT_THINKING_SAMPLING, seed=discrete.seed, **(concept or {}))
     return {
-        m: ThinkConfig.create(method=m, think_sampling=concept_sampling if m == Method.soft else discrete,
+        m: ThinkConfig.create(method=m, think_sampling=concept_sampling if m in LATENT_METHODS else discrete,
                               answer_sampling=answer or discrete, mixing=mixing, **settings)
         for m in methods
     }
@@ -206,6 +239,9 @@ class ThinkOutput:
         trace_tokens, top_tokens: each trace token and each ``top_ids`` entry decoded on its own (filled by
             :func:`run_thinking` when ``top_ids`` are recorded).
         method, question: what was asked and how (filled by :func:`vecgen.thinking.think.think`; else empty).
+        modes: per thinking step, what fed it: ``"latent"`` (the concept token, or the hidden state) or
+            ``"explicit"`` (its top-1 token; every ``cot`` step, the marker step, and ``switch`` / ``gated``'s
+            explicit steps).
     """
 
     trace_ids: list[int] = field(default_factory=list)
@@ -223,6 +259,12 @@ class ThinkOutput:
     answer: str = ""
     method: str = ""
     question: str = ""
+    modes: list[str] = field(default_factory=list)
+
+    @property
+    def latent_steps(self) -> int:
+        """Thinking steps fed a concept token (or hidden state) rather than a token."""
+        return sum(m == "latent" for m in self.modes)
 
     @property
     def think_tokens(self) -> int:
@@ -280,10 +322,13 @@ class ThinkPolicy:
         newline_stop: the answer ends at its first newline after non-blank text.
         tokenizer: decodes the answer for ``newline_stop``.
         cold: the batch's :class:`ColdStop` counters; ``row`` is this row's index in it.
+        math_ids: ``switch`` / ``gated``: tokens always fed explicitly (:func:`~vecgen.thinking.switching.math_token_ids`).
+        gate_support: ``gated``: the mixture size its entropy is normalised by (``log`` of it).
     """
 
     def __init__(self, cfg: ThinkConfig, marker: EndMarker, stops: frozenset[int], newline_stop: bool,
-                 tokenizer: Any, cold: ColdStop, row: int, seed: int | None = None):
+                 tokenizer: Any, cold: ColdStop, row: int, seed: int | None = None,
+                 math_ids: frozenset[int] = frozenset(), gate_support: int = 2):
         self.cfg, self.marker, self.stops, self.newline_stop, self.tokenizer = cfg, marker, stops, newline_stop, tokenizer
         self.cold, self.row = cold, row
         think_sampling, answer_sampling, suffix = cfg.think_sampling, cfg.answer_sampling, ""
@@ -296,6 +341,25 @@ class ThinkPolicy:
         self.out = ThinkOutput()
         self.phase = _ANSWER if cfg.method == Method.direct else _THINK
         self.queue: list[int] = []
+        self.switch = SwitchState(cfg.switch_window, cfg.switch_max) if cfg.method == Method.switch else None
+        self.math_ids = math_ids if cfg.math_explicit else frozenset()
+        self.gate_support = gate_support
+
+    def _latent(self, obs: Observation) -> bool | None:
+        """Whether this thinking step feeds its concept token (True) or its top-1 token (False); None: the
+        ``switch`` cap is reached and thinking ends."""
+        method = self.cfg.method
+        if method == Method.cot:
+            return False
+        if method in (Method.soft, Method.hidden):
+            return True
+        if self.switch is not None:
+            if self.switch.step(obs.entropy):
+                return None
+            latent = self.switch.latent
+        else:
+            latent = gate_is_latent(obs.mix_entropy, self.gate_support, self.cfg.gate_tau)
+        return latent and obs.token not in self.math_ids
 
     def _force(self, reason: StopReason) -> None:
         self.out.stop_reason = reason.value
@@ -327,15 +391,21 @@ class ThinkPolicy:
             if self.cold.step(self.row, obs.entropy):
                 self._force(StopReason.cold_stop)
                 return Action.retry
+            latent = self._latent(obs)
+            if latent is None:
+                self._force(StopReason.switch_cap)
+                return Action.retry
             out.trace_ids.append(y)
             out.entropies.append(obs.entropy)
             if self.marker.found(out.trace_ids):  # the marker token itself is fed, one-hot (Soft Thinking: </think>)
                 out.stop_reason = StopReason.marker.value
                 out.mix_entropies.append(0.0)
+                out.modes.append("explicit")
                 self.phase = _ANSWER
                 return Action.feed_token
-            out.mix_entropies.append(obs.mix_entropy)
-            return Action.feed
+            out.mix_entropies.append(obs.mix_entropy if latent else 0.0)
+            out.modes.append("latent" if latent else "explicit")
+            return Action.feed if latent else Action.feed_token
         out.answer_ids.append(y)
         if (y in self.stops or out.answer_tokens >= self.cfg.max_answer_tokens
                 or (self.newline_stop and _ends_line(self.tokenizer, out.answer_ids))
@@ -391,8 +461,13 @@ def run_thinking(
     if row_seeds is not None and len(row_seeds) != len(prompts):
         raise ConfigError(f"row_seeds has {len(row_seeds)} seeds for {len(prompts)} prompts")
     cold = ColdStop(cfg.cold_stop_tau if cfg.cold_stop_steps > 0 else 0.0, max(cfg.cold_stop_steps, 1), len(prompts))
+    math_ids = (math_token_ids(lm.tokenizer) if cfg.method in (Method.switch, Method.gated) and cfg.math_explicit
+                else frozenset())
+    rule = cfg.thinking_rule()
+    support = max(2, min(rule.max_topk, lm.n_real_vocab) if rule.rule == "soft" else lm.n_real_vocab)
     policies = [ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, i,
-                            None if row_seeds is None else int(row_seeds[i])) for i in range(len(prompts))]
+                            None if row_seeds is None else int(row_seeds[i]), math_ids=math_ids, gate_support=support)
+                for i in range(len(prompts))]
     result = run(lm, [list(p) for p in prompts], policies, allowed=allowed, on_step=on_step,
                  record_top_k=max(int(trace_top_k), 0))
     tok = lm.tokenizer

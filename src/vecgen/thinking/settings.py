@@ -86,9 +86,13 @@ class EvaluationSettings(BaseModel):
             0.6, top_p 0.95, top_k 30, min_p 0.001); keys :data:`CONCEPT_FIELDS`.
         max_think_tokens, max_answer_tokens, cold_stop_tau, cold_stop_steps: budgets and Cold Stop (None = the
             :class:`~vecgen.thinking.runner.ThinkConfig` defaults: 320, 24, 0.01 nats, 48).
+        switch_window, switch_max, gate_tau, math_explicit: the ``switch`` / ``gated`` settings (None = the
+            :class:`~vecgen.thinking.runner.ThinkConfig` defaults: 5 steps, no cap, 0.5, math symbols explicit).
         marker: the end-of-thinking text marker (None: ``</think>`` for thinking models, else ``"Answer:"``).
         grid: ablation axes ``FIELD=V1,V2`` (:mod:`vecgen.thinking.grid`); baseline: the combination the others are
             compared with (``FIELD=VALUE,...``; default every axis's first value).
+        budgets: thinking budgets (tokens): every method runs with each (the marker forced at the budget), named
+            ``METHOD[max_think_tokens=B]``; the methods are compared with each other at each budget.
         samples: answer every item ``samples`` times per method with per-item seeds (pass@k), at most
             :data:`MAX_SAMPLES`; None = once.
         allow_large: go ahead with a run above :data:`LARGE_RUN_CONFIGS` configurations or
@@ -110,8 +114,13 @@ class EvaluationSettings(BaseModel):
     max_answer_tokens: int | None = None
     cold_stop_tau: float | None = None
     cold_stop_steps: int | None = None
+    switch_window: int | None = None
+    switch_max: int | None = None
+    gate_tau: float | None = None
+    math_explicit: bool | None = None
     marker: str | None = None
     grid: tuple[str, ...] = ()
+    budgets: tuple[int, ...] = ()
     baseline: str | None = None
     samples: int | None = Field(None, ge=1, le=MAX_SAMPLES)
     allow_large: bool = False
@@ -129,6 +138,9 @@ class EvaluationSettings(BaseModel):
             values["methods"] = tuple(parse_methods(values["methods"]))
         if "grid" in values:
             values["grid"] = tuple(values["grid"])
+        if "budgets" in values:
+            values["budgets"] = tuple(values["budgets"])
+            _check_budgets(values["budgets"], values)
         marker = values.get("marker")
         if marker is not None and not str(marker).strip():
             raise ConfigError('marker is empty: give the text the prompt asks the model to write before its answer, '
@@ -174,13 +186,28 @@ class EvaluationSettings(BaseModel):
 
     @property
     def axes(self) -> list[GridAxis]:
-        """The grid's axes (empty without a grid)."""
-        return parse_grid(self.grid)
+        """The grid's axes (empty without a grid); ``budgets`` add a ``max_think_tokens`` axis."""
+        axes = parse_grid(self.grid)
+        if self.budgets:
+            axes.append(GridAxis("max_think_tokens", tuple(str(b) for b in self.budgets)))
+        return axes
+
+    def budget_pairs(self) -> list[tuple[str, str]]:
+        """With ``budgets``: every pair of methods at each budget (the same other grid values), as run names."""
+        if not self.budgets:
+            return []
+        names = list(self.method_configs())
+        by_rest: dict[str, list[str]] = {}
+        for name in names:
+            method, _, rest = name.partition("[")
+            by_rest.setdefault(rest, []).append(name)
+        return [(a, b) for group in by_rest.values() for i, a in enumerate(group) for b in group[i + 1 :]]
 
     def base_configs(self) -> dict[str, ThinkConfig]:
         """One :class:`~vecgen.thinking.runner.ThinkConfig` per method (no grid): :func:`method_configs`."""
         settings = {k: getattr(self, k) for k in ("max_think_tokens", "max_answer_tokens", "cold_stop_tau",
-                                                  "cold_stop_steps")}
+                                                  "cold_stop_steps", "switch_window", "switch_max", "gate_tau",
+                                                  "math_explicit")}
         return method_configs(list(self.methods), discrete=self.sampling, mixing=self.mixing, concept=self.concept,
                               **settings)
 
@@ -211,6 +238,21 @@ class EvaluationSettings(BaseModel):
     def concept_sampling(self) -> SamplingConfig:
         """``soft``'s concept-token distribution: :data:`SOFT_THINKING_SAMPLING` with :attr:`concept`'s overrides."""
         return SamplingConfig.create(defaults={**SOFT_THINKING_SAMPLING, **self.concept}, seed=self.sampling.seed)
+
+
+def _check_budgets(budgets: tuple[Any, ...], values: dict[str, Any]) -> None:
+    if not budgets:
+        raise ConfigError("budgets: give thinking budgets, e.g. 64,128,256", param="budgets")
+    if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in budgets):
+        raise ConfigError(f"budgets {list(budgets)}: every budget must be an integer >= 1", param="budgets")
+    if len(set(budgets)) != len(budgets):
+        raise ConfigError(f"budgets {list(budgets)}: a budget is listed twice", param="budgets")
+    if values.get("max_think_tokens") is not None:
+        raise ConfigError("budgets set the thinking budget of every run; leave max_think_tokens out",
+                          param=("budgets", "max_think_tokens"))
+    if any(str(g).split("=", 1)[0].strip() == "max_think_tokens" for g in values.get("grid") or ()):
+        raise ConfigError("budgets and a grid over max_think_tokens say the same thing; give one",
+                          param=("budgets", "grid"))
 
 
 def settings_from_options(*, concept: Mapping[str, Any] | None = None, **values: Any) -> EvaluationSettings:

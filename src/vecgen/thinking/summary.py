@@ -28,6 +28,8 @@ class MethodSummary:
         mean_think_tokens, mean_answer_tokens: per item. wall_seconds: the sum over batches.
         items_per_second, tokens_per_second: per wall second (thinking + answer steps for tokens).
         stop_reasons: counts. mean_entropy: nats, over thinking steps (None without thinking).
+        mean_score: the mean partial-credit score in [0, 1] (reasoning-gym's verifiers); None when the items'
+            checkers give none (then ``accuracy`` is the whole story).
     """
 
     n: int
@@ -42,6 +44,7 @@ class MethodSummary:
     tokens_per_second: float | None
     stop_reasons: dict[str, int]
     mean_entropy: float | None
+    mean_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def summarize(records: Sequence[ThinkRecord], methods: Sequence[str]) -> dict[st
         wall = sum(float(r.seconds) for r in rs)
         tokens = sum(int(r.tokens) for r in rs)
         ents = [r.mean_entropy for r in rs if r.mean_entropy is not None]
+        scores = [r.score for r in rs if r.score is not None]
         lo, hi = wilson_interval(k, n)
         out[m] = MethodSummary(
             n=n,
@@ -78,8 +82,40 @@ def summarize(records: Sequence[ThinkRecord], methods: Sequence[str]) -> dict[st
             tokens_per_second=tokens / wall if wall > 0 else None,
             stop_reasons=dict(Counter(r.stop_reason for r in rs)),
             mean_entropy=sum(ents) / len(ents) if ents else None,
+            mean_score=sum(scores) / len(scores) if scores else None,
         )
     return out
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One method at one thinking budget (``vecgen think --budgets``).
+
+    Attributes:
+        name: the run's name (``cot[max_think_tokens=64]``). method, budget: its method and budget (tokens).
+        accuracy, ci95: as in :class:`MethodSummary`. mean_think_tokens: thinking steps fed per item.
+        points_per_100_tokens: accuracy in percentage points per 100 mean thinking tokens (None without thinking).
+    """
+
+    name: str
+    method: str
+    budget: int
+    n: int
+    accuracy: float | None
+    ci95: list[float]
+    mean_think_tokens: float | None
+    points_per_100_tokens: float | None
+
+
+def budget_rows(summary: dict[str, MethodSummary], budgets: dict[str, tuple[str, int]]) -> list[BudgetRow]:
+    """:class:`BudgetRow` of every run in ``budgets`` (name → ``(method, budget)``), grouped by method."""
+    rows = []
+    for name, (method, budget) in sorted(budgets.items(), key=lambda kv: (kv[1][0], kv[1][1])):
+        s = summary[name]
+        think = s.mean_think_tokens
+        per = 100.0 * 100.0 * s.accuracy / think if s.accuracy is not None and think else None
+        rows.append(BudgetRow(name, method, budget, s.n, s.accuracy, s.ci95, think, per))
+    return rows
 
 
 def compare_pairs(records: Sequence[ThinkRecord], pairs: Sequence[tuple[str, str]]) -> list[MethodPair]:
@@ -161,5 +197,5 @@ def pass_at_k_summary(records: Sequence[ThinkRecord], names: Sequence[str], samp
     return out
 
 
-__all__ = ["MethodPair", "MethodSummary", "PassAtK", "compare_methods", "compare_pairs", "compare_to_baselines",
+__all__ = ["BudgetRow", "MethodPair", "MethodSummary", "PassAtK", "budget_rows", "compare_methods", "compare_pairs", "compare_to_baselines",
            "pass_at_k_summary", "summarize"]

@@ -261,7 +261,7 @@
         const pairs = (r.k[j] || []).map((t, q) => [toks[t], milli(r.w[j][q])]);
         const soft = T.kinds[m] === "mixture";
         return [el("div", { cls: "tip-head", text: "step " + (j + 1) + ": " + quote(toks[r.t[j]]) }),
-          el("div", { cls: "muted", text: soft ? "mixture weights (fed)" : "model distribution" }),
+          el("div", { cls: "muted", text: r.x && r.x[j] ? "explicit step: its top-1 token was fed (mixture weights shown)" : soft ? "mixture weights (fed)" : "model distribution" }),
           ...bars(pairs),
           el("div", { cls: "tip-meta", text: "entropy " + fmt(milli(r.h[j])) + " nats · mixture entropy " + fmt(milli(r.m[j])) + " nats" })];
       };
@@ -272,6 +272,7 @@
         const soft = T.kinds[m] === "mixture";
         r.t.forEach((t, j) => {
           const c = chip(toks[t], milli(soft ? r.m[j] : r.h[j]), { "data-step": String(j) });
+          if (r.x && r.x[j]) c.classList.add("explicit");
           attachTip(c, stepTip(m, r, j));
           box.append(c);
         });
@@ -296,7 +297,7 @@
         const soft = T.kinds[m] === "mixture";
         return el("div", { cls: "col", "data-method": m },
           el("h3", null, txt(m + " — "), mark), el("p", { cls: "meta", text: info }),
-          r.n ? legend(soft ? "chip colour = mixture entropy" : "chip colour = entropy") : null,
+          r.n ? legend((soft ? "chip colour = mixture entropy" : "chip colour = entropy") + (r.x ? " · underlined = explicit step (its token was fed)" : "")) : null,
           r.n ? trace(m, r) : null,
           el("p", null, el("strong", { text: "answer " }), el("span", { cls: "text answer", text: r.a })),
           el("p", { cls: "meta", text: "extracted: " + (r.p === null || r.p === undefined ? "(none)" : r.p) }));
