@@ -85,7 +85,7 @@ def test_numeric_decorations(output):
 
 def test_numeric_aliases_and_every_type_has_a_checker():
     assert check_answer(Task("n", "q", "0.5", aliases=("1/3",)), "1/3").correct
-    assert set(CHECKERS) == set(ANSWER_TYPES)
+    assert set(ANSWER_TYPES) <= set(CHECKERS) <= {*ANSWER_TYPES, "rg"}  # rg: reasoning-gym items, generated only
 
 
 @pytest.mark.parametrize("answer,choices,expected", [
