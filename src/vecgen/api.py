@@ -169,11 +169,14 @@ class Model(LoadedModel):
 
         Args:
             question: a question text, a :class:`~vecgen.benchmarks_data.Task`, or a list of them (batched).
-            method: ``direct``, ``cot`` (discrete chain-of-thought), ``soft`` (concept tokens; Soft Thinking) or
-                ``hidden`` (the last hidden state fed back; COCONUT without training).
+            method: ``direct``, ``cot`` (discrete chain-of-thought), ``soft`` (concept tokens; Soft Thinking),
+                ``hidden`` (the last hidden state fed back; COCONUT without training), ``switch`` (SwiReasoning:
+                concept tokens and tokens switched on entropy trends) or ``gated`` (SeLaR-style: concept tokens on
+                high-entropy steps only).
             settings: ``answer_type`` (``numeric``), ``sampling`` (the discrete sampler; greedy), ``mixing``,
                 ``concept`` (concept-token sampling overrides), ``marker``, ``max_think_tokens`` (320),
-                ``max_answer_tokens`` (24), ``cold_stop_tau`` (0.01 nats), ``cold_stop_steps`` (48), ``batch_size``.
+                ``max_answer_tokens`` (24), ``cold_stop_tau`` (0.01 nats), ``cold_stop_steps`` (48), ``batch_size``,
+                ``switch_window`` (5), ``switch_max`` (0 = no cap), ``gate_tau`` (0.5), ``math_explicit`` (True).
 
         Returns:
             A :class:`~vecgen.thinking.runner.ThinkOutput` (a list for a list): ``.answer``, ``.trace`` and its
