@@ -3,6 +3,7 @@ The page itself is tested in Chromium by tests/browser/test_view_browser.py."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -196,3 +197,17 @@ def test_open_hands_the_page_to_the_browser(tiny_runs, tmp_path, monkeypatch, op
     assert res.exit_code == 0, res.output
     assert calls == [target.resolve().as_uri()]
     assert ("no web browser found here" in res.output) is (not opened)
+
+
+def test_switch_and_gated_traces_carry_which_steps_were_explicit():
+    """A trace that mixes latent and explicit steps (switch, gated) gets the ``x`` column the page underlines; a
+    trace of one kind (soft, cot, or records without modes) does not, so their pages stay as they were."""
+    from vecgen.reports.view import StringTable, compact_steps
+
+    step = {"token": "a", "entropy": 0.5, "mix_entropy": 0.25, "top": [["a", 0.9]]}
+    mixed = [{**step, "mode": "latent"}, {**step, "mode": "explicit"}, {**step, "mode": "latent"}]
+    assert compact_steps(mixed, StringTable())["x"] == [0, 1, 0]
+    assert "x" not in compact_steps([{**step, "mode": "latent"}] * 2, StringTable())
+    assert "x" not in compact_steps([step, step], StringTable())
+    js = (Path(__file__).resolve().parents[2] / "src/vecgen/data/view/view.js").read_text()
+    assert 'c.classList.add("explicit")' in js and "underlined = explicit step" in js
