@@ -108,6 +108,9 @@ class LensRecord:
     discrete: LensTrace
     kl_concept_discrete: list[list[float]] = field(default_factory=list)  # [layer][position] KL(concept ‖ discrete)
     kind: str = "lens"
+    #: per concept position, Patchscopes' identity readout of its hidden state at every layer 0..L-1
+    #: (:func:`~vecgen.probes.patchscope.patchscope_layers`); None where the backend cannot patch (reference model)
+    patchscope: list[dict[str, Any]] | None = None
 
 
 def _trace(lm: LoadedModel, logp: torch.Tensor, kind: str, inputs: list[str], roles: list[str], k: int) -> LensTrace:
@@ -155,7 +158,22 @@ def lens_trace(lm: LoadedModel, prompt: str, *, n: int = 3, after: int = 3, mixt
     rec = LensRecord(prompt, n, after, mixtures, _trace(lm, logp[:, 0], "concept", c_inputs, roles, top),
                      _trace(lm, logp[:, 1], "discrete", d_inputs, roles, top))
     rec.kl_concept_discrete = kl(logp[:, 0], logp[:, 1]).tolist()  # (L + 1, P)
+    rec.patchscope = _patchscopes(lm, c_first, len(ids), n, top)
     return rec
+
+
+def _patchscopes(lm: LoadedModel, prompt: list[Segment], start: int, n: int, top: int) -> list[dict[str, Any]] | None:
+    """Patchscopes' per-layer identity readout of each concept position's hidden states (None: not a transformers
+    model, whose layers the patch needs)."""
+    from transformers import PreTrainedModel
+
+    from .patchscope import patchscope_layers
+
+    if not isinstance(lm.model, PreTrainedModel):
+        return None
+    with torch.no_grad():
+        states = lm.backend.hidden_states(build_batch(lm, [prompt]))  # L + 1 tensors (1, T, d); no padding
+    return [patchscope_layers(lm, [h[0, start + j] for h in states], top=top) for j in range(n)]
 
 
 @dataclass

@@ -197,6 +197,16 @@ def lens_report(records: Sequence[LensRecord], ft: FirstTokenLens | None, model:
                      for j in range(len(rec.concept.inputs))]
             lines.append(f"| {l} | " + " | ".join(cells) + " |")
         lines.append("")
+        if rec.patchscope:
+            lines += ["Patchscopes (Ghandeharioun et al. 2024): each concept token's hidden state at layer l patched into "
+                      "`cat->cat; 1135->1135; hello->hello; ?->` at the same layer; the model's next token (top-1 and "
+                      "its probability), every 4th layer:", "",
+                      "| layer | " + " | ".join(f"{c!r}" for c in rec.concept.inputs[: len(rec.patchscope)]) + " |",
+                      "|---" * (len(rec.patchscope) + 1) + "|"]
+            for l in range(0, len(rec.patchscope[0]["layers"]), 4):
+                cells = [f"{_tok(ps['top_texts'][l][0])} {ps['top_probs'][l][0]:.2f}" for ps in rec.patchscope]
+                lines.append(f"| {l} | " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
