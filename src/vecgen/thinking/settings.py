@@ -157,9 +157,10 @@ class EvaluationSettings(BaseModel):
             raise ConfigError(format_validation_error(exc, "evaluation settings", _ALLOWED), param=param) from None
         n = settings.n_configs
         if n > LARGE_RUN_CONFIGS and not settings.allow_large:
-            raise ConfigError(f"this run has {n:,} configurations ({len(settings.methods)} methods × {n // len(settings.methods):,} "
-                              f"grid combinations), more than {LARGE_RUN_CONFIGS}; narrow the grid, or pass allow_large "
-                              "to go ahead", param=("grid", "allow_large"))
+            raise ConfigError(f"this run has {n:,} configurations ({len(settings.methods)} methods × "
+                              f"{n // len(settings.methods):,} combinations of grid values and budgets), more than "
+                              f"{LARGE_RUN_CONFIGS}; narrow them, or pass allow_large to go ahead",
+                              param=("grid", "allow_large"))
         settings.method_configs()  # every method, grid value and sample count is checked now
         return settings
 
