@@ -158,15 +158,17 @@ def _entry(task: Task) -> tuple[Any, dict[str, Any]]:
     return ds, ds[info["index"]]
 
 
+_NUMERIC = NumericChecker()
+
+
 class RgChecker:
     """``rg``: the generator's ``score_answer`` on the answer read from the output (module docstring)."""
 
     answer_type = RG_ANSWER_TYPE
 
     def check(self, task: Task, output: str) -> Verdict:
-        numeric = NumericChecker()
-        if numeric.read(task.answer)[0] is not None:  # a number: read it as the numeric checker does
-            pred = numeric.read(output)[0]
+        if _NUMERIC.read(task.answer)[0] is not None:  # a number: read it as the numeric checker does
+            pred = _NUMERIC.read(output)[0]
         else:
             pred = _strip_markup(answer_span(clean_response(output))) or None
         if pred is None:

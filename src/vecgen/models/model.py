@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Self
 
 import torch
-from transformers import PretrainedConfig, PreTrainedTokenizerBase
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..backends import Backend, ContractError, TransformersBackend
 from ..errors import UnsupportedError
@@ -118,6 +118,18 @@ class LoadedModel:
         """
         check_text(text, "the text to tokenize")
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def require_transformers(self, what: str) -> PreTrainedModel:
+        """The transformers model, for ``what`` (a feature built on transformers' own modules: PEFT adapters, hooks
+        on its decoder layers).
+
+        Raises:
+            UnsupportedError: another backend (llama.cpp, vecgen's reference model).
+        """
+        if not isinstance(self.model, PreTrainedModel):
+            raise UnsupportedError(f"{what} needs a transformers model; this one runs on {self.backend.name}: use "
+                                   "backend transformers")
+        return self.model
 
     def require_module(self, what: str) -> torch.nn.Module:
         """The PyTorch model, for ``what`` (a feature that needs the module itself: gradients, adapters).

@@ -34,12 +34,7 @@ def decoder_layers(lm: LoadedModel) -> torch.nn.ModuleList:
     Raises:
         UnsupportedError: not a transformers PyTorch model, or no such list found.
     """
-    from transformers import PreTrainedModel
-
-    model = lm.model
-    if not isinstance(model, PreTrainedModel):
-        raise UnsupportedError("Patchscopes patch hidden states into a transformers model's layers; use backend "
-                               "transformers")
+    model = lm.require_transformers("Patchscopes (hooks on the decoder layers)")
     cfg = model.config
     n = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
     for module in model.modules():

@@ -36,13 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
 
 from ..backends.contract import Prompt, segments
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..decoding import generate
 from ..decoding.translate import translate
-from ..errors import ConfigError, UnsupportedError
+from ..errors import ConfigError
 from ..models import LoadedModel
 from ..scoring import teacher_forced_loss
 from .common import kl, mean_ci, next_logprobs, share_ci
@@ -68,17 +67,19 @@ def add_lora(lm: LoadedModel, config: ReaderConfig) -> Any:
         get_peft_model,
     )
 
-    if not isinstance(lm.model, PreTrainedModel):
-        raise UnsupportedError("the reader trains a LoRA adapter (PEFT) on a transformers model; use backend "
-                               "transformers")
-    lm.model.requires_grad_(False)
+    model = lm.require_transformers(READER_LORA)
+    model.requires_grad_(False)
     torch.manual_seed(config.seed)
     cfg = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,  # type: ignore[arg-type]  # PEFT takes floats lora_dropout=0.0,
                      target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
     try:
-        return get_peft_model(lm.model, cfg)
+        return get_peft_model(model, cfg)
     except ValueError as exc:
         raise ConfigError(f"LoRA target modules {config.target_modules}: {exc}".splitlines()[0]) from None
+
+
+#: What the reader trains, for :meth:`~vecgen.models.LoadedModel.require_transformers`'s message.
+READER_LORA = "the reader's LoRA adapter (PEFT)"
 
 
 def check_target_modules(lm: LoadedModel, config: ReaderConfig) -> None:
@@ -89,10 +90,8 @@ def check_target_modules(lm: LoadedModel, config: ReaderConfig) -> None:
         UnsupportedError: not a transformers PyTorch model.
         ConfigError: a name that matches no layer (the model's layer names are listed).
     """
-    if not isinstance(lm.model, PreTrainedModel):
-        raise UnsupportedError("the reader trains a LoRA adapter (PEFT) on a transformers model; use backend "
-                               "transformers")
-    names = [n for n, m in lm.model.named_modules() if n and not list(m.children()) and hasattr(m, "weight")]
+    model = lm.require_transformers(READER_LORA)
+    names = [n for n, m in model.named_modules() if n and not list(m.children()) and hasattr(m, "weight")]
     for target in config.target_modules:
         if not any(n == target or n.endswith("." + target) for n in names):
             leaves = sorted({n.rsplit(".", 1)[-1] for n in names if not n.rsplit(".", 1)[-1].isdigit()})

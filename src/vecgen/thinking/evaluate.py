@@ -110,17 +110,9 @@ def check_resume_before_load(run_dir: str | Path, settings: EvaluationSettings) 
     if not path.exists():
         return
     old = json.loads(path.read_text(encoding="utf-8"))
-    configs = settings.method_configs()
-    new: dict[str, Any] = {
-        "benchmark": settings.benchmark,
-        "data_source": settings.data_source or ("shipped" if settings.benchmark == "gsm8k" else None),
-        "methods": {m: c.saved_settings() for m, c in configs.items()},
-    }
-    if settings.samples is not None:
-        new.update(samples=settings.samples, sample_seed=settings.sampling.seed)
-    keys = ("benchmark", "data_source", "methods", "samples", "sample_seed")
-    diff = changed_settings({k: old.get(k, "<unset>") for k in keys if k in old or k in new},
-                            {k: new.get(k, "<unset>") for k in keys if k in old or k in new})
+    new = _settings_without_model(settings, settings.method_configs())
+    keys = [k for k in _MODEL_FREE_KEYS if k in old or k in new]
+    diff = changed_settings({k: old.get(k, "<unset>") for k in keys}, {k: new.get(k, "<unset>") for k in keys})
     if diff:
         raise ConfigError(f"run folder {run_dir} was started with different settings ({'; '.join(diff)}); "
                           "resume with the same settings or choose another --run-name")
@@ -389,20 +381,28 @@ def _progress(names: Sequence[str], total: int, done: dict[str, int], show: bool
         yield on_batch, on_step
 
 
-def run_settings(lm: LoadedModel, settings: EvaluationSettings, style: PromptStyle,
-                 configs: dict[str, ThinkConfig]) -> dict[str, Any]:
-    """The settings that shape a run's results (``settings.json``; a resume must match them); ``configs`` are
-    ``settings.method_configs()``."""
+#: The keys of ``settings.json`` that do not depend on the model (:func:`check_resume_before_load` compares them).
+_MODEL_FREE_KEYS = ("benchmark", "data_source", "methods", "samples", "sample_seed")
+
+
+def _settings_without_model(settings: EvaluationSettings, configs: dict[str, ThinkConfig]) -> dict[str, Any]:
+    """The part of :func:`run_settings` known before the model loads (:data:`_MODEL_FREE_KEYS`)."""
     out: dict[str, Any] = {
         "benchmark": settings.benchmark,
         "data_source": settings.data_source or ("shipped" if settings.benchmark == "gsm8k" else None),
-        "model": lm.name,
-        "dtype": str(lm.dtype).replace("torch.", ""),
-        "marker": style.marker,
         "methods": {m: c.saved_settings() for m, c in configs.items()},
     }
     if settings.samples is not None:  # runs without samples keep the settings of older versions
         out.update(samples=settings.samples, sample_seed=settings.sampling.seed)
+    return out
+
+
+def run_settings(lm: LoadedModel, settings: EvaluationSettings, style: PromptStyle,
+                 configs: dict[str, ThinkConfig]) -> dict[str, Any]:
+    """The settings that shape a run's results (``settings.json``; a resume must match them); ``configs`` are
+    ``settings.method_configs()``."""
+    out = _settings_without_model(settings, configs)
+    out.update(model=lm.name, dtype=str(lm.dtype).replace("torch.", ""), marker=style.marker)
     if lm.backend.name != "transformers":  # runs of older versions (transformers only) stay resumable
         out["backend"] = lm.backend.name
     return out
