@@ -72,10 +72,12 @@ def generate(o: GenerateOptions) -> None:
                           "minutes on a CPU; shorten it, or pass --allow-large to go ahead")
     tokens: list[int] = []
     printed = ""
+    started = False  # set before the prompt is written: a Ctrl-C between the two still ends the line
 
     def stream(row: int, token: int) -> None:
-        nonlocal printed
-        if not tokens and not o.chat:
+        nonlocal printed, started
+        if not started and not o.chat:
+            started = True
             sys.stdout.write(prompt)  # once decoding has started (bad requests fail before any output)
         tokens.append(token)
         decoded = lm.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -88,7 +90,7 @@ def generate(o: GenerateOptions) -> None:
         run_generate(lm, [ids], sampling=sampling, mixing="onehot", on_token=stream, record_top_k=0,
                      allowed=english_only_mask(lm, o.english_only))
     finally:  # also on Ctrl-C: the "interrupted" line then starts a line of its own
-        if tokens or printed:
+        if started or tokens or printed:
             sys.stdout.write("\n")
             sys.stdout.flush()
 
