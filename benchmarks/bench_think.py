@@ -22,6 +22,18 @@ sequential part 1 suffers.
 
 Items/s of part 1 also differ between methods because soft and cot generate different numbers of
 tokens (soft is sampled); part 2 is the like-for-like per-token comparison.
+
+``--batching`` (continuous vs static batching; issue 28)::
+
+    python benchmarks/bench_think.py --batching [--backend transformers|llamacpp] [--items 32] [--batch-size 8]
+                                     [--max-think-tokens 320] [--rounds 1]
+
+runs cot and soft (the ``vecgen think`` settings) on the first ``--items`` GSM8K items with ``--batch-size``
+rows, once in static batches (each runs until its longest row ends) and once continuously batched
+(``run_thinking(..., max_batch=B)``: a finished row's place goes to the next item at once), in alternating
+order per round. It prints items/min of both and their ratio (target >= 1.15x), the occupancy of each
+(busy row-steps / (decode steps x B), from the engine's ``on_step`` hook; target >= 0.95 continuous), and how many
+items got the same answer both ways (greedy cot: all, up to float rounding).
 """
 
 from __future__ import annotations
@@ -74,6 +86,52 @@ def fixed_steps(lm, prompts, cfg, steps):
     return dt, short
 
 
+def batching_run(lm, prompts, cfg, marker, batch_size, continuous):
+    """(seconds, outputs, busy row-steps, decode steps) for all prompts, static or continuous."""
+    from vecgen.thinking.runner import run_thinking
+
+    live: list[int] = []
+    t0 = time.perf_counter()
+    if continuous:
+        outs = run_thinking(lm, prompts, cfg, marker, max_batch=batch_size, on_step=lambda s, n: live.append(n))
+    else:
+        outs = []
+        for i in range(0, len(prompts), batch_size):
+            outs += run_thinking(lm, prompts[i : i + batch_size], cfg, marker, on_step=lambda s, n: live.append(n))
+    return time.perf_counter() - t0, outs, sum(live), len(live)
+
+
+def batching(lm, prompts, marker, args) -> dict:
+    """Part 3: continuous vs static batching, items/min and occupancy (see the module docstring)."""
+    cfgs = configs(args.max_think_tokens)
+    res: dict = {}
+    timing: dict = {(n, c): [] for n in cfgs for c in (False, True)}
+    answers: dict = {}
+    occupancy: dict = {}
+    for r in range(args.rounds):
+        for name, cfg in cfgs.items():
+            for continuous in ((False, True) if r % 2 == 0 else (True, False)):
+                secs, outs, busy, steps = batching_run(lm, prompts, cfg, marker, args.batch_size, continuous)
+                timing[(name, continuous)].append(secs)
+                answers[(name, continuous)] = [o.answer for o in outs]
+                occupancy[(name, continuous)] = busy / (steps * args.batch_size)
+                kind = "continuous" if continuous else "static"
+                print(f"round {r + 1} {name:>4} {kind:>10}: {len(prompts) / secs * 60:.2f} items/min, occupancy "
+                      f"{occupancy[(name, continuous)]:.3f} ({busy} busy row-steps / {steps} steps x {args.batch_size}; "
+                      f"{secs:.1f} s, load average {os.getloadavg()[0]:.1f})", flush=True)
+    for name in cfgs:
+        static, cont = statistics.median(timing[(name, False)]), statistics.median(timing[(name, True)])
+        same = sum(a == b for a, b in zip(answers[(name, False)], answers[(name, True)]))
+        res[name] = {"items_per_min": {"static": len(prompts) / static * 60, "continuous": len(prompts) / cont * 60},
+                     "speedup": static / cont,
+                     "occupancy": {"static": occupancy[(name, False)], "continuous": occupancy[(name, True)]},
+                     "same_answers": same, "items": len(prompts)}
+        print(f"{name}: continuous / static items/min = {static / cont:.2f}x (target >= 1.15x); occupancy static "
+              f"{occupancy[(name, False)]:.3f}, continuous {occupancy[(name, True)]:.3f} (target >= 0.95); "
+              f"same answer on {same}/{len(prompts)} items", flush=True)
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
@@ -84,13 +142,15 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-items", action="store_true", help="only part 2 (cost per token)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--batching", action="store_true", help="only part 3: continuous vs static batching")
+    ap.add_argument("--backend", default="transformers", help="transformers or llamacpp (--batching)")
     args = ap.parse_args(argv)
 
     from vecgen.benchmarks_data import load_benchmark
     from vecgen.models import load_model
     from vecgen.thinking.prompts import build_prompt, prompt_style
 
-    lm = load_model(args.model, device="cpu", dtype="float32", show_progress=False)
+    lm = load_model(args.model, device="cpu", dtype="float32", show_progress=False, backend=args.backend)
     style = prompt_style(lm)
     marker = style.end_marker(lm.tokenizer)
     tasks = load_benchmark("gsm8k", limit=max(args.items, args.batch_size))
@@ -98,7 +158,13 @@ def main(argv=None) -> int:
     cfgs = configs(args.max_think_tokens)
     print(f"model {args.model}, torch threads {torch.get_num_threads()}, prompts {len(prompts)} "
           f"(mean {statistics.mean(map(len, prompts)):.0f} tokens)", flush=True)
-    out: dict = {"args": vars(args), "threads": torch.get_num_threads()}
+    out: dict = {"args": vars(args), "threads": torch.get_num_threads(), "backend": lm.backend.name}
+    if args.batching:
+        out["batching"] = batching(lm, prompts[: args.items], marker, args)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(out, fh, indent=2)
+        return 0
 
     if not args.skip_items:
         part1 = {}

@@ -55,6 +55,7 @@ def answer_tasks(
     skip: Callable[[K, Task], bool] | None = None,
     processes: Any = None,
     on_batch: Callable[[K, int], None] | None = None,
+    chunk_size: int | None = None,
 ) -> Iterator[Answered[K, R]]:
     """Answer ``tasks`` with every run, ``batch_size`` tasks at a time, yielding each checked answer.
 
@@ -70,17 +71,23 @@ def answer_tasks(
         processes: this process's share of a data-parallel run (:class:`~vecgen.parallel.Processes`): chunk
             ``b`` is answered here when ``processes.owns(b)``. Default: one process, every chunk.
         on_batch: called after each batch with ``(run, tasks answered)``.
+        chunk_size: tasks per call of an answer function when it batches continuously itself (its rows refill
+            as they finish, ``batch_size`` at a time): a chunk is the unit of ordering, resume and data-parallel
+            ownership instead of the batch. Default: ``batch_size``.
 
     Raises:
-        ConfigError: ``batch_size < 1``.
+        ConfigError: ``batch_size < 1`` or ``chunk_size < 1``.
         RuntimeError: an answer function returned a different number of answers than it was given tasks.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: allowed range is >= 1", param="batch_size")
-    for start in range(0, len(tasks), batch_size):
-        if processes is not None and not processes.owns(start // batch_size):
+    chunk_size = batch_size if chunk_size is None else int(chunk_size)
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size={chunk_size}: allowed range is >= 1", param="chunk_size")
+    for start in range(0, len(tasks), chunk_size):
+        if processes is not None and not processes.owns(start // chunk_size):
             continue
-        chunk = list(tasks[start : start + batch_size])
+        chunk = list(tasks[start : start + chunk_size])
         for key, fn in runs.items():
             todo = [t for t in chunk if skip is None or not skip(key, t)]
             if not todo:

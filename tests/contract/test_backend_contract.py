@@ -143,6 +143,65 @@ def test_rows_finishing_at_different_steps_leave_the_batch(case):
     assert sizes[0] == 3 and sizes[-1] < 3 and sizes == sorted(sizes, reverse=True)
 
 
+@pytest.mark.parametrize("longer_first", [True, False])
+def test_merge_continues_every_row_as_alone(case, longer_first):
+    """A state prefilled later (shorter or longer cache) joins a running one; every row's next logits, hidden state
+    and position equal those of its own state continued alone (``TOL``: the batch changes the summation order)."""
+    lm, _ = case
+    be = lm.backend
+    first_prompts = [lm.encode(t) for t in TEXTS[:2]]
+    # caches longer than gemma3's sliding window (16) on the longer side, so its window layer is merged when full
+    longer = " ".join(["and a few more words than before"] * 5)
+    late = [lm.encode(TEXTS[2] + ("" if longer_first else longer))]
+    k = 14 if longer_first else 3  # steps the running rows take before the late prompt joins
+    steps = be.input_rows(torch.stack([torch.arange(21, 21 + k), torch.arange(41, 41 + k)]))  # (2, k, d)
+    running = be.extend(be.prefill(build_batch(lm, first_prompts), hidden=True), steps, hidden=True)
+    alone = be.extend(be.prefill(build_batch(lm, first_prompts), hidden=True), steps, hidden=True)
+    joined, joined_alone = be.prefill(build_batch(lm, late), hidden=True), be.prefill(build_batch(lm, late), hidden=True)
+    merged = be.merge(running, joined)
+    assert merged.batch_size == 3
+    torch.testing.assert_close(merged.logits, torch.cat([alone.logits, joined_alone.logits]), **TOL)
+    nxt = be.input_rows(torch.tensor([41, 42, 43]))  # (3, d): one more step for all three rows
+    out = be.extend(merged, nxt, hidden=True)
+    ref_a = be.extend(alone, nxt[:2], hidden=True)
+    ref_b = be.extend(joined_alone, nxt[2:], hidden=True)
+    torch.testing.assert_close(out.logits, torch.cat([ref_a.logits, ref_b.logits]), **TOL)
+    torch.testing.assert_close(out.hidden, torch.cat([ref_a.hidden, ref_b.hidden]), **TOL)
+    assert out.next_position.tolist() == ref_a.next_position.tolist() + ref_b.next_position.tolist()
+    kept = be.extend(be.select_rows(out, torch.tensor([2])), nxt[:1], hidden=True)  # the joined row alone goes on
+    torch.testing.assert_close(kept.logits, be.extend(ref_b, nxt[:1], hidden=True).logits, **TOL)
+    if hasattr(kept.cache, "attention_mask"):  # a padded cache drops the slots no kept row uses
+        assert bool(kept.cache.attention_mask[:, 0].any())
+
+
+def test_continuous_batching_equals_one_row_runs(case):
+    """Five prompts through at most two rows at a time: rows end at their own stop token, waiting prompts join the
+    running batch, and every row's greedy tokens equal its one-row run (transformers float32: token for token)."""
+    lm, _ = case
+    texts = TEXTS + ["One more prompt", "And the fifth, a little longer than the others"]
+    prompts = [lm.encode(t) for t in texts]
+    free = [generate(lm, [p], sampling=GREEDY, max_new_tokens=8, stop_ids=[]).token_ids(0) for p in prompts]
+    counts: dict[int, int] = {}
+    for row in free:
+        for t in set(row[1:]):
+            counts[t] = counts.get(t, 0) + 1
+    stops = [max(counts, key=lambda t: counts[t])]  # a token that ends some rows early (at different steps)
+    sizes: list[int] = []
+    inner_extend, inner_merge = lm.backend.extend, lm.backend.merge
+    merges: list[tuple[int, int]] = []
+    lm.backend.extend = lambda state, x, **kw: (sizes.append(x.shape[0]), inner_extend(state, x, **kw))[1]
+    lm.backend.merge = lambda a, b: (merges.append((a.batch_size, b.batch_size)), inner_merge(a, b))[1]
+    try:
+        res = generate(lm, prompts, sampling=GREEDY, max_new_tokens=8, stop_ids=stops, max_batch=2)
+    finally:
+        del lm.backend.extend, lm.backend.merge
+    for i, p in enumerate(prompts):
+        alone = generate(lm, [p], sampling=GREEDY, max_new_tokens=8, stop_ids=stops)
+        assert res.token_ids(i) == alone.token_ids(0), i
+        assert bool(res.finished[i]) == bool(alone.finished[0])
+    assert max(sizes) == 2 and merges  # never more than two rows; some prompt joined a running batch
+
+
 def test_prefix_fork_then_prompts_equal_whole_prompts(case):
     """Prompts fed on top of a forked cached prefix equal the whole prompts. Rests of different lengths
     put padding inside the shorter row; a sliding-window backend says that is not exact

@@ -41,7 +41,7 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
     real = ev.run_thinking
 
     def counting(lm, prompts, cfg, marker, **kw):
-        ran.append((cfg.method.value, len(prompts)))
+        ran.append((cfg.method.value, len(prompts), kw.get("max_batch")))
         return real(lm, prompts, cfg, marker, **kw)
 
     monkeypatch.setattr(ev, "run_thinking", counting)
@@ -57,7 +57,8 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
         assert {"question", "trace", "answer", "correct", "tokens", "seconds", "pred", "stop_reason"} <= set(r)
         assert r["think_tokens"] == (0 if r["method"] == "direct" else 3)
         assert r["tokens"] == r["think_tokens"] + r["answer_tokens"]
-    assert sorted(ran) == sorted([("direct", 2), ("cot", 2), ("soft", 2), ("direct", 1), ("cot", 1), ("soft", 1)])
+    # continuous batching: one chunk (up to 4 batches' worth of items) per method, through rows of --batch-size
+    assert sorted(ran) == sorted([("direct", 3, 2), ("cot", 3, 2), ("soft", 3, 2)])
     results = json.loads((run_dir / "results.json").read_text())
     summary = results["results"]
     assert set(summary) == {"direct", "cot", "soft"} and summary["cot"]["n"] == 3
@@ -82,9 +83,17 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
     ran.clear()
     res = runner.invoke(app, think_args(tiny_model_dir("qwen2"), task_file, out))
     assert res.exit_code == 0, res.output + repr(res.exception)
-    assert sum(n for _, n in ran) == 9 - len(kept)  # only the missing items ran
+    assert sum(n for _, n, _ in ran) == 9 - len(kept)  # only the missing items ran
     again = records_safe(run_dir)
     assert len({(r["method"], r["id"]) for r in again}) == 9 and len(again) == 9
+
+    # Static batching (for comparisons) runs batches of --batch-size items; it is not a resume setting.
+    ran.clear()
+    res = runner.invoke(app, think_args(tiny_model_dir("qwen2"), task_file, out, "--static-batching", "--run-name", "s"))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert sorted(ran) == sorted([(m, n, None) for m in ("direct", "cot", "soft") for n in (2, 1)])
+    static = {(r["method"], r["id"]): r["answer"] for r in records(out / "s")}
+    assert static == {(r["method"], r["id"]): r["answer"] for r in records(run_dir)}  # the same greedy answers
 
     # Resuming with different settings is refused.
     res = runner.invoke(app, think_args(tiny_model_dir("qwen2"), task_file, out, "--cold-stop-steps", "7"))

@@ -221,3 +221,43 @@ def test_truncate_top_k_fast_path_equals_the_vocabulary_wide_path():
     tied = torch.tensor([[0.4, 0.2, 0.2, 0.1, 0.1]])
     out = truncate(tied, SamplingConfig(temperature=1.0, top_k=2))  # the tie keeps both 0.2 tokens
     torch.testing.assert_close(out, torch.tensor([[0.5, 0.25, 0.25, 0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("method", ["direct", "cot", "soft", "hidden", "switch", "gated"])
+def test_continuous_batching_gives_every_row_its_one_row_result(tiny_lm, method, monkeypatch):
+    """Six questions through two rows at a time: rows end at their own steps (the stop token is one the rows write
+    at different steps), waiting questions join the running batch mid-phase (``hidden``: a row that feeds hidden
+    states joins rows that may be answering), and each row's trace, forced tokens, answer and stop reason equal its
+    run alone. Transformers float32 on the CPU: tokens compared exactly; the mixtures' summation order differs with
+    the batch, which never flipped a top-1 here (a flip would show as a token diff)."""
+    lm = tiny_lm("qwen2")
+    questions = QUESTIONS + ["Name a colour.", "What is 7 times 6?", "Count to three."]
+    style = prompt_style(lm, None)
+    prompts = [lm.encode(build_prompt(lm, q, style, direct=method == "direct")) for q in questions]
+    cfg = ThinkConfig.create(method=method, max_think_tokens=6, max_answer_tokens=6, cold_stop_tau=0.0,
+                             think_sampling=GREEDY if method == "cot" else SamplingConfig(temperature=0.6))
+    marker = style.end_marker(lm.tokenizer)
+    free = [run_thinking(lm, [p], cfg, marker)[0] for p in prompts]
+    def end(out, t):  # the step at which a row alone ends with stop token t (its budget if it never writes t)
+        n = len(out.trace_ids) + len(out.forced_ids)
+        return n + (out.answer_ids.index(t) + 1 if t in out.answer_ids else cfg.max_answer_tokens)
+
+    # a stop token that ends two rows at different steps; those two go first (they start together), so the third
+    # question joins while one of them still runs
+    i, j, stop = next((i, j, t) for i in range(len(free)) for j in range(i + 1, len(free))
+                      for t in sorted(set(free[i].answer_ids + free[j].answer_ids)) if end(free[i], t) != end(free[j], t))
+    order = [i, j] + [k for k in range(len(free)) if k not in (i, j)]
+    prompts = [prompts[k] for k in order]
+    monkeypatch.setattr(lm, "stop_token_ids", lambda: [stop])
+    merged = []
+    inner = lm.backend.merge
+    lm.backend.merge = lambda a, b: (merged.append(b.batch_size), inner(a, b))[1]
+    try:
+        together = run_thinking(lm, prompts, cfg, marker, max_batch=2)
+    finally:
+        del lm.backend.merge
+    for p, out in zip(prompts, together):
+        alone = run_thinking(lm, [p], cfg, marker)[0]
+        assert (out.trace_ids, out.forced_ids, out.answer_ids, out.stop_reason) == (
+            alone.trace_ids, alone.forced_ids, alone.answer_ids, alone.stop_reason)
+    assert merged  # questions joined a running batch

@@ -18,14 +18,16 @@ contract, in the engine's order of use:
    cache.
 4. :meth:`Backend.select_rows` — keep some rows (finished rows leave the batch); in place.
 5. :meth:`Backend.fork` — a copy holding chosen rows (indices may repeat); the source is untouched.
+6. :meth:`Backend.merge` — one state holding the rows of two (continuous batching: prompts prefilled while a
+   batch runs join it); each row continues exactly as it would alone.
 
 Three capabilities serve scoring and reading rather than decoding (a backend that cannot provide one raises
 :class:`~vecgen.errors.UnsupportedError` naming the backend that can):
 
-6. :meth:`Backend.forward_logits` — teacher-forced logits of a whole batch, no cache, with autograd (soft prompts,
+7. :meth:`Backend.forward_logits` — teacher-forced logits of a whole batch, no cache, with autograd (soft prompts,
    the LoRA reader, lm-eval's log-likelihoods, ``vecgen diagnose``);
-7. :meth:`Backend.hidden_states` — the residual stream after every layer (the logit lens);
-8. :meth:`Backend.unembed` — hidden states through the final norm and the LM head.
+8. :meth:`Backend.hidden_states` — the residual stream after every layer (the logit lens);
+9. :meth:`Backend.unembed` — hidden states through the final norm and the LM head.
 
 After :meth:`~Backend.prefill` and :meth:`~Backend.extend` the state carries ``logits`` ``(B, V)``
 float32 at the last fed position and, when asked for (``hidden=True``), ``hidden`` ``(B, d)``: the last
@@ -149,6 +151,16 @@ class Backend(Protocol):
         """A copy holding batch ``rows`` (indices may repeat) of ``state``, which stays untouched."""
         ...
 
+    def merge(self, first: DecodeState, second: DecodeState) -> DecodeState:
+        """One state holding the rows of ``first`` then those of ``second`` (both consumed); each row's next
+        logits, positions and cache are its own, so decoding on continues as for each state alone (up to the
+        kernels' batch tolerance). Both states carry ``hidden`` or neither does.
+
+        Raises:
+            ContractError: states of another backend, or ``hidden`` on one side only.
+        """
+        ...
+
     def forward_logits(self, batch: Batch, *, keep: int | None = None) -> torch.Tensor:
         """Teacher-forced logits of ``batch`` (no cache): ``(B, K, V)`` float32 at the last ``K = keep`` positions
         of every row (all ``T`` when None). Positions start at 0 after each row's left padding. Autograd flows into
@@ -178,6 +190,22 @@ class Backend(Protocol):
             UnsupportedError: the backend exposes no LM head.
         """
         ...
+
+
+def merge_fields(first: DecodeState, second: DecodeState, cache: Any) -> DecodeState:
+    """The engine-visible fields of two states, rows of ``first`` then ``second``, around a merged ``cache``
+    (shared by every backend's :meth:`Backend.merge`).
+
+    Raises:
+        ContractError: ``hidden`` on one side only.
+    """
+    if (first.hidden is None) != (second.hidden is None):
+        raise ContractError("merge got one state with hidden states and one without")
+    hidden = None if first.hidden is None or second.hidden is None else torch.cat([first.hidden, second.hidden.to(
+        first.hidden.device)])  # (b1 + b2, d)
+    return DecodeState(torch.cat([first.logits, second.logits.to(first.logits.device)]),  # (b1 + b2, V)
+                       torch.cat([first.next_position, second.next_position.to(first.next_position.device)]),
+                       hidden, cache)
 
 
 def positions_of(mask: torch.Tensor) -> torch.Tensor:
@@ -272,4 +300,4 @@ def build_batch(backend: Any, prompts: Sequence[Prompt], pad_token_id: int | Non
 
 
 __all__ = ["Backend", "Batch", "ContractError", "DecodeState", "Prompt", "Segment", "build_batch", "extend_inputs",
-           "positions_of", "segments"]
+           "merge_fields", "positions_of", "segments"]

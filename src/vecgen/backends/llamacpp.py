@@ -49,7 +49,7 @@ from ..errors import (
     UnsupportedError,
     VecgenError,
 )
-from .contract import Batch, ContractError, DecodeState, extend_inputs
+from .contract import Batch, ContractError, DecodeState, extend_inputs, merge_fields
 
 log = logging.getLogger(__name__)
 native_log = logging.getLogger(__name__ + ".native")
@@ -166,7 +166,7 @@ class _Sequences:
 
     def __init__(self, backend: "LlamaCppBackend", ids: list[int]):
         self.ids = ids
-        weakref.finalize(self, backend._release, ids)
+        self.release = weakref.finalize(self, backend._release, ids)
 
 
 @dataclass
@@ -428,6 +428,18 @@ class LlamaCppBackend:
         hidden = state.hidden[index].clone() if state.hidden is not None else None
         return DecodeState(state.logits[index].clone(), state.next_position[index].clone(), hidden,
                            LlamaCppCache(_Sequences(self, new)))
+
+    def merge(self, first: DecodeState, second: DecodeState) -> DecodeState:
+        """Rows of ``first`` then ``second``: sequences are independent in llama.cpp's unified KV cache, so the
+        merged state only holds both sets of sequence ids (nothing is copied)."""
+        a, b = first.cache, second.cache
+        if not isinstance(a, LlamaCppCache) or not isinstance(b, LlamaCppCache):
+            raise ContractError("merge got a state that is not the llama.cpp backend's")
+        ids = a.sequences.ids + b.sequences.ids
+        a.sequences.release.detach()  # the merged state releases them now
+        b.sequences.release.detach()
+        a.sequences.ids, b.sequences.ids = [], []
+        return merge_fields(first, second, LlamaCppCache(_Sequences(self, ids)))
 
     def forward_logits(self, batch: Batch, *, keep: int | None = None) -> torch.Tensor:
         raise UnsupportedError("llama.cpp computes no gradients and keeps only the last position's logits here; "

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .contract import Batch, ContractError, DecodeState, extend_inputs, positions_of
+from .contract import Batch, ContractError, DecodeState, extend_inputs, merge_fields, positions_of
 
 _ACCEPTS_LOGITS_TO_KEEP: dict[type, bool] = {}
 
@@ -146,6 +146,11 @@ class TransformersBackend:
             raise ContractError(f"{type(pkv).__name__} cannot narrow its batch (no batch_select_indices)")
         pkv.batch_select_indices(rows)
         cache.attention_mask = cache.attention_mask[rows]  # (b, S)
+        # slots that are padding for every kept row (left by rows that left, e.g. after merges) are dropped, so a
+        # continuously batched cache stays as long as its longest live row, not the batch's whole history
+        start = int((cache.attention_mask.sum(0) > 0).long().argmax()) if cache.attention_mask.shape[0] else 0
+        if start > 0 and _trim_kv(pkv, start):
+            cache.attention_mask = cache.attention_mask[:, start:]  # (b, S - start)
         state.next_position = state.next_position[rows]  # (b,)
         state.logits = state.logits[rows.to(state.logits.device)]  # (b, V)
         if state.hidden is not None:
@@ -154,6 +159,20 @@ class TransformersBackend:
 
     def fork(self, state: DecodeState, rows: torch.Tensor | Sequence[int]) -> DecodeState:
         return self.select_rows(copy.deepcopy(state), torch.as_tensor(rows, dtype=torch.long))
+
+    def merge(self, first: DecodeState, second: DecodeState) -> DecodeState:
+        """Rows of ``first`` then ``second``: the shorter cache is left-padded (zero keys and values, mask 0) to the
+        longer one's length in every layer, then the two are concatenated along the batch. Padding sits before each
+        row's first input, as in a left-padded prefill, so it is exact for sliding-window layers too (their window
+        is counted back from the newest slot); a sliding layer that keeps only its window is padded to the longer
+        of the two windows."""
+        a, b = first.cache, second.cache
+        if not isinstance(a, HFCache) or not isinstance(b, HFCache):
+            raise ContractError("merge got a state that is not the transformers backend's")
+        S = max(a.attention_mask.shape[1], b.attention_mask.shape[1])
+        masks = [torch.nn.functional.pad(m, (S - m.shape[1], 0)) for m in (a.attention_mask, b.attention_mask)]
+        _merge_kv(a.past_key_values, b.past_key_values)
+        return merge_fields(first, second, HFCache(a.past_key_values, torch.cat(masks)))  # mask (b1 + b2, S)
 
     def _inputs(self, batch: Batch) -> dict[str, Any]:
         mask = batch.attention_mask.to(self.device)  # (B, T)
@@ -196,6 +215,64 @@ class TransformersBackend:
         if self.logit_softcap:
             z = self.logit_softcap * torch.tanh(z / self.logit_softcap)
         return z.to(self.device)
+
+
+def _left_pad_cat(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(b1, h, s1, e)`` and ``(b2, h, s2, e)`` → ``(b1 + b2, h, max(s1, s2), e)``, each left-padded with zeros."""
+    S = max(x.shape[2], y.shape[2])
+    pad = [torch.nn.functional.pad(t, (0, 0, S - t.shape[2], 0)) for t in (x, y.to(x.device))]
+    return torch.cat(pad)
+
+
+def _trim_kv(pkv: Any, start: int) -> bool:
+    """Drop the first ``start`` slots of every layer of a KV cache, in place (slots that are padding for every row);
+    a sliding layer that keeps fewer slots than remain keeps them, its ``cumulative_length`` lowered. Returns False,
+    changing nothing, for a cache it does not know (static layers, other types): correct, only longer."""
+    if hasattr(pkv, "layers"):
+        layers = [la for la in pkv.layers if la.is_initialized]
+        if type(pkv).__name__ != "DynamicCache" or any(
+                not isinstance(getattr(la, "cumulative_length", 0), int) for la in layers):
+            return False
+        for layer in layers:
+            total = getattr(layer, "cumulative_length", layer.keys.shape[2])
+            keep = min(layer.keys.shape[2], total - start)
+            layer.keys, layer.values = layer.keys[:, :, -keep:], layer.values[:, :, -keep:]
+            if hasattr(layer, "cumulative_length"):
+                layer.cumulative_length = total - start
+        return True
+    if type(pkv).__name__ == "KVCache":
+        for i, (k, v) in enumerate(zip(pkv.keys, pkv.values)):
+            if k is not None and v is not None:
+                pkv.keys[i], pkv.values[i] = k[:, :, start:], v[:, :, start:]
+        return True
+    return False
+
+
+def _merge_kv(into: Any, other: Any) -> None:
+    """Append ``other``'s batch rows to the KV cache ``into``, in place: transformers' ``DynamicCache`` (layers with
+    ``keys`` / ``values``; sliding layers' ``cumulative_length`` becomes the longer one) or the reference
+    ``KVCache`` (``keys`` / ``values`` lists).
+
+    Raises:
+        ContractError: another cache type, or caches of different depth.
+    """
+    if hasattr(into, "layers") and hasattr(other, "layers"):
+        if len(into.layers) != len(other.layers):
+            raise ContractError("merge got caches with different numbers of layers")
+        for la, lb in zip(into.layers, other.layers):
+            if not (la.is_initialized and lb.is_initialized):
+                raise ContractError("merge got a cache layer that holds nothing yet")
+            la.keys, la.values = _left_pad_cat(la.keys, lb.keys), _left_pad_cat(la.values, lb.values)
+            if hasattr(la, "cumulative_length"):
+                la.cumulative_length = max(la.cumulative_length, lb.cumulative_length)
+        return
+    if type(into).__name__ == "KVCache" and type(other).__name__ == "KVCache":
+        for i, (ka, kb, va, vb) in enumerate(zip(into.keys, other.keys, into.values, other.values)):
+            if ka is None or kb is None or va is None or vb is None:
+                raise ContractError("merge got a cache layer that holds nothing yet")
+            into.keys[i], into.values[i] = _left_pad_cat(ka, kb), _left_pad_cat(va, vb)
+        return
+    raise ContractError(f"cannot merge KV caches of types {type(into).__name__} and {type(other).__name__}")
 
 
 __all__ = ["HFCache", "TransformersBackend", "accepts_logits_to_keep"]

@@ -42,7 +42,8 @@ class ThinkOptions(ModelOptions, MixingOptions, SamplingOptions, RunOptions, Pla
     data_source: Annotated[Optional[str], typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: comma-separated families, optionally @DIFFICULTY 1-3 (e.g. causal@2 or arithmetic,math_word@2; default every family @1).")] = None  # noqa: E501
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None
     methods: Annotated[str, typer.Option("--methods", help=METHODS_HELP)] = "direct,cot,soft"
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts decoded together (>= 1).")] = 8
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows decoded together (>= 1). Batching is continuous: when a row ends, the next item takes its place at once (4 batches of items per chunk; records are written per chunk).")] = 8  # noqa: E501
+    static_batching: Annotated[bool, typer.Option("--static-batching", help="Decode fixed batches of --batch-size items, each until its longest row ends (the older scheduling, for comparisons; results agree with continuous batching up to float rounding).")] = False  # noqa: E501
     concept_temperature: Annotated[Optional[float], typer.Option("--concept-temperature", help="Temperature of the concept-token distribution (soft; default 0.6).")] = None  # noqa: E501
     concept_top_p: Annotated[Optional[float], typer.Option("--concept-top-p", help="top_p of concept tokens (default 0.95).")] = None  # noqa: E501
     concept_top_k: Annotated[Optional[int], typer.Option("--concept-top-k", help="top_k of concept tokens (default 30).")] = None  # noqa: E501
@@ -94,7 +95,7 @@ def think(ctx: typer.Context, o: ThinkOptions) -> None:
         cold_stop_steps=o.cold_stop_steps, switch_window=o.switch_window, switch_max=o.switch_max,
         gate_tau=o.gate_tau, math_explicit=o.math_explicit, marker=o.marker, grid=o.grid,
         budgets=parse_ints(o.budgets, "--budgets"), baseline=o.baseline, samples=o.samples,
-        allow_large=o.allow_large)
+        allow_large=o.allow_large, static_batching=o.static_batching)
     tasks = load_tasks(settings)
     settings.check_size(len(tasks))
     check_load(o)

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 
 import torch
 
-from ..backends.contract import Backend, ContractError, DecodeState, Prompt, build_batch
+from ..backends.contract import Backend, Batch, ContractError, DecodeState, Prompt, build_batch
 from ..config import SamplingConfig
-from ..errors import ContextLengthError, NonFiniteError
+from ..errors import ConfigError, ContextLengthError, NonFiniteError
 from ..models import LoadedModel
 from .mixing import MixingConfig, Mixture, get_rule, mean_input_norm, mix_embeddings, push_from_top1
 from .sampling import entropy, make_generator, vocab_mask
@@ -291,6 +291,7 @@ def run(
     past: DecodeState | None = None,
     on_step: StepHook | None = None,
     backend: Backend | None = None,
+    max_batch: int | None = None,
 ) -> EngineResult:
     """Decode a batch of prompts, each row driven by its policy, until every row is done.
 
@@ -307,6 +308,12 @@ def run(
             :meth:`Backend.fork`); the prompts are fed on top of it. It is consumed.
         on_step: called before each step with ``(step, live rows)``.
         backend: the backend to drive (default ``lm.backend``).
+        max_batch: continuous batching: at most this many rows decode at once; the first ``max_batch`` prompts
+            start, and whenever rows finish, the next waiting prompts are prefilled and join the running batch
+            (:meth:`Backend.merge`), so the batch stays full until the queue is empty (vLLM's and Orca's
+            iteration-level scheduling). None (or ``>= B``): every prompt starts at once (a static batch).
+            Rows are independent either way: a row's tokens do not depend on which rows share its batch beyond
+            the backend's kernel tolerances. Not combined with ``past`` (which holds every row already).
 
     Returns:
         An :class:`EngineResult`.
@@ -321,20 +328,48 @@ def run(
     B = len(prompts)
     if len(policies) != B:
         raise ContractError(f"{len(policies)} policies for {B} prompts")
+    if max_batch is not None and max_batch < 1:
+        raise ConfigError(f"max_batch={max_batch}: allowed range is >= 1", param="max_batch")
     sampler = _Sampler(lm, backend, allowed, _Log(B, int(record_top_k), keep_vectors))
-    batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id)
+    batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id)  # every prompt checked before any step
     if past is not None and past.batch_size != B:
         raise ContractError(f"past has {past.batch_size} rows but {B} prompts were given")
+    if past is not None and max_batch is not None and max_batch < B:
+        raise ContractError("continuous batching (max_batch) cannot start from a past state holding every row")
     check_context(lm, batch.attention_mask.sum(dim=1).tolist(), [p.max_inputs() for p in policies],
                   past.next_position.tolist() if past is not None else None)
-    plans: dict[int, Mode | int | None] = {i: p.next_input() for i, p in enumerate(policies)}
-    state = backend.prefill(batch, past, hidden=_wants_hidden(plans.values()))
-    live = list(range(B))  # prompt index of each row of ``state``
+    cap = B if max_batch is None else min(int(max_batch), B)
+    plans: dict[int, Mode | int | None] = {}
+    state: DecodeState | None = past
+    live: list[int] = []  # prompt index of each row of ``state``
+    waiting = list(range(B))  # prompts not yet admitted, in order
     step = 0
     while True:
+        # 0. Admission: waiting prompts fill the free rows (all of them at the start of a static batch).
+        if waiting and len(live) < cap:
+            new, waiting = waiting[: cap - len(live)], waiting[cap - len(live):]
+            plans.update({i: policies[i].next_input() for i in new})
+            fresh = backend.prefill(_rows_of(batch, new), state if not live and state is not None else None,
+                                    hidden=_wants_hidden(plans[i] for i in live + new))
+            if live:
+                assert state is not None  # live rows have a state
+                # hidden states are returned when some row's plan feeds them; rows whose plan does not never
+                # read theirs this step, so the side without them gets zeros
+                if state.hidden is None and fresh.hidden is not None:
+                    state.hidden = fresh.hidden.new_zeros(state.batch_size, fresh.hidden.shape[-1])
+                elif fresh.hidden is None and state.hidden is not None:
+                    fresh.hidden = state.hidden.new_zeros(fresh.batch_size, state.hidden.shape[-1])
+                state = backend.merge(state, fresh)
+            else:
+                state = fresh
+            live += new
+        assert state is not None  # admitted rows have a state
         # 1. Rows whose policy is done before sampling leave the batch.
         keep = [j for j, i in enumerate(live) if plans[i] is not None]
         if not keep:
+            if waiting:  # every admitted row ended before sampling: admit the next ones
+                live, state = [], None
+                continue
             return EngineResult(sampler.log.finish(backend.hidden_size), state, live, step)
         if len(keep) < len(live):
             state = backend.select_rows(state, torch.tensor(keep, dtype=torch.long))
@@ -356,6 +391,9 @@ def run(
         step += 1
         keep = [j for j in range(len(live)) if j not in done]
         if not keep:
+            if waiting:
+                live, state = [], None
+                continue
             return EngineResult(sampler.log.finish(backend.hidden_size), None, [], step)
         if len(keep) < len(live):
             idx = torch.tensor(keep, dtype=torch.long)
@@ -459,6 +497,18 @@ def _observe(groups: list[_Group], live: list[int], policies: Sequence[RowPolicy
                 else:
                     forced.append((j, _token_id(again, i)))
     return done
+
+
+def _rows_of(batch: Batch, rows: list[int]) -> Batch:
+    """The prompts ``rows`` of a left-padded batch, without the columns that are padding in all of them."""
+    if len(rows) == batch.batch_size:
+        return batch
+    idx = torch.tensor(rows, dtype=torch.long, device=batch.attention_mask.device)
+    mask = batch.attention_mask[idx]  # (b, T)
+    start = int(mask.shape[1] - mask.sum(dim=1).max())  # the longest of these rows starts here
+    return Batch(None if batch.input_ids is None else batch.input_ids[idx, start:],
+                 None if batch.inputs_embeds is None else batch.inputs_embeds[idx.to(batch.inputs_embeds.device), start:],
+                 mask[:, start:])
 
 
 def _wants_hidden(plans: Any) -> bool:

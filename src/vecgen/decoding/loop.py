@@ -168,6 +168,7 @@ def generate(
     on_step: StepHook | None = None,
     on_token: Callable[[int, int], None] | None = None,
     past: DecodeState | None = None,
+    max_batch: int | None = None,
 ) -> GenerationResult:
     """Generate tokens or concept tokens for a batch of prompts.
 
@@ -190,6 +191,8 @@ def generate(
         on_token: called with ``(row, token)`` after each sampled step (streaming).
         past: continue from this state (one row per prompt, e.g. a cached shared prefix from
             ``lm.backend.fork``); the prompts are fed on top of it. It is consumed.
+        max_batch: continuous batching: at most this many rows at once, waiting prompts joining as rows finish
+            (:func:`~vecgen.decoding.engine.run`); None: all prompts at once.
 
     Returns:
         A :class:`GenerationResult`.
@@ -211,7 +214,7 @@ def generate(
     policies = [GeneratePolicy(mode, n_steps, stops, feed_last=feed_last, on_token=_row_callback(on_token, r))
                 for r in range(len(prompts))]
     result = run(lm, prompts, policies, allowed=allowed, record_top_k=record_top_k, keep_vectors=keep_vectors,
-                 past=past, on_step=on_step)
+                 past=past, on_step=on_step, max_batch=max_batch)
     lengths = torch.tensor([len(p.tokens) for p in policies], dtype=torch.long)
     finished = torch.tensor([p.finished for p in policies], dtype=torch.bool)
     return GenerationResult(steps=_step_records(result.rows, keep_vectors), lengths=lengths, finished=finished,

@@ -98,6 +98,11 @@ def check_settings(writer: RunWriter, settings: dict[str, Any]) -> None:
     atomic_write_json(path, settings)
 
 
+#: Items per chunk of continuous batching, in batches: a chunk's rows refill until its items are done, so only its
+#: last rows run below the full batch; records are written (and resumes restart) per chunk.
+CHUNK_BATCHES = 4
+
+
 def check_resume_before_load(run_dir: str | Path, settings: EvaluationSettings) -> None:
     """Refuse, before the model loads, a resume whose model-independent settings (benchmark, data source, every
     method's config, samples) differ from the run folder's ``settings.json``; :func:`check_settings` compares the
@@ -137,6 +142,7 @@ def answer_items(
     processes: Processes | None = None,
     samples: int | None = None,
     seed: int = 0,
+    continuous: bool = True,
 ) -> list[ThinkRecord]:
     """Run every method on ``tasks`` in batches (:func:`vecgen.evaluation.answer_tasks`), one record per item,
     method and sample.
@@ -163,6 +169,9 @@ def answer_items(
             it ran in; records carry ``sample`` and ``seed``. None: one answer per item, the batch sharing one
             generator per stream seeded by the configs' ``seed``.
         seed: the run seed of ``samples``.
+        continuous: continuous batching (:func:`~vecgen.decoding.engine.run`'s ``max_batch``): each method takes
+            :data:`CHUNK_BATCHES` × ``batch_size`` items at a time through ``batch_size`` rows that refill as rows
+            finish; records are written per chunk. False: static batches of ``batch_size`` items.
 
     Returns:
         All records of these tasks and methods (earlier runs' included, every process's once merged), in
@@ -207,13 +216,14 @@ def answer_items(
         def fn(batch: list[Task]) -> list[tuple[str, ThinkOutput]]:
             seeds = None if sample is None else [sample_seed(seed, t.id, sample) for t in batch]
             outs = run_thinking(lm, [prompt_ids(t, direct) for t in batch], cfg, marker, on_step=step_cb,
-                                trace_top_k=TRACE_TOP_K, row_seeds=seeds)
+                                trace_top_k=TRACE_TOP_K, row_seeds=seeds, max_batch=batch_size if continuous else None)
             return [(o.answer, o) for o in outs]
 
         return fn
 
     runs = {(name, s): answer_fn(name, s) for name in configs for s in draws}
-    for a in answer_tasks(tasks, runs, batch_size=batch_size, skip=lambda key, t: (*key[:1], t.id, key[1]) in done,
+    for a in answer_tasks(tasks, runs, batch_size=batch_size, chunk_size=batch_size * (CHUNK_BATCHES if continuous else 1),
+                          skip=lambda key, t: (*key[:1], t.id, key[1]) in done,
                           processes=processes, on_batch=None if on_batch is None else (lambda key, n: on_batch(key[0], n))):
         name, sample = a.run
         rec = make_record(a.task, name, a.output, a.seconds, a.batch_seconds, a.batch_size, verdict=a.verdict,
@@ -459,7 +469,7 @@ def run_evaluation(
     with _progress(names, len(tasks) * len(draws), done, progress and processes.is_main) as (on_batch, on_step):
         records = answer_items(lm, tasks, configs, style, writer=writer, batch_size=settings.batch_size,
                                on_batch=on_batch, on_step=on_step, processes=processes, samples=settings.samples,
-                               seed=settings.sampling.seed)
+                               seed=settings.sampling.seed, continuous=not settings.static_batching)
     axes = settings.axes
     result = Evaluation(
         benchmark=settings.benchmark, names=names, summary=summarize(records, names), records=records,

@@ -426,6 +426,7 @@ def run_thinking(
     on_step: Callable[[int, int], None] | None = None,
     trace_top_k: int = 0,
     row_seeds: Sequence[int] | None = None,
+    max_batch: int | None = None,
 ) -> list[ThinkOutput]:
     """Run one method on a batch of prompts (one :class:`ThinkPolicy` per prompt on the decode engine).
 
@@ -446,6 +447,8 @@ def run_thinking(
             seeded with it, so a row's draws do not depend on which rows share its batch (its logits still
             carry the batch's float rounding). None: one generator per stream for the batch, seeded by the
             configs' ``seed``.
+        max_batch: continuous batching: at most this many rows decode at once and waiting prompts join as rows
+            finish (:func:`~vecgen.decoding.engine.run`); None: every prompt in one static batch.
 
     Returns:
         One :class:`ThinkOutput` per prompt, in order.
@@ -469,7 +472,7 @@ def run_thinking(
                             None if row_seeds is None else int(row_seeds[i]), math_ids=math_ids, gate_support=support)
                 for i in range(len(prompts))]
     result = run(lm, [list(p) for p in prompts], policies, allowed=allowed, on_step=on_step,
-                 record_top_k=max(int(trace_top_k), 0))
+                 record_top_k=max(int(trace_top_k), 0), max_batch=max_batch)
     tok = lm.tokenizer
     outs = [p.out for p in policies]
     if trace_top_k > 0:

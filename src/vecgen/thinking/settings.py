@@ -79,7 +79,10 @@ class EvaluationSettings(BaseModel):
         data_source: where a named benchmark's items come from (:func:`~vecgen.benchmarks_data.load_benchmark`).
         limit: the first ``limit`` items (>= 1); None = all.
         methods: method names (:data:`METHODS`).
-        batch_size: prompts decoded together (>= 1).
+        batch_size: rows decoded together (>= 1): with continuous batching (the default) a finished row's place goes
+            to the next item at once, ``CHUNK_BATCHES`` batches' worth of items per chunk; ``static_batching``:
+            batches of ``batch_size`` items, each running until its longest row ends (for comparisons; results
+            agree up to the kernels' batch tolerance, so it is not a resume setting).
         sampling: the discrete sampler of ``cot`` thinking and of every answer (default greedy).
         mixing: the thinking rule of ``soft`` (and ``hidden``'s ``hidden_scale``).
         concept: overrides of ``soft``'s concept-token distribution (:data:`SOFT_THINKING_SAMPLING`: temperature
@@ -124,6 +127,7 @@ class EvaluationSettings(BaseModel):
     baseline: str | None = None
     samples: int | None = Field(None, ge=1, le=MAX_SAMPLES)
     allow_large: bool = False
+    static_batching: bool = False
 
     @classmethod
     def create(cls, **values: Any) -> "EvaluationSettings":

@@ -87,9 +87,7 @@ def think(
     prompts = [lm.encode(build_prompt(lm, t, style, direct=direct)) for t in tasks]
     check_context(lm, [len(p) for p in prompts], [think_budget(cfg, end)] * len(prompts),
                   names=[f"question {i + 1}" for i in range(len(prompts))])
-    outs: list[ThinkOutput] = []
-    for start in range(0, len(prompts), batch_size):
-        outs += run_thinking(lm, prompts[start : start + batch_size], cfg, end, trace_top_k=TRACE_TOP_K)
+    outs = run_thinking(lm, prompts, cfg, end, trace_top_k=TRACE_TOP_K, max_batch=batch_size)  # continuous batching
     for out, task in zip(outs, tasks):
         out.method, out.question = name, task.question
     return outs
