@@ -47,6 +47,11 @@ class Answered(Generic[K, R]):
     batch_size: int
 
 
+#: Items per chunk of a continuously batched evaluation, in batches: a chunk's rows refill until its items are done,
+#: so only its last rows run below the full batch; records are written (and resumes restart) per chunk.
+CHUNK_BATCHES = 4
+
+
 def answer_tasks(
     tasks: Sequence[Task],
     runs: Mapping[K, AnswerFn[R]],

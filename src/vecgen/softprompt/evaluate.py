@@ -22,17 +22,18 @@ from ..benchmarks_data.arena import arena_prompt, brief, heldout_set
 from ..checkpoints import check_model_identity
 from ..config import SamplingConfig
 from ..decoding import generate
-from ..evaluation import answer_tasks
+from ..evaluation import CHUNK_BATCHES, answer_tasks
 from ..models import LoadedModel
 from ..parallel import Processes
 from .config import TrainConfig
 from .prompt import PromptParts, SoftPrompt, assemble, prompt_parts
 
 
-def respond(lm: LoadedModel, prompts: Sequence[Any], *, max_new_tokens: int) -> list[str]:
-    """Greedy answers (decoded, special tokens removed) for prompts made of segments."""
+def respond(lm: LoadedModel, prompts: Sequence[Any], *, max_new_tokens: int, max_batch: int | None = None) -> list[str]:
+    """Greedy answers (decoded, special tokens removed) for prompts made of segments; ``max_batch``: continuous
+    batching through that many rows (:func:`~vecgen.decoding.generate`)."""
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
-    result = generate(lm, prompts, sampling=sampling, record_top_k=1)
+    result = generate(lm, prompts, sampling=sampling, record_top_k=1, max_batch=max_batch)
     return [result.text(row, lm.tokenizer) for row in range(len(prompts))]
 
 
@@ -66,8 +67,9 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Answer ``items`` greedily, with the soft prompt or (``soft=None``) without.
 
-    With ``processes`` (:class:`~vecgen.parallel.Processes`, a data-parallel run) batch ``b`` of
-    ``config.eval_batch_size`` items is answered by process ``b mod N`` and every process gets all rows back
+    Items are answered in chunks of ``CHUNK_BATCHES × config.eval_batch_size``, continuously batched through
+    ``config.eval_batch_size`` rows. With ``processes`` (:class:`~vecgen.parallel.Processes`, a data-parallel run)
+    chunk ``b`` is answered by process ``b mod N`` and every process gets all rows back
     (in item order), so the summary is the one-process summary.
 
     Returns:
@@ -78,12 +80,14 @@ def evaluate(
 
     def answer(batch: list[Task]) -> list[tuple[str, None]]:
         prompts = [assemble(arena_parts(lm, it, config), vectors, config.placement) for it in batch]
-        return [(r, None) for r in respond(lm, prompts, max_new_tokens=config.max_new_tokens)]
+        return [(r, None) for r in respond(lm, prompts, max_new_tokens=config.max_new_tokens,
+                                           max_batch=config.eval_batch_size)]
 
     order = {id(it): i for i, it in enumerate(items)}
     indexed: list[tuple[int, dict[str, Any]]] = []
     for a in answer_tasks(items, {"soft_prompt" if soft is not None else "baseline": answer},
-                          batch_size=config.eval_batch_size, processes=processes,
+                          batch_size=config.eval_batch_size, chunk_size=CHUNK_BATCHES * config.eval_batch_size,
+                          processes=processes,
                           on_batch=None if on_batch is None else (lambda _run, n: on_batch(n))):
         indexed.append((order[id(a.task)], {**brief(a.task), "response": a.text, "extracted": a.verdict.pred,
                                             "correct": a.verdict.correct}))

@@ -35,7 +35,7 @@ from ..benchmarks_data import Task, load_benchmark
 from ..config import changed_settings, derive_seed
 from ..decoding.engine import check_context
 from ..errors import ConfigError
-from ..evaluation import answer_tasks
+from ..evaluation import CHUNK_BATCHES, answer_tasks
 from ..io import atomic_write_json, atomic_write_text, to_jsonable
 from ..models import LoadedModel
 from ..parallel import Processes
@@ -96,11 +96,6 @@ def check_settings(writer: RunWriter, settings: dict[str, Any]) -> None:
             )
         return
     atomic_write_json(path, settings)
-
-
-#: Items per chunk of continuous batching, in batches: a chunk's rows refill until its items are done, so only its
-#: last rows run below the full batch; records are written (and resumes restart) per chunk.
-CHUNK_BATCHES = 4
 
 
 def check_resume_before_load(run_dir: str | Path, settings: EvaluationSettings) -> None:
@@ -170,7 +165,7 @@ def answer_items(
             generator per stream seeded by the configs' ``seed``.
         seed: the run seed of ``samples``.
         continuous: continuous batching (:func:`~vecgen.decoding.engine.run`'s ``max_batch``): each method takes
-            :data:`CHUNK_BATCHES` × ``batch_size`` items at a time through ``batch_size`` rows that refill as rows
+            :data:`~vecgen.evaluation.CHUNK_BATCHES` × ``batch_size`` items at a time through ``batch_size`` rows that refill as rows
             finish; records are written per chunk. False: static batches of ``batch_size`` items.
 
     Returns:
