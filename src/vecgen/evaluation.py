@@ -52,6 +52,12 @@ class Answered(Generic[K, R]):
 CHUNK_BATCHES = 4
 
 
+def chunk_size(batch_size: int, continuous: bool) -> int:
+    """Tasks per call of an answer function: :data:`CHUNK_BATCHES` × ``batch_size`` when it batches continuously,
+    else ``batch_size``."""
+    return batch_size * (CHUNK_BATCHES if continuous else 1)
+
+
 def answer_tasks(
     tasks: Sequence[Task],
     runs: Mapping[K, AnswerFn[R]],
@@ -60,7 +66,7 @@ def answer_tasks(
     skip: Callable[[K, Task], bool] | None = None,
     processes: Any = None,
     on_batch: Callable[[K, int], None] | None = None,
-    chunk_size: int | None = None,
+    continuous: bool = False,
 ) -> Iterator[Answered[K, R]]:
     """Answer ``tasks`` with every run, ``batch_size`` tasks at a time, yielding each checked answer.
 
@@ -76,23 +82,21 @@ def answer_tasks(
         processes: this process's share of a data-parallel run (:class:`~vecgen.parallel.Processes`): chunk
             ``b`` is answered here when ``processes.owns(b)``. Default: one process, every chunk.
         on_batch: called after each batch with ``(run, tasks answered)``.
-        chunk_size: tasks per call of an answer function when it batches continuously itself (its rows refill
-            as they finish, ``batch_size`` at a time): a chunk is the unit of ordering, resume and data-parallel
-            ownership instead of the batch. Default: ``batch_size``.
+        continuous: the answer functions batch continuously themselves (their rows refill as they finish,
+            ``batch_size`` at a time): each call gets :func:`chunk_size` tasks (:data:`CHUNK_BATCHES` batches'
+            worth), the unit of ordering, resume and data-parallel ownership. False: ``batch_size`` tasks per call.
 
     Raises:
-        ConfigError: ``batch_size < 1`` or ``chunk_size < 1``.
+        ConfigError: ``batch_size < 1``.
         RuntimeError: an answer function returned a different number of answers than it was given tasks.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: allowed range is >= 1", param="batch_size")
-    chunk_size = batch_size if chunk_size is None else int(chunk_size)
-    if chunk_size < 1:
-        raise ConfigError(f"chunk_size={chunk_size}: allowed range is >= 1", param="chunk_size")
-    for start in range(0, len(tasks), chunk_size):
-        if processes is not None and not processes.owns(start // chunk_size):
+    size = chunk_size(batch_size, continuous)
+    for start in range(0, len(tasks), size):
+        if processes is not None and not processes.owns(start // size):
             continue
-        chunk = list(tasks[start : start + chunk_size])
+        chunk = list(tasks[start : start + size])
         for key, fn in runs.items():
             todo = [t for t in chunk if skip is None or not skip(key, t)]
             if not todo:

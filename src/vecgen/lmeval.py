@@ -66,7 +66,7 @@ from .config import SamplingConfig
 from .console import print_error
 from .decoding.mixing import MixingConfig
 from .errors import ConfigError, VecgenError
-from .evaluation import CHUNK_BATCHES
+from .evaluation import chunk_size
 from .models import check_model_specs
 from .scoring import target_logits
 from .thinking.prompts import prompt_style
@@ -211,7 +211,7 @@ class VecgenLM(LM):
         for (until, max_toks, answer), idx in groups.items():
             cfg = self.config.model_copy(update={"stop_sequences": until, "max_answer_tokens": max(1, max_toks),
                                                  "answer_sampling": answer})
-            size = CHUNK_BATCHES * self.batch_size  # continuously batched through batch_size rows
+            size = chunk_size(self.batch_size, continuous=True)  # continuously batched through batch_size rows
             for start in range(0, len(idx), size):
                 chunk = idx[start : start + size]
                 outs = run_thinking(self.lm, [self._prompt(requests[i].args[0]) for i in chunk], cfg, marker,

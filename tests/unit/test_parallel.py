@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["think", "-b", "gsm8k", "--limit", "8", "--batch-size", "2", "--max-think-tokens", "12",
+# batch size 1: chunks of CHUNK_BATCHES (4) items, so 16 items are 4 chunks, two per process
+ARGS = ["think", "-b", "gsm8k", "--limit", "16", "--batch-size", "1", "--max-think-tokens", "12",
         "--methods", "direct,cot,soft"]
 TIMED = ("seconds", "batch_seconds")
 
@@ -70,11 +71,14 @@ def test_two_processes_write_what_one_process_writes(one_process_run, tiny_model
 
 
 def test_an_interrupted_two_process_run_resumes_on_one(one_process_run, tiny_model_dir, tmp_path):
-    """Two processes stopped before their merge: process 0 finished batches 0 and 2, process 1 batch 1; batch 3
-    never ran. One process picks the run up, runs only batch 3, merges, and ends with the one-process records."""
+    """Two processes stopped before their merge: process 0 finished chunks 0 and 2, process 1 chunk 1; chunk 3
+    never ran. One process picks the run up, runs only chunk 3, merges, and ends with the one-process records."""
+    from vecgen.evaluation import chunk_size
+
     full = [json.loads(line) for line in (one_process_run / "records.jsonl").read_text().splitlines()]
     ids = [r["id"] for r in full if r["method"] == "direct"]
-    batch = {i: n // 2 for n, i in enumerate(ids)}
+    size = chunk_size(1, continuous=True)  # the items one call of the answer function takes at --batch-size 1
+    batch = {i: n // size for n, i in enumerate(ids)}
     run = tmp_path / "resumed"
     run.mkdir()
     shutil.copy(one_process_run / "settings.json", run / "settings.json")

@@ -349,7 +349,7 @@ def run(
         if waiting and len(live) < cap:
             new, waiting = waiting[: cap - len(live)], waiting[cap - len(live):]
             plans.update({i: policies[i].next_input() for i in new})
-            fresh = backend.prefill(_rows_of(batch, new), state if not live and state is not None else None,
+            fresh = backend.prefill(_rows_of(batch, new), None if live else state,  # ``past`` at the start
                                     hidden=_wants_hidden(plans[i] for i in live + new))
             if live:
                 assert state is not None  # live rows have a state

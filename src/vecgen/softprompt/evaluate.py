@@ -22,7 +22,7 @@ from ..benchmarks_data.arena import arena_prompt, brief, heldout_set
 from ..checkpoints import check_model_identity
 from ..config import SamplingConfig
 from ..decoding import generate
-from ..evaluation import CHUNK_BATCHES, answer_tasks
+from ..evaluation import answer_tasks
 from ..models import LoadedModel
 from ..parallel import Processes
 from .config import TrainConfig
@@ -67,8 +67,8 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Answer ``items`` greedily, with the soft prompt or (``soft=None``) without.
 
-    Items are answered in chunks of ``CHUNK_BATCHES × config.eval_batch_size``, continuously batched through
-    ``config.eval_batch_size`` rows. With ``processes`` (:class:`~vecgen.parallel.Processes`, a data-parallel run)
+    Items are answered in chunks of :data:`~vecgen.evaluation.CHUNK_BATCHES` × ``config.eval_batch_size``,
+    continuously batched through ``config.eval_batch_size`` rows. With ``processes`` (:class:`~vecgen.parallel.Processes`, a data-parallel run)
     chunk ``b`` is answered by process ``b mod N`` and every process gets all rows back
     (in item order), so the summary is the one-process summary.
 
@@ -86,8 +86,7 @@ def evaluate(
     order = {id(it): i for i, it in enumerate(items)}
     indexed: list[tuple[int, dict[str, Any]]] = []
     for a in answer_tasks(items, {"soft_prompt" if soft is not None else "baseline": answer},
-                          batch_size=config.eval_batch_size, chunk_size=CHUNK_BATCHES * config.eval_batch_size,
-                          processes=processes,
+                          batch_size=config.eval_batch_size, continuous=True, processes=processes,
                           on_batch=None if on_batch is None else (lambda _run, n: on_batch(n))):
         indexed.append((order[id(a.task)], {**brief(a.task), "response": a.text, "extracted": a.verdict.pred,
                                             "correct": a.verdict.correct}))

@@ -35,7 +35,7 @@ from ..benchmarks_data import Task, load_benchmark
 from ..config import changed_settings, derive_seed
 from ..decoding.engine import check_context
 from ..errors import ConfigError
-from ..evaluation import CHUNK_BATCHES, answer_tasks
+from ..evaluation import answer_tasks, chunk_size
 from ..io import atomic_write_json, atomic_write_text, to_jsonable
 from ..models import LoadedModel
 from ..parallel import Processes
@@ -165,8 +165,9 @@ def answer_items(
             generator per stream seeded by the configs' ``seed``.
         seed: the run seed of ``samples``.
         continuous: continuous batching (:func:`~vecgen.decoding.engine.run`'s ``max_batch``): each method takes
-            :data:`~vecgen.evaluation.CHUNK_BATCHES` × ``batch_size`` items at a time through ``batch_size`` rows that refill as rows
-            finish; records are written per chunk. False: static batches of ``batch_size`` items.
+            :data:`~vecgen.evaluation.CHUNK_BATCHES` × ``batch_size`` items at a time through ``batch_size`` rows
+            that refill as rows finish; records are written per chunk. False: static batches of ``batch_size``
+            items.
 
     Returns:
         All records of these tasks and methods (earlier runs' included, every process's once merged), in
@@ -217,8 +218,7 @@ def answer_items(
         return fn
 
     runs = {(name, s): answer_fn(name, s) for name in configs for s in draws}
-    for a in answer_tasks(tasks, runs, batch_size=batch_size, chunk_size=batch_size * (CHUNK_BATCHES if continuous else 1),
-                          skip=lambda key, t: (*key[:1], t.id, key[1]) in done,
+    for a in answer_tasks(tasks, runs, batch_size=batch_size, continuous=continuous, skip=lambda key, t: (*key[:1], t.id, key[1]) in done,
                           processes=processes, on_batch=None if on_batch is None else (lambda key, n: on_batch(key[0], n))):
         name, sample = a.run
         rec = make_record(a.task, name, a.output, a.seconds, a.batch_seconds, a.batch_size, verdict=a.verdict,
@@ -232,8 +232,9 @@ def answer_items(
     methods = list(configs)
     if writer is not None and (processes.count > 1 or _rank_files(writer)):  # gather every process's records
         processes.wait()
-        if processes.is_main:  # the order a one-process run writes: batch by batch, method by method, item order
-            merge_records(writer, key=lambda d: (order.get(str(d.get("id")), len(order)) // batch_size,
+        if processes.is_main:  # the order a one-process run writes: chunk by chunk, method by method, item order
+            size = chunk_size(batch_size, continuous)
+            merge_records(writer, key=lambda d: (order.get(str(d.get("id")), len(order)) // size,
                                                  methods.index(d["method"]) if d.get("method") in methods else len(methods),
                                                  d.get("sample") or 0, order.get(str(d.get("id")), len(order))))
         processes.wait()
