@@ -32,8 +32,11 @@ runs cot and soft (the ``vecgen think`` settings) on the first ``--items`` GSM8K
 rows, once in static batches (each runs until its longest row ends) and once continuously batched
 (``run_thinking(..., max_batch=B)``: a finished row's place goes to the next item at once), in alternating
 order per round. It prints items/min of both and their ratio (target >= 1.15x), the occupancy of each
-(busy row-steps / (decode steps x B), from the engine's ``on_step`` hook; target >= 0.95 continuous), and how many
-items got the same answer both ways (greedy cot: all, up to float rounding).
+(busy row-steps / (decode steps x B), from the engine's ``on_step`` hook; target >= 0.95 continuous), the occupancy
+until the batch first runs short (while items wait, continuous batching keeps every row busy) and the drain steps
+after it, and how many items got the same answer both ways (greedy cot: all, up to float rounding). A finite queue
+bounds the whole run's occupancy: once no item waits, rows idle as the last items finish, about half an item's
+length each, so occupancy is at most about 1 - B / (2 N) for N items of similar length (0.875 at N = 32, B = 8).
 """
 
 from __future__ import annotations
@@ -98,7 +101,15 @@ def batching_run(lm, prompts, cfg, marker, batch_size, continuous):
         outs = []
         for i in range(0, len(prompts), batch_size):
             outs += run_thinking(lm, prompts[i : i + batch_size], cfg, marker, on_step=lambda s, n: live.append(n))
-    return time.perf_counter() - t0, outs, sum(live), len(live)
+    return time.perf_counter() - t0, outs, live
+
+
+def queue_occupancy(live: list[int], batch_size: int) -> tuple[float, int]:
+    """Occupancy over the steps before the batch first ran below ``batch_size`` rows (while items still waited, for
+    continuous batching), and the number of steps after that (the drain: no item left to admit)."""
+    first = next((i for i, n in enumerate(live) if n < batch_size), len(live))
+    head = live[:first]
+    return (sum(head) / (len(head) * batch_size) if head else float("nan")), len(live) - first
 
 
 def batching(lm, prompts, marker, args) -> dict:
@@ -111,13 +122,16 @@ def batching(lm, prompts, marker, args) -> dict:
     for r in range(args.rounds):
         for name, cfg in cfgs.items():
             for continuous in ((False, True) if r % 2 == 0 else (True, False)):
-                secs, outs, busy, steps = batching_run(lm, prompts, cfg, marker, args.batch_size, continuous)
+                secs, outs, live = batching_run(lm, prompts, cfg, marker, args.batch_size, continuous)
+                busy, steps = sum(live), len(live)
                 timing[(name, continuous)].append(secs)
                 answers[(name, continuous)] = [o.answer for o in outs]
                 occupancy[(name, continuous)] = busy / (steps * args.batch_size)
+                head, drain = queue_occupancy(live, args.batch_size)
                 kind = "continuous" if continuous else "static"
                 print(f"round {r + 1} {name:>4} {kind:>10}: {len(prompts) / secs * 60:.2f} items/min, occupancy "
                       f"{occupancy[(name, continuous)]:.3f} ({busy} busy row-steps / {steps} steps x {args.batch_size}; "
+                      f"{head:.3f} until the batch first ran short, then {drain} drain steps; "
                       f"{secs:.1f} s, load average {os.getloadavg()[0]:.1f})", flush=True)
     for name in cfgs:
         static, cont = statistics.median(timing[(name, False)]), statistics.median(timing[(name, True)])

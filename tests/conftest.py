@@ -196,6 +196,9 @@ SLOW_TESTS = (
     "test_cli.py::test_generate_on_a_local_tiny_model",
     "test_cli.py::test_bad_input_is_one_clear_line",
     "test_cli.py::test_models_lists_the_default",
+    "test_serve.py::test_a_signal_stops_admitting_finishes_in_flight_rows_and_exits_0",
+    "test_serve.py::test_the_llamacpp_backend_serves_concurrent_requests_too",
+    "test_serve.py::test_lm_eval_local_chat_completions_runs_a_local_task",
 )
 #: The contract suite runs every backend × tiny family (about 2.5 minutes); the fast tier keeps the transformers
 #: backend on Qwen2 (every contract check once), the full suite runs them all.

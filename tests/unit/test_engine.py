@@ -124,3 +124,66 @@ def test_feed_last_returns_the_state_after_the_last_vector(tiny_lm):
     assert res.state is not None and res.state.batch_size == 2
     assert res.state.logits.argmax(-1).tolist() == [longer.token_ids(i)[3] for i in range(2)]
     assert generate(lm, prompts, sampling=GREEDY, max_new_tokens=3, stop_ids=[]).state is None
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])
+def test_prompts_admitted_while_running_equal_their_runs_alone(tiny_lm, family):
+    """``admit`` hands over prompts while the loop runs (one per call, as requests arrive); each row's greedy tokens
+    and its record (handed to ``on_row_end`` as it ends) equal the prompt run alone, and the loop ends when nothing
+    is live and nothing arrives."""
+    lm = tiny_lm(family)
+    texts = ["Hello there", "Once upon a time, far", "The capital", "A", "Numbers: 1, 2"]
+    lengths = [6, 2, 9, 4, 3]
+    arriving = [(lm.encode(t), Script([], n)) for t, n in zip(texts, lengths)]
+    queue = list(arriving)
+    ended = {}
+    calls = []
+
+    def admit(free):
+        calls.append(free)
+        return [queue.pop(0)] if queue else []
+
+    res = run(lm, [], [], max_batch=2, admit=admit, record_top_k=2,
+              on_row_end=lambda i, rec, err: ended.setdefault(i, (rec, err)))
+    assert res.rows == [] and res.state is None and not queue
+    assert sorted(ended) == list(range(5)) and all(err is None for _, err in ended.values())
+    for i, (ids, policy) in enumerate(arriving):
+        alone = Script([], lengths[i])
+        ref = run(lm, [ids], [alone], record_top_k=2).rows[0]
+        assert policy.tokens == alone.tokens
+        rec = ended[i][0]
+        assert rec.tokens.tolist() == alone.tokens and rec.fed == ref.fed
+        torch.testing.assert_close(rec.top_probs, ref.top_probs)  # float32 kernels: batch vs alone
+    assert max(calls) <= 2
+
+
+def test_on_row_end_ends_a_nan_row_alone(tiny_lm, monkeypatch):
+    """With ``on_row_end``, NaN logits in one row end that row with a NonFiniteError; the other row goes on and
+    equals its run alone. Without it, the same NaN raises."""
+    from vecgen.errors import NonFiniteError
+
+    lm = tiny_lm("qwen2")
+    a, b = lm.encode("Hello there"), lm.encode("Once upon")
+    original = lm.backend.extend
+    fired = []
+
+    def extend(state, vectors, **kw):
+        out = original(state, vectors, **kw)
+        if out.logits.shape[0] == 2 and not fired:
+            fired.append(1)
+            out.logits[1] = float("nan")
+        return out
+
+    monkeypatch.setattr(lm.backend, "extend", extend)
+    ended = {}
+    pa, pb = Script([], 6), Script([], 6)
+    run(lm, [a, b], [pa, pb], max_batch=2, on_row_end=lambda i, rec, err: ended.setdefault(i, err))
+    assert ended[0] is None and isinstance(ended[1], NonFiniteError) and ended[1].row == 1
+    monkeypatch.setattr(lm.backend, "extend", original)
+    alone = Script([], 6)
+    run(lm, [a], [alone])
+    assert pa.tokens == alone.tokens and len(pb.tokens) == 1
+    monkeypatch.setattr(lm.backend, "extend", extend)
+    fired.clear()
+    with pytest.raises(NonFiniteError):
+        run(lm, [a, b], [Script([], 6), Script([], 6)])

@@ -160,14 +160,24 @@ StepHook = Callable[[int, int], None]
 class _Log:
     """Per-step records on the device; one copy to the CPU at the end."""
 
-    def __init__(self, n_rows: int, top_k: int, keep_vectors: bool):
-        self.n_rows, self.top_k, self.keep_vectors = n_rows, top_k, keep_vectors
+    _COLUMNS = ("tokens", "top_ids", "top_probs", "mix_ids", "mix_weights", "entropy", "mix_entropy", "vectors")
+
+    def __init__(self, n_rows: int, top_k: int, keep_vectors: bool, per_row: bool = False):
+        self.n_rows, self.top_k, self.keep_vectors, self.per_row = n_rows, top_k, keep_vectors, per_row
         self.rows: list[torch.Tensor] = []  # (g,) prompt indices per sampled group
-        self.cols: dict[str, list[torch.Tensor]] = {k: [] for k in (
-            "tokens", "top_ids", "top_probs", "mix_ids", "mix_weights", "entropy", "mix_entropy", "vectors")}
+        self.cols: dict[str, list[torch.Tensor]] = {k: [] for k in self._COLUMNS}
+        # per_row (rows end while others run on: a server): each group is copied to the CPU when it is added and
+        # kept per row, so a row's record is ready when it ends and nothing of it stays behind
+        self.own: dict[int, dict[str, list[torch.Tensor]]] = {}
         self.phases: list[list[str]] = [[] for _ in range(n_rows)]
         self.fed: list[list[str]] = [[] for _ in range(n_rows)]
         self.forced: list[list[int]] = [[] for _ in range(n_rows)]
+
+    def grow(self, n: int) -> None:
+        """Room for ``n`` more rows (prompts admitted while the loop runs)."""
+        self.n_rows += n
+        for lists in (self.phases, self.fed, self.forced):
+            lists.extend([] for _ in range(n))
 
     def add(self, rows: list[int], mixture: Mixture, ent: torch.Tensor, mix_ent: torch.Tensor,
             vec: torch.Tensor) -> None:
@@ -193,6 +203,29 @@ class _Log:
         c["mix_entropy"].append(mix_ent)
         if self.keep_vectors:
             c["vectors"].append(vec.detach().float())
+        if self.per_row:
+            self.rows.pop()
+            for name, parts in c.items():
+                if parts:
+                    for r, t in zip(rows, parts.pop().cpu()):
+                        self.own.setdefault(r, {}).setdefault(name, []).append(t)
+
+    def pop_row(self, i: int, d: int) -> RowRecord:
+        """Row ``i``'s record (``per_row`` mode), forgetting it."""
+        own = self.own.pop(i, {})
+        n = len(own.get("tokens", []))
+        k = self.top_k
+
+        def part(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            return torch.stack(own[name]) if name in own else torch.zeros(n, *shape, dtype=dtype)
+
+        phases, fed, forced = self.phases[i], self.fed[i], self.forced[i]
+        self.phases[i], self.fed[i], self.forced[i] = [], [], []
+        return RowRecord(phases=phases, tokens=part("tokens", (), torch.long), top_ids=part("top_ids", (k,), torch.long),
+                         top_probs=part("top_probs", (k,), torch.float32), mix_ids=part("mix_ids", (k,), torch.long),
+                         mix_weights=part("mix_weights", (k,), torch.float32), entropy=part("entropy", (), torch.float32),
+                         mix_entropy=part("mix_entropy", (), torch.float32), fed=fed,
+                         vectors=part("vectors", (d,), torch.float32) if self.keep_vectors else None, forced=forced)
 
     def finish(self, d: int) -> list[RowRecord]:
         k = self.top_k
@@ -280,6 +313,13 @@ def truncate_to_context(lm: LoadedModel, ids: Sequence[int], budget: int) -> tup
     return list(ids[-room:]), len(ids) - room
 
 
+#: ``admit(free_rows)`` → new ``(prompt, policy)`` pairs (at most ``free_rows``): prompts that arrive while :func:`run` runs.
+Admit = Callable[[int], Sequence[tuple[Prompt, RowPolicy]]]
+#: ``on_row_end(prompt index, record, error)`` when a row leaves the batch: its :class:`RowRecord`, and the
+#: :class:`~vecgen.errors.NonFiniteError` that ended it (None when its policy ended it).
+RowEndHook = Callable[[int, RowRecord, Exception | None], None]
+
+
 def run(
     lm: LoadedModel,
     prompts: Sequence[Prompt],
@@ -292,13 +332,15 @@ def run(
     on_step: StepHook | None = None,
     backend: Backend | None = None,
     max_batch: int | None = None,
+    admit: Admit | None = None,
+    on_row_end: RowEndHook | None = None,
 ) -> EngineResult:
     """Decode a batch of prompts, each row driven by its policy, until every row is done.
 
     Args:
         lm: a :class:`~vecgen.models.LoadedModel` (tokenizer pad id, ``n_real_vocab``, ``backend``).
         prompts: ``B`` prompts (token ids, ``(T, d)`` vectors, or lists of segments; see
-            :func:`~vecgen.backends.contract.build_batch`).
+            :func:`~vecgen.backends.contract.build_batch`); may be empty when ``admit`` is given.
         policies: ``B`` row policies, one per prompt (policy ``i`` drives prompt ``i``).
         allowed: optional allowed-token mask ``(V_rows,)`` bool or id tensor, applied in every mode
             (padding rows are always excluded).
@@ -314,6 +356,14 @@ def run(
             iteration-level scheduling). None (or ``>= B``): every prompt starts at once (a static batch).
             Rows are independent either way: a row's tokens do not depend on which rows share its batch beyond
             the backend's kernel tolerances. Not combined with ``past`` (which holds every row already).
+        admit: prompts that arrive while the loop runs (a server's requests): whenever fewer than ``max_batch``
+            rows are live and no given prompt waits, ``admit(free rows)`` returns new ``(prompt, policy)`` pairs
+            (prompt indices continue after ``B``); the loop returns when no row is live and ``admit`` returns
+            nothing. Requires ``max_batch``.
+        on_row_end: each row's end, as it happens: ``on_row_end(i, record, error)`` (records are then kept per
+            row and handed over, and :attr:`EngineResult.rows` is empty). A NaN/inf in one row's logits or vector
+            then ends that row with the error instead of raising, and its neighbours go on. A random stream
+            (:attr:`Mode.stream`) is forgotten when the last row that drew from it ends.
 
     Returns:
         An :class:`EngineResult`.
@@ -321,35 +371,60 @@ def run(
     Raises:
         ConfigError: bad prompts, an unknown rule, an empty allowed set.
         ContextLengthError: a prompt plus its policy's budget does not fit the model's context.
-        NonFiniteError: NaN/inf logits or vectors (``step`` and ``row`` = prompt index).
+        NonFiniteError: NaN/inf logits or vectors (``step`` and ``row`` = prompt index), without ``on_row_end``.
         ContractError: a policy or backend broke its contract (a bug).
     """
     backend = backend or lm.backend
+    policies = list(policies)
     B = len(prompts)
     if len(policies) != B:
         raise ContractError(f"{len(policies)} policies for {B} prompts")
     if max_batch is not None and max_batch < 1:
         raise ConfigError(f"max_batch={max_batch}: allowed range is >= 1", param="max_batch")
-    sampler = _Sampler(lm, backend, allowed, _Log(B, int(record_top_k), keep_vectors))
-    batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id)  # every prompt checked before any step
+    if admit is not None and (max_batch is None or past is not None):
+        raise ContractError("admit needs max_batch (the rows arriving prompts may fill) and no past state")
+    sampler = _Sampler(lm, backend, allowed, _Log(B, int(record_top_k), keep_vectors, per_row=on_row_end is not None))
+    sampler.isolate = on_row_end is not None
+    batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id) if B else None  # every prompt checked first
     if past is not None and past.batch_size != B:
         raise ContractError(f"past has {past.batch_size} rows but {B} prompts were given")
     if past is not None and max_batch is not None and max_batch < B:
         raise ContractError("continuous batching (max_batch) cannot start from a past state holding every row")
-    check_context(lm, batch.attention_mask.sum(dim=1).tolist(), [p.max_inputs() for p in policies],
-                  past.next_position.tolist() if past is not None else None)
-    cap = B if max_batch is None else min(int(max_batch), B)
+    if batch is not None:
+        check_context(lm, batch.attention_mask.sum(dim=1).tolist(), [p.max_inputs() for p in policies],
+                      past.next_position.tolist() if past is not None else None)
+    cap = B if max_batch is None else int(max_batch) if admit is not None else min(int(max_batch), B)
     plans: dict[int, Mode | int | None] = {}
     state: DecodeState | None = past
     live: list[int] = []  # prompt index of each row of ``state``
     waiting = list(range(B))  # prompts not yet admitted, in order
     step = 0
+
+    def end(rows: Sequence[int], errors: dict[int, Exception] | None = None) -> None:
+        if on_row_end is not None:
+            for i in rows:
+                sampler.release(i)
+                on_row_end(i, sampler.log.pop_row(i, backend.hidden_size), (errors or {}).get(i))
+
     while True:
-        # 0. Admission: waiting prompts fill the free rows (all of them at the start of a static batch).
+        # 0. Admission: waiting prompts fill the free rows (all of them at the start of a static batch), then
+        #    prompts that arrived (``admit``).
+        new: list[int] = []
         if waiting and len(live) < cap:
+            assert batch is not None
             new, waiting = waiting[: cap - len(live)], waiting[cap - len(live):]
+            fresh_batch = _rows_of(batch, new)
+        elif admit is not None and len(live) < cap:
+            arrived = list(admit(cap - len(live)))[: cap - len(live)]
+            if arrived:
+                new = list(range(len(policies), len(policies) + len(arrived)))
+                policies += [p for _, p in arrived]
+                sampler.log.grow(len(arrived))
+                fresh_batch = build_batch(backend, [q for q, _ in arrived], lm.tokenizer.pad_token_id)
+                check_context(lm, fresh_batch.attention_mask.sum(dim=1).tolist(), [p.max_inputs() for _, p in arrived])
+        if new:
             plans.update({i: policies[i].next_input() for i in new})
-            fresh = backend.prefill(_rows_of(batch, new), None if live else state,  # ``past`` at the start
+            fresh = backend.prefill(fresh_batch, None if live else state,  # ``past`` at the start
                                     hidden=_wants_hidden(plans[i] for i in live + new))
             if live:
                 assert state is not None  # live rows have a state
@@ -363,24 +438,31 @@ def run(
             else:
                 state = fresh
             live += new
+        if not live:  # nothing given waits and nothing arrived
+            return EngineResult([] if on_row_end is not None else sampler.log.finish(backend.hidden_size), None, [], step)
         assert state is not None  # admitted rows have a state
         # 1. Rows whose policy is done before sampling leave the batch.
         keep = [j for j, i in enumerate(live) if plans[i] is not None]
         if not keep:
-            if waiting:  # every admitted row ended before sampling: admit the next ones
+            end(live)
+            if waiting or admit is not None:  # every admitted row ended before sampling: admit the next ones
                 live, state = [], None
                 continue
-            return EngineResult(sampler.log.finish(backend.hidden_size), state, live, step)
+            return EngineResult(sampler.log.finish(backend.hidden_size) if on_row_end is None else [], state, live, step)
         if len(keep) < len(live):
+            end([i for j, i in enumerate(live) if plans[i] is None])
             state = backend.select_rows(state, torch.tensor(keep, dtype=torch.long))
             live = [live[j] for j in keep]
         if on_step is not None:
             on_step(step, len(live))
         vec = torch.empty(len(live), backend.hidden_size, dtype=backend.dtype, device=backend.device)  # (b, d)
         # 2. Sample the rows that have a Mode; 3. their policies decide what is fed; forced ids are fed as planned.
-        groups = sampler.sample(state, live, plans, step)
+        failed: dict[int, Exception] = {}  # batch row -> the error that ends it (``on_row_end`` only)
+        groups = sampler.sample(state, live, plans, step, failed)
         forced = [(j, _token_id(plans[i], i)) for j, i in enumerate(live) if not isinstance(plans[i], Mode)]
-        done = _observe(groups, live, policies, backend, vec, forced, sampler.log, step)
+        done = _observe(groups, live, policies, backend, vec, forced, sampler.log, step,
+                        failed if on_row_end is not None else None)
+        done |= set(failed)
         if forced:
             rows_f = torch.tensor([j for j, _ in forced], device=vec.device)
             vec[rows_f] = backend.input_rows(torch.tensor([t for _, t in forced], dtype=torch.long,
@@ -389,12 +471,13 @@ def run(
                 sampler.log.forced[live[j]].append(t)
         # 4. Feed: finished rows leave the batch, the others get their vector.
         step += 1
+        end([live[j] for j in sorted(done)], {live[j]: e for j, e in failed.items()})
         keep = [j for j in range(len(live)) if j not in done]
         if not keep:
-            if waiting:
+            if waiting or admit is not None:
                 live, state = [], None
                 continue
-            return EngineResult(sampler.log.finish(backend.hidden_size), None, [], step)
+            return EngineResult(sampler.log.finish(backend.hidden_size) if on_row_end is None else [], None, [], step)
         if len(keep) < len(live):
             idx = torch.tensor(keep, dtype=torch.long)
             state = backend.select_rows(state, idx)
@@ -426,8 +509,19 @@ class _Sampler:
                                          vocab_mask(backend.vocab_rows, lm.n_real_vocab, allowed, device=backend.device))
         self.generators: dict[str, torch.Generator] = {}
         self.target_norm: float | None = None
+        #: NaN/inf in a row ends that row (``failed``) instead of raising (:func:`run`'s ``on_row_end``)
+        self.isolate = False
+        self.stream_rows: dict[str, set[int]] = {}  # isolate only: the rows that drew from each stream
 
-    def sample(self, state: DecodeState, live: list[int], plans: dict[int, Any], step: int) -> list[_Group]:
+    def release(self, row: int) -> None:
+        """``row`` has ended: forget the random streams no other row drew from."""
+        for stream in [s for s, rows in self.stream_rows.items() if row in rows]:
+            self.stream_rows[stream].discard(row)
+            if not self.stream_rows[stream]:
+                del self.stream_rows[stream], self.generators[stream]
+
+    def sample(self, state: DecodeState, live: list[int], plans: dict[int, Any], step: int,
+               failed: dict[int, Exception] | None = None) -> list[_Group]:
         by_mode: dict[Mode, list[int]] = {}
         for j, i in enumerate(live):
             if isinstance(plans[i], Mode):
@@ -436,14 +530,29 @@ class _Sampler:
         for mode, rows in by_mode.items():
             if mode.stream not in self.generators:
                 self.generators[mode.stream] = make_generator(mode.sampling.seed, self.backend.device)
-            idx = None if len(rows) == len(live) else torch.tensor(rows, device=state.logits.device)
-            logits = state.logits if idx is None else state.logits[idx]  # (g, V)
-            try:
-                mixture = get_rule(mode.mixing.rule)(logits, mode.sampling, mode.mixing, self.mask,
-                                                     self.generators[mode.stream])
-            except NonFiniteError:
-                i = live[rows[int((torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero()[0, 0])]]
-                raise NonFiniteError(f"NaN or inf logits at step {step} for prompt {i}", step=step, row=i) from None
+            if self.isolate:
+                self.stream_rows.setdefault(mode.stream, set()).update(live[j] for j in rows)
+            while True:
+                idx = None if len(rows) == len(live) else torch.tensor(rows, device=state.logits.device)
+                logits = state.logits if idx is None else state.logits[idx]  # (g, V)
+                try:
+                    mixture = get_rule(mode.mixing.rule)(logits, mode.sampling, mode.mixing, self.mask,
+                                                         self.generators[mode.stream])
+                    break
+                except NonFiniteError:
+                    bad = (torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero()[:, 0].tolist()
+                    if not self.isolate or failed is None:
+                        i = live[rows[bad[0]]]
+                        raise NonFiniteError(f"NaN or inf logits at step {step} for prompt {i}", step=step,
+                                             row=i) from None
+                    for b in bad:  # those rows end with the error; the others are sampled again
+                        failed[rows[b]] = NonFiniteError(f"NaN or inf logits at step {step}", step=step,
+                                                         row=live[rows[b]])
+                    rows = [j for k, j in enumerate(rows) if k not in set(bad)]
+                    if not rows:
+                        break
+            if not rows:
+                continue
             mixture = push_from_top1(mixture, mode.mixing.anti_collapse)
             hidden = None
             if mixture.hidden_scale is not None:
@@ -468,15 +577,20 @@ class _Sampler:
 
 
 def _observe(groups: list[_Group], live: list[int], policies: Sequence[RowPolicy], backend: Backend,
-             vec: torch.Tensor, forced: list[tuple[int, int]], log: _Log, step: int) -> set[int]:
+             vec: torch.Tensor, forced: list[tuple[int, int]], log: _Log, step: int,
+             failed: dict[int, Exception] | None = None) -> set[int]:
     """Each sampled row's policy decides what is fed (written into ``vec`` / appended to ``forced``);
-    returns the batch rows that are done."""
+    returns the batch rows that are done. With ``failed``, a non-finite vector ends its row there (not raised)."""
     done: set[int] = set()
     for g in groups:
         for k, (j, (tok, ent, mix_ent, ok)) in enumerate(zip(g.rows, g.host)):
             i = live[j]
             if not ok:
-                raise NonFiniteError(f"NaN or inf input vector at step {step} for prompt {i}", step=step, row=i)
+                error = NonFiniteError(f"NaN or inf input vector at step {step} for prompt {i}", step=step, row=i)
+                if failed is None:
+                    raise error
+                failed[j] = error
+                continue
             returned = policies[i].observe(Observation(step, int(tok), float(ent), float(mix_ent)))
             try:
                 action = Action(returned)
@@ -521,4 +635,5 @@ def _token_id(plan: Any, row: int) -> int:
     return plan
 
 
-__all__ = ["Action", "EngineResult", "Mode", "Observation", "RowPolicy", "RowRecord", "StepHook", "run"]
+__all__ = ["Action", "Admit", "EngineResult", "Mode", "Observation", "RowEndHook", "RowPolicy", "RowRecord", "StepHook",
+           "run"]

@@ -21,12 +21,14 @@ Models without a chat template get the same request as plain text (``Question: .
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..benchmarks_data.task import Task, task_text
 from ..models import LoadedModel
-from ..models.chat import format_prompt, has_thinking_switch
+from ..errors import ConfigError
+from ..models.chat import Message, has_thinking_switch, render_chat
 from .markers import EndMarker
 
 #: Default end-of-thinking marker for models without thinking tokens.
@@ -126,12 +128,39 @@ def build_prompt(lm: LoadedModel, question: str | Task, style: PromptStyle, *, d
         ConfigError: an empty question.
     """
     answer_type = question.answer_type if isinstance(question, Task) else "numeric"
-    question = task_text(question) if isinstance(question, Task) else question
+    text = task_text(question) if isinstance(question, Task) else question
+    return build_chat_prompt(lm, [{"role": "user", "content": text}], style, direct=direct, answer_type=answer_type)
+
+
+def build_chat_prompt(lm: LoadedModel, messages: Sequence[Message], style: PromptStyle, *, direct: bool,
+                      answer_type: str = "numeric") -> str:
+    """The thinking prompt of a conversation: :func:`build_prompt`'s request for ``answer_type`` appended to the last
+    user message, earlier turns (system, user, assistant) rendered by the chat template as they are. One user
+    message gives exactly :func:`build_prompt`'s prompt for that question (``vecgen serve``'s thinking requests
+    equal :meth:`vecgen.Model.think`).
+
+    Raises:
+        ConfigError: no user message, an empty one, or an unknown answer type.
+    """
+    if answer_type not in ANSWER_REQUESTS:
+        raise ConfigError(f"answer_type={answer_type!r}: choose one of {', '.join(ANSWER_REQUESTS)}",
+                          param="answer_type")
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last is None:
+        raise ConfigError("the conversation has no user message to answer", param="messages")
+    question = str(messages[last].get("content", ""))
+    if not question.strip():
+        raise ConfigError("empty prompt: give a non-empty message", param="messages")
+    before, after = list(messages[:last]), list(messages[last + 1:])
     tok = lm.tokenizer
+    ask = ANSWER_REQUESTS[answer_type]
+
+    def chat(content: str) -> str:
+        return render_chat(tok, [*before, {"role": "user", "content": content}, *after])
+
     if style.think_token:
-        ask = ANSWER_REQUESTS[answer_type]
         request = (THINK_DIRECT_REQUEST if direct else THINK_COT_REQUEST).format(what=ask.boxed)
-        text = format_prompt(tok, f"{question}\n{request}", chat=True)
+        text = chat(f"{question}\n{request}")
         if direct:
             return text  # non-thinking render: an empty thinking block, then the answer
         assert lm.adapter.thinking_tokens is not None  # think-token style is chosen only for such models
@@ -139,10 +168,11 @@ def build_prompt(lm: LoadedModel, question: str | Task, style: PromptStyle, *, d
         empty = f"{start}\n\n{end}\n\n"
         base = text[: -len(empty)] if text.endswith(empty) else text
         return base + style.open_think
-    ask = ANSWER_REQUESTS[answer_type]
     request = (DIRECT_REQUEST if direct else COT_REQUEST).format(what=ask.what, marker=style.marker)
     if style.chat:
-        text = format_prompt(tok, f"{question}\n\n{request}", chat=True)
+        text = chat(f"{question}\n\n{request}")
     else:
-        text = f"Question: {question.strip()}\n{request}\n"
+        turns = "".join(f"{m.get('role', 'user').capitalize()}: {str(m.get('content', '')).strip()}\n"
+                        for m in [*before] if str(m.get("content", "")).strip())
+        text = f"{turns}Question: {question.strip()}\n{request}\n"
     return text + style.marker if direct else text + ask.cue

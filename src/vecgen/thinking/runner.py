@@ -328,14 +328,14 @@ class ThinkPolicy:
 
     def __init__(self, cfg: ThinkConfig, marker: EndMarker, stops: frozenset[int], newline_stop: bool,
                  tokenizer: Any, cold: ColdStop, row: int, seed: int | None = None,
-                 math_ids: frozenset[int] = frozenset(), gate_support: int = 2):
+                 math_ids: frozenset[int] = frozenset(), gate_support: int = 2, stream_id: str | None = None):
         self.cfg, self.marker, self.stops, self.newline_stop, self.tokenizer = cfg, marker, stops, newline_stop, tokenizer
         self.cold, self.row = cold, row
         think_sampling, answer_sampling, suffix = cfg.think_sampling, cfg.answer_sampling, ""
         if seed is not None:  # the row's own random streams: its draws do not depend on the other rows
             think_sampling = think_sampling.model_copy(update={"seed": seed})
             answer_sampling = answer_sampling.model_copy(update={"seed": seed})
-            suffix = f"-row{row}"
+            suffix = f"-row{row}" if stream_id is None else f"-{stream_id}"
         self.think_mode = Mode("think", think_sampling, cfg.thinking_rule(), stream="think" + suffix)
         self.answer_mode = Mode("answer", answer_sampling, MixingConfig(rule="onehot"), stream="answer" + suffix)
         self.out = ThinkOutput()
@@ -459,17 +459,10 @@ def run_thinking(
     """
     if not prompts:
         return []
-    stops = frozenset(lm.stop_token_ids())
-    newline_stop = (marker.token_id is None) if cfg.answer_stops_at_newline is None else cfg.answer_stops_at_newline
     if row_seeds is not None and len(row_seeds) != len(prompts):
         raise ConfigError(f"row_seeds has {len(row_seeds)} seeds for {len(prompts)} prompts")
     cold = ColdStop(cfg.cold_stop_tau if cfg.cold_stop_steps > 0 else 0.0, max(cfg.cold_stop_steps, 1), len(prompts))
-    math_ids = (math_token_ids(lm.tokenizer) if cfg.method in (Method.switch, Method.gated) and cfg.math_explicit
-                else frozenset())
-    rule = cfg.thinking_rule()
-    support = max(2, min(rule.max_topk, lm.n_real_vocab) if rule.rule == "soft" else lm.n_real_vocab)
-    policies = [ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, i,
-                            None if row_seeds is None else int(row_seeds[i]), math_ids=math_ids, gate_support=support)
+    policies = [think_policy(lm, cfg, marker, cold=cold, row=i, seed=None if row_seeds is None else int(row_seeds[i]))
                 for i in range(len(prompts))]
     result = run(lm, [list(p) for p in prompts], policies, allowed=allowed, on_step=on_step,
                  record_top_k=max(int(trace_top_k), 0), max_batch=max_batch)
@@ -493,10 +486,37 @@ def run_thinking(
                 out.top_tokens.append(flat[: len(row)])
                 flat = flat[len(row):]
     for out in outs:
-        out.trace = decode(tok, out.trace_ids, skip_special_tokens=False)
-        out.forced = decode(tok, out.forced_ids, skip_special_tokens=False)
-        out.answer = decode(tok, out.answer_ids, skip_special_tokens=True)
+        decode_output(tok, out)
     return outs
+
+
+def think_policy(lm: LoadedModel, cfg: ThinkConfig, marker: EndMarker, *, cold: ColdStop | None = None, row: int = 0,
+                 seed: int | None = None, stream_id: str | None = None) -> ThinkPolicy:
+    """The :class:`ThinkPolicy` of one row, as :func:`run_thinking` builds it (stop tokens, newline stop, Cold Stop,
+    ``switch`` / ``gated``'s math tokens and gate support).
+
+    Args:
+        cold: the batch's Cold Stop counters (``row`` indexes them); None: the row's own.
+        seed: the row's own random streams (named ``-row{row}``, or ``-{stream_id}`` when given); None: the batch's.
+    """
+    stops = frozenset(lm.stop_token_ids())
+    newline_stop = (marker.token_id is None) if cfg.answer_stops_at_newline is None else cfg.answer_stops_at_newline
+    if cold is None:
+        cold, row = ColdStop(cfg.cold_stop_tau if cfg.cold_stop_steps > 0 else 0.0, max(cfg.cold_stop_steps, 1), 1), 0
+    math_ids = (math_token_ids(lm.tokenizer) if cfg.method in (Method.switch, Method.gated) and cfg.math_explicit
+                else frozenset())
+    rule = cfg.thinking_rule()
+    support = max(2, min(rule.max_topk, lm.n_real_vocab) if rule.rule == "soft" else lm.n_real_vocab)
+    return ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, row, seed, math_ids=math_ids,
+                       gate_support=support, stream_id=stream_id)
+
+
+def decode_output(tokenizer: Any, out: ThinkOutput) -> ThinkOutput:
+    """Fill ``out``'s texts: ``trace`` and ``forced`` with special tokens kept, ``answer`` without them."""
+    out.trace = decode(tokenizer, out.trace_ids, skip_special_tokens=False)
+    out.forced = decode(tokenizer, out.forced_ids, skip_special_tokens=False)
+    out.answer = decode(tokenizer, out.answer_ids, skip_special_tokens=True)
+    return out
 
 
 def _decode_each(tokenizer: Any, ids: list[int]) -> list[str]:

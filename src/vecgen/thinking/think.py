@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..models import LoadedModel
 from .prompts import build_prompt, prompt_style
 from .records import TRACE_TOP_K
-from .runner import Method, ThinkOutput, method_configs, run_thinking, think_budget
+from .runner import Method, ThinkConfig, ThinkOutput, method_configs, run_thinking, think_budget
 from .settings import CONCEPT_FIELDS, parse_methods
 
 
@@ -62,17 +62,12 @@ def think(
         ConfigError: an unknown method or answer type, a bad setting (its name given), an empty question.
         ContextLengthError: a question that does not fit the model with the thinking budget (before any step).
     """
-    name = parse_methods([method], param="method")[0]
     if answer_type not in ANSWER_TYPES:
         raise ConfigError(f"answer_type={answer_type!r}: choose one of {', '.join(ANSWER_TYPES)}", param="answer_type")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: allowed range is >= 1", param="batch_size")
-    unknown = sorted(set(concept or {}) - set(CONCEPT_FIELDS))
-    if unknown:
-        raise ConfigError(f"concept: unknown field {unknown[0]!r}; choose from: {', '.join(CONCEPT_FIELDS)}",
-                          param="concept")
-    cfg = method_configs([name], discrete=sampling or SamplingConfig(max_new_tokens=1),
-                         mixing=mixing or MixingConfig(rule="soft"), concept=concept, **settings)[name]
+    cfg = think_config(method, sampling=sampling, mixing=mixing, concept=concept, **settings)
+    name = cfg.method.value
     tasks = []
     for i, q in enumerate(questions):
         if isinstance(q, Task):
@@ -93,4 +88,22 @@ def think(
     return outs
 
 
-__all__ = ["think"]
+def think_config(method: str = "soft", *, sampling: SamplingConfig | None = None, mixing: MixingConfig | None = None,
+                 concept: dict[str, Any] | None = None, **settings: Any) -> ThinkConfig:
+    """The :class:`~vecgen.thinking.runner.ThinkConfig` :func:`think` (and ``vecgen serve``'s thinking requests) run:
+    ``method_configs`` with greedy ``sampling`` by default, the ``soft`` rule, ``concept`` overrides of Soft Thinking's
+    concept-token sampling, and further ``ThinkConfig`` fields in ``settings``.
+
+    Raises:
+        ConfigError: an unknown method, concept field or setting (named), a value out of range.
+    """
+    name = parse_methods([method], param="method")[0]
+    unknown = sorted(set(concept or {}) - set(CONCEPT_FIELDS))
+    if unknown:
+        raise ConfigError(f"concept: unknown field {unknown[0]!r}; choose from: {', '.join(CONCEPT_FIELDS)}",
+                          param="concept")
+    return method_configs([name], discrete=sampling or SamplingConfig(max_new_tokens=1),
+                          mixing=mixing or MixingConfig(rule="soft"), concept=concept, **settings)[name]
+
+
+__all__ = ["think", "think_config"]
