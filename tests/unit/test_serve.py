@@ -379,6 +379,7 @@ def test_one_requests_nan_fails_that_request_only(tiny_lm, monkeypatch):
 
 def test_lm_eval_local_chat_completions_runs_a_local_task(served, tmp_path, monkeypatch):
     pytest.importorskip("lm_eval", reason="the lmeval extra is installed in CI")
+    import lm_eval.models.openai_completions  # noqa: F401  (registers local-chat-completions even after vecgen's model)
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
