@@ -377,6 +377,47 @@ def test_one_requests_nan_fails_that_request_only(tiny_lm, monkeypatch):
     assert b.status_code == 200 and b.json()["choices"][0]["text"] == expected
 
 
+def test_a_policy_error_fails_its_request_only(served, monkeypatch):
+    """A row policy that raises (a contract error: a bug) fails its request with 500 and a log line; a request decoding
+    beside it completes with its offline text."""
+    from vecgen.backends import ContractError
+    from vecgen.thinking.runner import ThinkPolicy
+
+    lm, url, server = served
+
+    def broken(self, obs):
+        raise ContractError("policy broke its contract")
+
+    monkeypatch.setattr(ThinkPolicy, "observe", broken)
+    expected = offline_text(lm, "Beside it", 8)
+    results = {}
+
+    def thinking():
+        results["think"] = _post(url, "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "max_tokens": 4,
+            "thinking": {"method": "cot", "max_think_tokens": 6}})
+
+    import logging
+
+    logged: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    worker_log = logging.getLogger("vecgen.serve.worker")
+    worker_log.addHandler(handler)  # directly: the CLI's logging setup stops "vecgen" records from propagating
+    t = threading.Thread(target=thinking)
+    try:
+        t.start()
+        text = _post(url, "/v1/completions", {"prompt": "Beside it", "max_tokens": 8, "temperature": 0})
+        t.join(60)
+    finally:
+        worker_log.removeHandler(handler)
+    assert results["think"].status_code == 500
+    assert "ContractError" in results["think"].json()["error"]["message"]
+    assert text.status_code == 200 and text.json()["choices"][0]["text"] == expected
+    assert any("policy broke its contract" in m for m in logged)
+    assert server.worker.busy == 0
+
+
 def test_lm_eval_local_chat_completions_runs_a_local_task(served, tmp_path, monkeypatch):
     pytest.importorskip("lm_eval", reason="the lmeval extra is installed in CI")
     import lm_eval.models.openai_completions  # noqa: F401  (registers local-chat-completions even after vecgen's model)
