@@ -31,7 +31,7 @@ import re
 import secrets
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -471,21 +471,27 @@ async def _events(job: Job) -> AsyncIterator[tuple[Any, ...]]:
             job.cancelled = True
 
 
-async def _chat_stream(job: Job, rid: str, model: str, include_usage: bool) -> AsyncIterator[str]:
+async def _stream(job: Job, rid: str, model: str, kind: str, include_usage: bool, prompt_tokens: int,
+                  delta: Callable[[Choice, str, str], dict[str, Any] | None], finish: Callable[[Choice], dict[str, Any]],
+                  head: Sequence[dict[str, Any]] = ()) -> AsyncIterator[str]:
+    """The server-sent events of one streamed job (both endpoints): ``head`` entries first, then per event the
+    choice entry ``delta(choice, channel, text)`` makes (None: nothing sent) or ``finish(choice)``; a choice that
+    failed sends its error object and cancels the job; a completed stream ends with usage when asked, then
+    ``[DONE]``. ``kind`` is the chunks' ``object``."""
     def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
-        body: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": job.created, "model": model,
-                                "choices": choices}
+        body: dict[str, Any] = {"id": rid, "object": kind, "created": job.created, "model": model, "choices": choices}
         if include_usage:
             body["usage"] = usage
         return _sse(body)
 
-    for c in job.choices:
-        yield chunk([{"index": c.index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                      "finish_reason": None}])
+    for entry in head:
+        yield chunk([entry])
     async for event in _events(job):
         if event[0] == "delta":
             _, c, channel, text = event
-            yield chunk([{"index": c.index, "delta": {channel: text}, "logprobs": None, "finish_reason": None}])
+            step = delta(c, channel, text)
+            if step is not None:
+                yield chunk([step])
         else:
             c = event[1]
             if c.error is not None:
@@ -494,40 +500,27 @@ async def _chat_stream(job: Job, rid: str, model: str, include_usage: bool) -> A
                 yield _sse(failed.body())
                 job.cancelled = True
                 break
-            yield chunk([{"index": c.index, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason}])
-    else:
-        if include_usage:
-            yield chunk([], _usage(job.choices, len(job.choices[0].prompt_ids)))
-    yield "data: [DONE]\n\n"
-
-
-async def _completion_stream(job: Job, rid: str, model: str, include_usage: bool,
-                             prompt_tokens: int) -> AsyncIterator[str]:
-    def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
-        body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": job.created, "model": model,
-                                "choices": choices}
-        if include_usage:
-            body["usage"] = usage
-        return _sse(body)
-
-    async for event in _events(job):
-        if event[0] == "delta":
-            _, c, channel, text = event
-            if channel == "content":
-                yield chunk([{"index": c.index, "text": text, "logprobs": None, "finish_reason": None}])
-        else:
-            c = event[1]
-            if c.error is not None:
-                failed = _failure([c])
-                assert failed is not None
-                yield _sse(failed.body())
-                job.cancelled = True
-                break
-            yield chunk([{"index": c.index, "text": "", "logprobs": None, "finish_reason": c.finish_reason}])
+            yield chunk([finish(c)])
     else:
         if include_usage:
             yield chunk([], _usage(job.choices, prompt_tokens))
     yield "data: [DONE]\n\n"
+
+
+def _chat_stream(job: Job, rid: str, model: str, include_usage: bool) -> AsyncIterator[str]:
+    head = [{"index": c.index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+            for c in job.choices]
+    return _stream(job, rid, model, "chat.completion.chunk", include_usage, len(job.choices[0].prompt_ids),
+                   lambda c, channel, text: {"index": c.index, "delta": {channel: text}, "logprobs": None,
+                                             "finish_reason": None},
+                   lambda c: {"index": c.index, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason}, head)
+
+
+def _completion_stream(job: Job, rid: str, model: str, include_usage: bool, prompt_tokens: int) -> AsyncIterator[str]:
+    return _stream(job, rid, model, "text_completion", include_usage, prompt_tokens,
+                   lambda c, channel, text: ({"index": c.index, "text": text, "logprobs": None, "finish_reason": None}
+                                             if channel == "content" else None),
+                   lambda c: {"index": c.index, "text": "", "logprobs": None, "finish_reason": c.finish_reason})
 
 
 __all__ = ["Server", "ServeSettings", "create_app"]
