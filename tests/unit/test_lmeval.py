@@ -11,6 +11,8 @@ import torch
 
 lm_eval = pytest.importorskip("lm_eval", reason="the lmeval extra is installed in CI (pip install -e '.[lmeval]')")
 
+from lmeval_tasks import generate_until_task  # noqa: E402
+
 from vecgen.errors import ConfigError  # noqa: E402
 from vecgen.lmeval import VecgenLM  # noqa: E402
 
@@ -23,25 +25,9 @@ MC = [{"question": "Which is a fruit?", "choices": ["stone", "pear"], "label": 1
 def _tasks(tmp_path: Path) -> Path:
     d = tmp_path / "tasks"
     d.mkdir()
-    (d / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in QA))
+    generate_until_task(d, "vecgen_mini_qa", QA, doc_to_text="Question: {{question}}\nAnswer:",
+                        until=["\n", "Question:"], max_gen_toks=6)
     (d / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MC))
-    (d / "qa.yaml").write_text(f"""task: vecgen_mini_qa
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {d / 'qa.jsonl'}
-test_split: test
-output_type: generate_until
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_target: "{{{{answer}}}}"
-generation_kwargs:
-  until: ["\\n", "Question:"]
-  max_gen_toks: 6
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-""")
     (d / "mc.yaml").write_text(f"""task: vecgen_mini_mc
 dataset_path: json
 dataset_kwargs:

@@ -33,6 +33,7 @@ from vecgen.decoding.mixing import MixingConfig  # noqa: E402
 from vecgen.models import render_chat  # noqa: E402
 from vecgen.thinking.think import think  # noqa: E402
 
+from lmeval_tasks import generate_until_task  # noqa: E402
 from serving import free_port, live_server  # noqa: E402
 
 QUESTIONS = ["What is 2 + 3?", "Name a colour.", "How many legs has a cat?", "What is 7 times 6?"]
@@ -428,25 +429,8 @@ def test_lm_eval_local_chat_completions_runs_a_local_task(served, tmp_path, monk
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("OPENAI_API_KEY", "unused")
     rows = [{"question": q, "answer": "5"} for q in QUESTIONS[:3]]
-    d = tmp_path / "tasks"
-    d.mkdir()
-    (d / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (d / "qa.yaml").write_text(f"""task: vecgen_serve_qa
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {d / 'qa.jsonl'}
-test_split: test
-output_type: generate_until
-doc_to_text: "{{{{question}}}}"
-doc_to_target: "{{{{answer}}}}"
-generation_kwargs:
-  until: ["Question:"]
-  max_gen_toks: 6
-  temperature: 0
-metric_list:
-  - metric: exact_match
-""")
+    d = generate_until_task(tmp_path / "tasks", "vecgen_serve_qa", rows, doc_to_text="{{question}}",
+                            until=["Question:"], max_gen_toks=6, temperature=0)
     res = simple_evaluate(model="local-chat-completions",
                           model_args=f"model=tiny,base_url={url}/v1/chat/completions,tokenized_requests=False,"
                                      "num_concurrent=3,max_retries=1",
