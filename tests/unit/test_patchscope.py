@@ -73,3 +73,34 @@ def test_the_lens_reports_patchscopes_beside_the_logit_lens(tiny_lm):
     assert "Patchscopes" in lens_report([rec], None, {"name": "tiny"})
     ref = lm.with_model(from_transformers(lm))
     assert lens_trace(ref, "The capital of France is", n=1, after=0).patchscope is None
+
+
+def test_the_first_token_summary_reads_each_layer_with_patchscopes(tiny_lm):
+    """The per-layer Patchscopes shares count, over prompts, the readouts that name the mixture's top-1 token; the
+    readouts equal patchscope_layers on the hidden states of the prompt + concept token (and + top-1 token)."""
+    from vecgen.backends.contract import segments
+    from vecgen.probes.logit_lens import first_token_lens
+    from vecgen.probes.report import lens_report
+    from vecgen.probes.sweep import mixture_inputs
+    from vecgen.reference import from_transformers
+
+    lm = tiny_lm("qwen2")
+    prompts = ["Hello", "Once upon a time", "The capital of France is"]
+    ft = first_token_lens(lm, prompts, mixture_top_k=4, batch_size=3)
+    L = ft.layers - 1
+    assert len(ft.patchscope_top1) == len(ft.patchscope_in_mixture) == len(ft.patchscope_discrete_top1) == L
+    mixture, vecs = mixture_inputs(lm, prompts, 4, 3)
+    for i, (p, row) in enumerate(zip(prompts, ft.per_prompt)):
+        ids = lm.encode(p)
+        top1 = int(mixture.indices[i][0])
+        states = lm.backend.hidden_states(build_batch(lm, [segments(ids, vecs[i][None]), ids + [top1]]))
+        want = patchscope_layers(lm, [h[0, -1] for h in states], top=1)["top_texts"]
+        assert row["patchscope_concept"] == [r[0] for r in want]
+        name = lm.tokenizer.decode([top1]).strip()
+        assert row["patchscope_is_top1"] == [t.strip() == name for t in row["patchscope_concept"]]
+    for layer in range(L):
+        assert ft.patchscope_top1[layer]["k"] == sum(r["patchscope_is_top1"][layer] for r in ft.per_prompt)
+        assert ft.patchscope_in_mixture[layer]["k"] >= ft.patchscope_top1[layer]["k"]
+    assert "Patchscopes reads top-1" in lens_report([], ft, {"name": "tiny"})
+    ref = lm.with_model(from_transformers(lm))
+    assert first_token_lens(ref, prompts[:1], mixture_top_k=4).patchscope_top1 is None

@@ -14,7 +14,10 @@ Two views:
 * :func:`first_token_lens` — over many prompts, the first concept token's position: per layer, the KL from the
   concept token's lens to the lens after its top-1 token (``kl_top1``) and to the mixture of its components'
   lenses ``Σ wᵢ·lens(token i)`` (``kl_linear``). If a model resolves a mixture to its top-1 token in its first
-  layers, ``kl_top1`` falls below ``kl_linear`` early and stays there.
+  layers, ``kl_top1`` falls below ``kl_linear`` early and stays there. On transformers models, beside it, the
+  Patchscopes identity readout (:mod:`~vecgen.probes.patchscope`) of the same position's hidden state at every layer:
+  how often it names the concept token's top-1 token, and, as the control, how often it names the top-1 token when
+  that token itself is fed.
 
 One implementation for every backend with per-layer states (the contract's
 :meth:`~vecgen.backends.contract.Backend.hidden_states` and :meth:`~vecgen.backends.contract.Backend.unembed`:
@@ -165,11 +168,9 @@ def lens_trace(lm: LoadedModel, prompt: str, *, n: int = 3, after: int = 3, mixt
 def _patchscopes(lm: LoadedModel, prompt: list[Segment], start: int, n: int, top: int) -> list[dict[str, Any]] | None:
     """Patchscopes' per-layer identity readout of each concept position's hidden states (None: not a transformers
     model, whose layers the patch needs)."""
-    from transformers import PreTrainedModel
-
     from .patchscope import patchscope_layers
 
-    if not isinstance(lm.model, PreTrainedModel):
+    if not _can_patch(lm):
         return None
     with torch.no_grad():
         states = lm.backend.hidden_states(build_batch(lm, [prompt]))  # L + 1 tensors (1, T, d); no padding
@@ -186,7 +187,14 @@ class FirstTokenLens:
             each ``{"n", "mean", "low", "high"}`` (bootstrap 95%).
         closer_to_top1: ``[layer]`` share of prompts with ``kl_top1 < kl_linear`` (Wilson 95%).
         same_top1: ``[layer]`` share whose lens argmax equals the top-1 token's lens argmax.
-        per_prompt: ``[prompt]`` ``{"prompt", "top1_weight", "kl_top1": [layer], "kl_linear": [layer]}``.
+        per_prompt: ``[prompt]`` ``{"prompt", "top1_weight", "kl_top1": [layer], "kl_linear": [layer]}`` (and, with
+            Patchscopes, ``"patchscope_concept"`` / ``"patchscope_discrete"``: ``[layer]`` the readout's top token).
+        patchscope_top1: ``[layer 0..L-1]`` share of prompts (Wilson 95%) whose concept token's hidden state at that
+            layer, patched into Patchscopes' identity prompt at the same layer, reads back as its top-1 token (the
+            texts compared without surrounding whitespace: the prompt's ``cat->cat`` pattern drops the leading space).
+            None on a model the patch cannot hook (vecgen's reference model).
+        patchscope_in_mixture: ``[layer]`` share whose readout is any of the mixture's tokens.
+        patchscope_discrete_top1: ``[layer]`` the control: the hidden state after feeding the top-1 token itself.
     """
 
     prompts: int
@@ -196,12 +204,24 @@ class FirstTokenLens:
     closer_to_top1: list[dict[str, float]]
     same_top1: list[dict[str, float]]
     per_prompt: list[dict[str, Any]]
+    patchscope_top1: list[dict[str, float]] | None = None
+    patchscope_in_mixture: list[dict[str, float]] | None = None
+    patchscope_discrete_top1: list[dict[str, float]] | None = None
 
 
 def first_token_lens(lm: LoadedModel, prompts: Sequence[str], *, mixture_top_k: int = 10, batch_size: int = 8,
                      on_progress: Callable[[int, int], None] | None = None) -> FirstTokenLens:
-    """The first concept token's lens at every layer against its components' (see the module docstring)."""
+    """The first concept token's lens at every layer against its components' (see the module docstring).
+
+    Args:
+        lm: a PyTorch-backend model. prompts: ``N`` texts. mixture_top_k: concept-token mixture size (soft rule, T = 1).
+        batch_size: sequences per forward pass. on_progress: called with ``(done, N)`` after each prompt.
+
+    Raises:
+        UnsupportedError: a backend without per-layer hidden states (llama.cpp).
+    """
     mixture, vecs = mixture_inputs(lm, prompts, mixture_top_k, batch_size)
+    patch = _can_patch(lm)
     per: list[dict[str, Any]] = []
     for i, p in enumerate(prompts):
         ids = lm.encode(p)
@@ -212,18 +232,50 @@ def first_token_lens(lm: LoadedModel, prompts: Sequence[str], *, mixture_top_k: 
         logp = torch.cat(parts, dim=1)  # (L + 1, 1 + k, V)
         conc, comp = logp[:, 0], logp[:, 1:]  # (L + 1, V), (L + 1, k, V)
         v = versus_components(conc, comp, w)  # per layer
-        per.append({"prompt": p, "top1_weight": float(w[0]), "kl_top1": v["kl_top1"].tolist(),
-                    "kl_linear": v["kl_linear"].tolist(), "same_top1": v["same_top1"].tolist()})
+        row = {"prompt": p, "top1_weight": float(w[0]), "kl_top1": v["kl_top1"].tolist(),
+               "kl_linear": v["kl_linear"].tolist(), "same_top1": v["same_top1"].tolist()}
+        if patch:
+            row |= _patchscope_row(lm, seqs[:2], [token_text(lm.tokenizer, t) for t in toks])
+        per.append(row)
         if on_progress:
             on_progress(i + 1, len(prompts))
     layers = len(per[0]["kl_top1"]) if per else 0
-    return FirstTokenLens(
+    ft = FirstTokenLens(
         prompts=len(per), layers=layers,
         kl_top1=[mean_ci([r["kl_top1"][l] for r in per]) for l in range(layers)],
         kl_linear=[mean_ci([r["kl_linear"][l] for r in per]) for l in range(layers)],
         closer_to_top1=[share_ci([r["kl_top1"][l] < r["kl_linear"][l] for r in per]) for l in range(layers)],
         same_top1=[share_ci([r["same_top1"][l] for r in per]) for l in range(layers)],
         per_prompt=per)
+    if patch and per:
+        n_patch = layers - 1  # layers 0..L-1: the last state is after the final norm, which no layer takes in
+        ft.patchscope_top1 = [share_ci([r["patchscope_is_top1"][l] for r in per]) for l in range(n_patch)]
+        ft.patchscope_in_mixture = [share_ci([r["patchscope_in_mixture"][l] for r in per]) for l in range(n_patch)]
+        ft.patchscope_discrete_top1 = [share_ci([r["patchscope_discrete_is_top1"][l] for r in per])
+                                       for l in range(n_patch)]
+    return ft
+
+
+def _can_patch(lm: LoadedModel) -> bool:
+    from transformers import PreTrainedModel
+
+    return isinstance(lm.model, PreTrainedModel)
+
+
+def _patchscope_row(lm: LoadedModel, seqs: Sequence[Prompt], mixture_texts: Sequence[str]) -> dict[str, Any]:
+    """Patchscopes' identity readout at every layer of the last position of ``seqs[0]`` (the prompt + its concept
+    token) and ``seqs[1]`` (the prompt + the top-1 token), compared with the mixture's token texts."""
+    from .patchscope import patchscope_layers
+
+    with torch.no_grad():
+        states = lm.backend.hidden_states(build_batch(lm, list(seqs)))  # L + 1 tensors (2, T, d); equal lengths
+    concept = patchscope_layers(lm, [h[0, -1] for h in states], top=1)["top_texts"]
+    discrete = patchscope_layers(lm, [h[1, -1] for h in states], top=1)["top_texts"]
+    names = [t.strip() for t in mixture_texts]
+    return {"patchscope_concept": [r[0] for r in concept], "patchscope_discrete": [r[0] for r in discrete],
+            "patchscope_is_top1": [r[0].strip() == names[0] for r in concept],
+            "patchscope_in_mixture": [r[0].strip() in names for r in concept],
+            "patchscope_discrete_is_top1": [r[0].strip() == names[0] for r in discrete]}
 
 
 __all__ = ["FirstTokenLens", "LensRecord", "LensTrace", "first_token_lens", "lens_logprobs", "lens_trace"]

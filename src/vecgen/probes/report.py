@@ -20,6 +20,11 @@ def _ci(d: dict[str, Any], fmt: str = ".3f") -> str:
     return f"{d['mean']:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}] (n = {d['n']})"
 
 
+def _share(d: dict[str, Any]) -> str:
+    """A share with its Wilson interval, compact: ``41% [32, 51]``."""
+    return f"{100 * d['share']:.0f}% [{100 * d['low']:.0f}, {100 * d['high']:.0f}]" if d.get("n") else "—"
+
+
 def _label(s: str, n: int = 10) -> str:
     """A token as figure text: what matplotlib's default font (DejaVu Sans: Latin, Greek, Cyrillic, punctuation,
     symbols) draws is kept; CJK, Indic, Thai and other scripts it lacks, and control characters, are escaped."""
@@ -162,6 +167,11 @@ def first_token_figure(ft: FirstTokenLens) -> Any:
     a0.legend(fontsize=8)
     a1.plot(xs, [d["share"] for d in ft.closer_to_top1], "o-", ms=3, label="closer to top-1 than to the mixture")
     a1.plot(xs, [d["share"] for d in ft.same_top1], "s-", ms=3, label="same lens argmax as the top-1 token")
+    if ft.patchscope_top1 and ft.patchscope_discrete_top1:
+        px = list(range(len(ft.patchscope_top1)))
+        a1.plot(px, [d["share"] for d in ft.patchscope_top1], "^-", ms=3, label="Patchscopes reads the top-1 token")
+        a1.plot(px, [d["share"] for d in ft.patchscope_discrete_top1], "v--", ms=3,
+                label="Patchscopes, top-1 token fed (control)")
     a1.set_ylim(0, 1)
     a1.set_xlabel("layer")
     a1.set_ylabel(f"share of {ft.prompts} prompts")
@@ -177,11 +187,24 @@ def lens_report(records: Sequence[LensRecord], ft: FirstTokenLens | None, model:
         lines += [f"## First concept token, {ft.prompts} prompts", "",
                   "Per layer: KL from the concept token's lens to its top-1 token's lens and to the mixture of its "
                   "components' lenses (nats, mean [bootstrap 95%]); share of prompts closer to the top-1 token.", "",
-                  "| layer | KL to top-1 | KL to mixture of components | closer to top-1 | same argmax as top-1 |",
-                  "|---|---|---|---|---|"]
+                  "| layer | KL to top-1 | KL to mixture of components | closer to top-1 | same argmax as top-1 |"
+                  + (" Patchscopes reads top-1 | Patchscopes reads a mixture token | control: top-1 token fed |"
+                     if ft.patchscope_top1 else ""),
+                  "|---|---|---|---|---|" + ("---|---|---|" if ft.patchscope_top1 else "")]
         for l in range(ft.layers):
-            lines.append(f"| {l} | {_ci(ft.kl_top1[l])} | {_ci(ft.kl_linear[l])} | "
-                         f"{100 * ft.closer_to_top1[l]['share']:.0f}% | {100 * ft.same_top1[l]['share']:.0f}% |")
+            row = (f"| {l} | {_ci(ft.kl_top1[l])} | {_ci(ft.kl_linear[l])} | "
+                   f"{100 * ft.closer_to_top1[l]['share']:.0f}% | {100 * ft.same_top1[l]['share']:.0f}% |")
+            if ft.patchscope_top1 and ft.patchscope_in_mixture and ft.patchscope_discrete_top1:
+                row += (" — | — | — |" if l >= len(ft.patchscope_top1) else
+                        f" {_share(ft.patchscope_top1[l])} | {_share(ft.patchscope_in_mixture[l])} | "
+                        f"{_share(ft.patchscope_discrete_top1[l])} |")
+            lines.append(row)
+        if ft.patchscope_top1:
+            lines += ["", "Patchscopes (Ghandeharioun et al. 2024): the first concept token's hidden state at layer l "
+                      "patched into `cat->cat; 1135->1135; hello->hello; ?->` at the same layer; the share of prompts "
+                      "(Wilson 95%) whose next token is the concept token's top-1 token or any token of its mixture "
+                      "(texts compared without surrounding spaces); the control patches the state after feeding the "
+                      "top-1 token itself. The last layer's state is after the final norm, which no layer takes in."]
         lines.append("")
     for rec in records:
         lines += [f"## {rec.prompt!r}", "",
