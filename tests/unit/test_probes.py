@@ -352,6 +352,9 @@ def test_probe_commands_write_their_runs(tiny_model_dir, capsys, tmp_path):
     res = json.loads((run / "results.json").read_text())
     assert res["results"]["first_token"]["prompts"] == 2 and (run / "lens-1.png").exists()
     assert (run / "lens-first-token.png").exists()
+    layers = res["results"]["first_token"]["layers"]
+    assert len(res["results"]["first_token"]["patchscope_top1"]) == layers - 1
+    assert "Patchscopes reads the first concept token" in out
     rec = json.loads((run / "records.jsonl").read_text().splitlines()[0])
     assert rec["prompt"] == "Hi" and len(rec["concept"]["inputs"]) == 3
 
@@ -360,3 +363,13 @@ def test_probe_commands_write_their_runs(tiny_model_dir, capsys, tmp_path):
     res = json.loads((tmp_path / "an" / "results.json").read_text())["results"]
     assert set(res["accuracy"]) == {"input", "output"} and res["accuracy"]["input"]["all"]["n"] > 100
     assert res["frame_accuracy"]["all"]["n"] == res["accuracy"]["input"]["all"]["n"]
+
+
+def test_figure_labels_escape_what_the_default_font_cannot_draw():
+    """Latin, Greek and Cyrillic stay; Ethiopic, CJK and Devanagari (no DejaVu Sans glyph) and control characters are
+    escaped, so matplotlib draws no missing-glyph boxes."""
+    from vecgen.probes.report import _label
+
+    assert _label("Ωж é", 20) == "Ωж é"
+    assert _label("ሤab", 20) == "\\u1224ab" and _label("日本", 20) == "\\u65e5\\u672c"
+    assert _label("हि", 20) == "\\u0939\\u093f" and _label("a\nb", 20) == "a\\nb"

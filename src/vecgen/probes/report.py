@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,18 +21,27 @@ def _ci(d: dict[str, Any], fmt: str = ".3f") -> str:
     return f"{d['mean']:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}] (n = {d['n']})"
 
 
+@functools.cache
+def _default_font() -> Any:
+    """matplotlib's default sans-serif font file (DejaVu Sans), to ask which characters it can draw."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    return FT2Font(font_manager.findfont(font_manager.FontProperties()))
+
+
 def _share(d: dict[str, Any]) -> str:
     """A share with its Wilson interval, compact: ``41% [32, 51]``."""
     return f"{100 * d['share']:.0f}% [{100 * d['low']:.0f}, {100 * d['high']:.0f}]" if d.get("n") else "—"
 
 
 def _label(s: str, n: int = 10) -> str:
-    """A token as figure text: what matplotlib's default font (DejaVu Sans: Latin, Greek, Cyrillic, punctuation,
-    symbols) draws is kept; CJK, Indic, Thai and other scripts it lacks, and control characters, are escaped."""
+    """A token as figure text: characters matplotlib's default font (DejaVu Sans) has a glyph for are kept; others
+    (CJK, Indic, Ethiopic, ... scripts it lacks) and control characters are escaped (``\\u1264``)."""
+    font = _default_font()
 
     def drawable(c: str) -> bool:
-        o = ord(c)
-        return c.isprintable() and not (0x0900 <= o < 0x1000 or 0x1100 <= o < 0x1200 or o >= 0x2E80)
+        return c.isprintable() and (c == " " or font.get_char_index(ord(c)) != 0)
 
     return "".join(c if drawable(c) else c.encode("unicode_escape").decode() for c in s)[:n]
 

@@ -271,6 +271,11 @@ def lens_lines(res: LensResult) -> list[str]:
         lines.append(f"first concept token over {ft.prompts} prompts: KL to its top-1 token's lens is smallest at "
                      f"layer {best} ({ft.kl_top1[best]['mean']:.3f} nats); last layer: {ft.kl_top1[-1]['mean']:.3f} "
                      f"vs {ft.kl_linear[-1]['mean']:.3f} to the mixture of its components")
+        if ft.patchscope_top1:
+            shares = [d["share"] for d in ft.patchscope_top1]
+            top = max(range(len(shares)), key=shares.__getitem__)
+            lines.append(f"Patchscopes reads the first concept token as its top-1 token on {100 * shares[top]:.0f}% of "
+                         f"prompts at layer {top} (best layer), {100 * shares[0]:.0f}% at layer 0")
     return lines
 
 
