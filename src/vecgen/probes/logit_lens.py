@@ -168,9 +168,11 @@ def lens_trace(lm: LoadedModel, prompt: str, *, n: int = 3, after: int = 3, mixt
 def _patchscopes(lm: LoadedModel, prompt: list[Segment], start: int, n: int, top: int) -> list[dict[str, Any]] | None:
     """Patchscopes' per-layer identity readout of each concept position's hidden states (None: not a transformers
     model, whose layers the patch needs)."""
+    from transformers import PreTrainedModel
+
     from .patchscope import patchscope_layers
 
-    if not _can_patch(lm):
+    if not isinstance(lm.model, PreTrainedModel):
         return None
     with torch.no_grad():
         states = lm.backend.hidden_states(build_batch(lm, [prompt]))  # L + 1 tensors (1, T, d); no padding
@@ -221,21 +223,20 @@ def first_token_lens(lm: LoadedModel, prompts: Sequence[str], *, mixture_top_k: 
         UnsupportedError: a backend without per-layer hidden states (llama.cpp).
     """
     mixture, vecs = mixture_inputs(lm, prompts, mixture_top_k, batch_size)
-    patch = _can_patch(lm)
     per: list[dict[str, Any]] = []
     for i, p in enumerate(prompts):
         ids = lm.encode(p)
         keep = mixture.weights[i] > 0
         toks, w = mixture.indices[i][keep].tolist(), mixture.weights[i][keep].float().cpu()
-        seqs: list[Prompt] = [segments(ids, vecs[i][None]), *(ids + [t] for t in toks)]
+        concept = segments(ids, vecs[i][None])
+        seqs: list[Prompt] = [concept, *(ids + [t] for t in toks)]
         parts = [lens_logprobs(lm, seqs[j : j + batch_size])[:, :, 0] for j in range(0, len(seqs), batch_size)]
         logp = torch.cat(parts, dim=1)  # (L + 1, 1 + k, V)
         conc, comp = logp[:, 0], logp[:, 1:]  # (L + 1, V), (L + 1, k, V)
         v = versus_components(conc, comp, w)  # per layer
         row = {"prompt": p, "top1_weight": float(w[0]), "kl_top1": v["kl_top1"].tolist(),
                "kl_linear": v["kl_linear"].tolist(), "same_top1": v["same_top1"].tolist()}
-        if patch:
-            row |= _patchscope_row(lm, seqs[:2], [token_text(lm.tokenizer, t) for t in toks])
+        row |= _patchscope_row(lm, concept, ids + toks[:1], len(ids), [token_text(lm.tokenizer, t) for t in toks])
         per.append(row)
         if on_progress:
             on_progress(i + 1, len(prompts))
@@ -247,7 +248,7 @@ def first_token_lens(lm: LoadedModel, prompts: Sequence[str], *, mixture_top_k: 
         closer_to_top1=[share_ci([r["kl_top1"][l] < r["kl_linear"][l] for r in per]) for l in range(layers)],
         same_top1=[share_ci([r["same_top1"][l] for r in per]) for l in range(layers)],
         per_prompt=per)
-    if patch and per:
+    if per and "patchscope_is_top1" in per[0]:
         n_patch = layers - 1  # layers 0..L-1: the last state is after the final norm, which no layer takes in
         ft.patchscope_top1 = [share_ci([r["patchscope_is_top1"][l] for r in per]) for l in range(n_patch)]
         ft.patchscope_in_mixture = [share_ci([r["patchscope_in_mixture"][l] for r in per]) for l in range(n_patch)]
@@ -256,26 +257,20 @@ def first_token_lens(lm: LoadedModel, prompts: Sequence[str], *, mixture_top_k: 
     return ft
 
 
-def _can_patch(lm: LoadedModel) -> bool:
-    from transformers import PreTrainedModel
-
-    return isinstance(lm.model, PreTrainedModel)
-
-
-def _patchscope_row(lm: LoadedModel, seqs: Sequence[Prompt], mixture_texts: Sequence[str]) -> dict[str, Any]:
-    """Patchscopes' identity readout at every layer of the last position of ``seqs[0]`` (the prompt + its concept
-    token) and ``seqs[1]`` (the prompt + the top-1 token), compared with the mixture's token texts."""
-    from .patchscope import patchscope_layers
-
-    with torch.no_grad():
-        states = lm.backend.hidden_states(build_batch(lm, list(seqs)))  # L + 1 tensors (2, T, d); equal lengths
-    concept = patchscope_layers(lm, [h[0, -1] for h in states], top=1)["top_texts"]
-    discrete = patchscope_layers(lm, [h[1, -1] for h in states], top=1)["top_texts"]
+def _patchscope_row(lm: LoadedModel, concept: list[Segment], discrete: list[int], position: int,
+                    mixture_texts: Sequence[str]) -> dict[str, Any]:
+    """Patchscopes' identity readout at every layer of ``position`` in ``concept`` (the prompt + its concept token)
+    and in ``discrete`` (the prompt + the top-1 token), compared with the mixture's token texts; ``{}`` where the
+    model cannot be patched."""
+    c, d = _patchscopes(lm, concept, position, 1, 1), _patchscopes(lm, [discrete], position, 1, 1)
+    if c is None or d is None:
+        return {}
+    read_c, read_d = [r[0] for r in c[0]["top_texts"]], [r[0] for r in d[0]["top_texts"]]
     names = [t.strip() for t in mixture_texts]
-    return {"patchscope_concept": [r[0] for r in concept], "patchscope_discrete": [r[0] for r in discrete],
-            "patchscope_is_top1": [r[0].strip() == names[0] for r in concept],
-            "patchscope_in_mixture": [r[0].strip() in names for r in concept],
-            "patchscope_discrete_is_top1": [r[0].strip() == names[0] for r in discrete]}
+    return {"patchscope_concept": read_c, "patchscope_discrete": read_d,
+            "patchscope_is_top1": [t.strip() == names[0] for t in read_c],
+            "patchscope_in_mixture": [t.strip() in names for t in read_c],
+            "patchscope_discrete_is_top1": [t.strip() == names[0] for t in read_d]}
 
 
 __all__ = ["FirstTokenLens", "LensRecord", "LensTrace", "first_token_lens", "lens_logprobs", "lens_trace"]

@@ -17,7 +17,7 @@ def _ci(d: dict[str, Any], fmt: str = ".3f") -> str:
     if not d or d.get("n", 0) == 0:
         return "—"
     if "share" in d:
-        return f"{d['k']}/{d['n']} = {100 * d['share']:.0f}% [{100 * d['low']:.0f}, {100 * d['high']:.0f}]"
+        return f"{d['k']}/{d['n']} = {_share(d)}"
     return f"{d['mean']:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}] (n = {d['n']})"
 
 
