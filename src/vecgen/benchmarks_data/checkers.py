@@ -9,7 +9,9 @@ type       correct when
 =========  =====================================================================================
 numeric    the answer number is mathematically equal to the reference or an alias (math-verify's
            ``parse`` + ``verify``: ``18``, ``18.00``, ``$18``, ``\\boxed{18}``; ``1/2`` = ``0.5``;
-           ``22%`` also counts for ``22``)
+           ``22%`` also counts for ``22``; a Unicode minus ``−3`` is ``-3``, ``9.36e-18`` is
+           9.36·10⁻¹⁸); never when the answer is an unevaluated expression of the question's
+           numbers (:func:`restated_expression`: ``1663 - 5242 + 7634`` restates the question)
 choice     the option read from the output (a letter: ``B``, ``(B)``, ``**B**``, ``B.``,
            ``\\boxed{B}``, ``Option B``; or an option's text) is the correct option
 yesno      the first ``yes`` / ``no`` word is the reference's
@@ -84,6 +86,19 @@ def clean_response(text: str) -> str:
     return (text or "").split("\nQuestion:")[0].strip()
 
 
+def answer_region(text: str) -> str:
+    """Where a (cleaned) output states its answer, all its lines: the last ``#### ...`` line, else the content of the
+    last ``\\boxed{...}``, else everything after the last "answer is" / "answer:", else the whole text."""
+    found = [m.group(1) for m in _HASHES.finditer(text) if m.group(1).strip()]
+    if found:
+        return found[-1].strip()
+    inner = _boxed(text)
+    if inner is not None:
+        return inner.strip()
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    return (text[phrases[-1].end() :] if phrases else text).strip()
+
+
 def answer_span(text: str) -> str:
     """The part of a (cleaned) output that states the answer (steps 2–4 of the module docstring)."""
     found = [m.group(1) for m in _HASHES.finditer(text) if m.group(1).strip()]
@@ -117,6 +132,59 @@ def _boxed(text: str) -> str | None:
 
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 _PLAIN_NUMBER = re.compile(r"[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?")
+
+
+#: Minus signs that are not ASCII (U+2212 MINUS SIGN, U+FE63 SMALL HYPHEN-MINUS, U+FF0D FULLWIDTH HYPHEN-MINUS).
+_MINUS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-"})
+#: One plain number: ``-4``, ``1,200``, ``3.5``, ``.5``, ``9.36e-18`` (after :data:`_MINUS`).
+NUMBER_LITERAL = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+#: A number in scientific notation (``9.36e-18``), not part of a word or hex literal.
+_SCI = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?!\w|\.\d)")
+
+
+def plain_numbers(text: str) -> str:
+    """``text`` with Unicode minus signs as ``-`` and scientific notation as a power of ten that math-verify reads
+    (``9.36e-18`` → ``9.36*10^(-18)``; math-verify alone reads ``9.36e-18`` as 9.36)."""
+    return _SCI.sub(r"\1*10^(\2)", str(text).translate(_MINUS))
+
+
+_LATEX_OPS = (("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("÷", "/"), ("·", "*"))
+_OPERAND = r"[(\[]*\s*-?\s*\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?\s*[)\]]*"
+_EXPRESSION = re.compile(rf"{_OPERAND}(?:\s*(?:\*\*|[-+*/^])\s*{_OPERAND})+")
+_OPERAND_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _numbers_of(text: str) -> set[str]:
+    return {n for n in (_canonical_number(m) for m in _OPERAND_NUMBER.findall(str(text).translate(_MINUS)))
+            if n is not None}
+
+
+def restated_expression(span: str, question: str) -> str | None:
+    """The arithmetic expression that ``span`` ends on when it only restates ``question``'s numbers, else None.
+
+    An answer such as ``1663 - 5242 - 9376 - 8961 + 7634`` (or ``... =`` with nothing after it) for the question
+    "1663 - 5242 - 9376 - 8961 + 7634 =" is a restatement: math-verify would evaluate it and credit it. The span's
+    last stated value (after its last ``=``, when something follows it) is a restatement when it is an expression of
+    two or more numbers joined by ``+ - * / ^ × ÷ ·`` of which at least two are numbers of the question; a lone
+    fraction ``a/b`` only when the question writes that same fraction (a fraction is an answer form of its own).
+    """
+    text = _strip_markup(span).translate(_MINUS)
+    for latex, op in _LATEX_OPS:
+        text = text.replace(latex, op)
+    head, eq, tail = text.rpartition("=")
+    text = tail if eq and _OPERAND_NUMBER.search(tail) else (head if eq else text)
+    found = list(_EXPRESSION.finditer(text))
+    numbers = list(_OPERAND_NUMBER.finditer(text))
+    if not found or not numbers or found[-1].end() < numbers[-1].end():  # a number stated after the expression
+        return None
+    expr = found[-1].group(0).strip()
+    operands = [_canonical_number(n) for n in _OPERAND_NUMBER.findall(expr)]
+    if len(operands) < 2:
+        return None
+    if re.fullmatch(r"-?\s*\d+\s*/\s*\d+", expr):  # a fraction: a restatement only where the question writes it
+        return expr if re.sub(r"\s", "", expr) in re.sub(r"\s", "", question.translate(_MINUS)) else None
+    asked = _numbers_of(question)
+    return expr if sum(o in asked for o in operands) >= 2 else None
 
 
 def _timeout() -> int | None:
@@ -154,11 +222,12 @@ def _canonical_number(text: str) -> str | None:
         return None
     if value != value or value in (float("inf"), float("-inf")):
         return None
+    value = float(f"{value:.15g}")  # 15 significant digits: 2.43*10^2 is 243, not 243.00000000000003
     return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _gold(reference: str) -> list[Any]:
-    ref = reference.strip()
+    ref = plain_numbers(reference.strip())
     return _parse(ref if "$" in ref or "\\" in ref else f"${ref}$") or _parse(ref)
 
 
@@ -169,18 +238,24 @@ class NumericChecker:
 
     def read(self, output: str) -> tuple[str | None, list[Any], str]:
         """``(pred, parsed, span)``: the answer number as canonical text, math-verify's parse, the span read."""
-        text = clean_response(output)
+        text = clean_response(output).translate(_MINUS)
         span = answer_span(text)
         if not _NUMBER.search(span) and "\\" not in span:
             span = text
-        parsed = _parse(span)
-        for candidate in parsed:
-            try:
-                number = _canonical_number(str(float(candidate)))
-            except (TypeError, ValueError, OverflowError):
-                number = _canonical_number(str(candidate))
-            if number is not None:
-                return number, parsed, span
+        bare_latex = "\\" in span and not any(d in span for d in ("$", "\\(", "\\["))  # LaTeX without delimiters
+        literal = _strip_markup(span).strip("'\"").removesuffix(".").strip()
+        if NUMBER_LITERAL.fullmatch(literal):  # one number as written: no parser's reading needed
+            return _canonical_number(literal), _parse(plain_numbers(literal)), span
+        attempts = ([_parse(f"${plain_numbers(span)}$")] if bare_latex else []) + [_parse(plain_numbers(span))]
+        for parsed in attempts:  # the first reading that holds a number: as LaTeX first where it has no delimiters
+            for candidate in parsed:
+                try:
+                    number = _canonical_number(str(float(candidate)))
+                except (TypeError, ValueError, OverflowError):
+                    number = _canonical_number(str(candidate))
+                if number is not None:
+                    return number, parsed, span
+        parsed = attempts[-1]
         if parsed:
             shown = str(parsed[-1]).strip().strip("*").strip()
             return shown or str(parsed[0]), parsed, span
@@ -194,6 +269,9 @@ class NumericChecker:
         pred, parsed, span = self.read(output)
         if pred is None:
             return Verdict(None, False)
+        restated = restated_expression(span, task.question)
+        if restated is not None:  # math-verify would evaluate the question's own arithmetic
+            return Verdict(restated, False)
         for ref in (task.answer, *task.aliases):
             gold = _gold(ref)
             if _verify(gold, parsed):
@@ -206,12 +284,14 @@ class NumericChecker:
 
     def unscorable(self, reference: str) -> str | None:
         """Why no output could match ``reference``, or None (``"four"``, ``"NaN"``, ``"1e400"`` cannot)."""
-        text = reference.strip()
+        text = reference.strip().translate(_MINUS)
         if _PLAIN_NUMBER.fullmatch(text):
             return None
+        if _SCI.fullmatch(text.lstrip("+-")):
+            return None if _canonical_number(text) is not None else "it is not a finite number"
         if text.lower().lstrip("+-") in {"nan", "inf", "infinity", "\\infty"}:
             return "it is not a finite number"
-        if self.check(Task("check", "q", text), text).correct:  # the reference itself, as an output, is right
+        if self.check(Task("check", "", text), text).correct:  # the reference itself, as an output, is right
             return None
         return ("the numeric checker (math-verify) does not read it as a number or expression; write it as a "
                 "number (18, -2.5, 1,200, 3/4) or in LaTeX (\\frac{3}{4}), or give the task another answer_type")

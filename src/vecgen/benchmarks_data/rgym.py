@@ -20,7 +20,17 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import ConfigError
-from .checkers import CHECKERS, NumericChecker, Verdict, _strip_markup, answer_span, clean_response
+from .checkers import (
+    _MINUS,
+    CHECKERS,
+    NUMBER_LITERAL,
+    NumericChecker,
+    Verdict,
+    _strip_markup,
+    answer_region,
+    clean_response,
+    restated_expression,
+)
 from .task import Task
 
 #: Items of an ``rg:`` benchmark without ``--limit``.
@@ -35,9 +45,14 @@ def _datasets() -> dict[str, Any]:
     return DATASETS
 
 
+#: reasoning-gym's datasets that are not generators of their own, with why.
+_NOT_GENERATORS = {"composite": "it mixes other generators (a list of DatasetSpec objects, which a benchmark spec "
+                                "cannot give); run each generator as its own rg: benchmark"}
+
+
 def rg_names() -> list[str]:
-    """The names of reasoning-gym's generators."""
-    return sorted(_datasets())
+    """The names of reasoning-gym's generators (``composite``, a mixture of others, is not one)."""
+    return sorted(n for n in _datasets() if n not in _NOT_GENERATORS)
 
 
 def rg_settings(name: str) -> dict[str, Any]:
@@ -73,6 +88,8 @@ def parse_rg_spec(spec: str) -> tuple[str, int, dict[str, Any]]:
     if not spec.startswith("rg:"):
         raise ConfigError(f"benchmark {spec!r} is not a reasoning-gym benchmark (rg:NAME)", param="benchmark")
     name, _, rest = spec[3:].partition(":")
+    if name in _NOT_GENERATORS:
+        raise ConfigError(f"benchmark {spec!r}: {name} is not a generator: {_NOT_GENERATORS[name]}", param="benchmark")
     if name not in _datasets():
         raise ConfigError(f"benchmark {spec!r}: reasoning-gym has no generator {name!r}; `vecgen think "
                           "--list-benchmarks` lists them", param="benchmark")
@@ -133,6 +150,26 @@ def _dataset(name: str, seed: int, size: int, settings: str) -> Any:
                           param="benchmark") from None
 
 
+#: Metadata keys where a generator without one reference answer (``answer`` None) keeps an answer it accepts.
+_EXAMPLE_KEYS = ("example_answer", "example_correct_answer", "possible_answer")
+#: The reference of an item whose generator has neither a reference nor an example answer (rush_hour, boxnet).
+NO_REFERENCE = "(no reference: the generator's verifier accepts any valid solution)"
+
+
+def reference_answer(entry: dict[str, Any]) -> str:
+    """An item's reference answer: the generator's ``answer``; for generators whose items have many right answers
+    (``answer`` None: propositional_logic, graph_color, rubiks_cube) the example answer of its metadata (JSON where
+    it is not text); else :data:`NO_REFERENCE`. The verdict never compares with it: ``score_answer`` judges."""
+    if entry.get("answer") is not None:
+        return str(entry["answer"]).strip()
+    meta = entry.get("metadata") or {}
+    for key in _EXAMPLE_KEYS:
+        value = meta.get(key)
+        if value is not None:
+            return value.strip() if isinstance(value, str) else json.dumps(value)
+    return NO_REFERENCE
+
+
 def rg_tasks(spec: str, limit: int | None = None) -> list[Task]:
     """The items of ``spec`` (``rg:NAME[:key=value,...]``): ``limit`` of them (default :data:`DEFAULT_RG_ITEMS`),
     ids ``rg-NAME-<index>``, answer type ``rg`` (scored by the generator, :class:`RgChecker`).
@@ -147,38 +184,106 @@ def rg_tasks(spec: str, limit: int | None = None) -> list[Task]:
     for i in range(size):
         entry = ds[i]
         tasks.append(Task(id=f"rg-{name}-{i:05d}", question=str(entry["question"]).strip(),
-                          answer=str(entry["answer"]).strip(), answer_type=RG_ANSWER_TYPE,
-                          meta={"rg": {"name": name, "seed": seed, "size": size, "settings": settings, "index": i}}))
+                          answer=reference_answer(entry), answer_type=RG_ANSWER_TYPE,
+                          meta={"rg": {"name": name, "seed": seed, "size": size, "settings": settings, "index": i,
+                                       "entry": entry}}))
     return tasks
 
 
 def _entry(task: Task) -> tuple[Any, dict[str, Any]]:
+    """The generator and the item a task was made from (the item kept in the task: not every generator makes the same
+    items twice in one process; list_functions does not)."""
     info = task.meta["rg"]
     ds = _dataset(info["name"], info["seed"], info["size"], json.dumps(info["settings"], sort_keys=True))
-    return ds, ds[info["index"]]
+    return ds, info.get("entry") or ds[info["index"]]
 
 
 _NUMERIC = NumericChecker()
+#: reasoning-gym's rewards for an answer that parses but is wrong (``0.01`` "json parsable", ``0.05`` "valid format"):
+#: a verdict counts them as 0, not as partial credit.
+FORMAT_REWARDS = (0.01, 0.05)
+#: Pairs that enclose a stated answer (bold, code, math, quotes); :func:`_unwrap` removes them, keeping what is inside.
+_ENCLOSING = ("**", "__", "`", "$", "'", '"')
+
+
+def _unwrap(text: str) -> str:
+    """``text`` without the pairs of :data:`_ENCLOSING` around all of it (``**'x**2'**`` → ``x**2``); markup inside
+    stays (``**`` is also Python's power)."""
+    text = text.strip()
+    changed = True
+    while changed:
+        changed = False
+        for mark in _ENCLOSING:
+            if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(mark):
+                text, changed = text[len(mark):-len(mark)].strip(), True
+    return text
+
+
+def is_numeric_reference(reference: str) -> bool:
+    """True when ``reference`` is one plain number (``-4``, ``1,200``, ``9.36e-18``, ``−14282``; then the numeric
+    reading applies)."""
+    return bool(NUMBER_LITERAL.fullmatch(str(reference).strip().translate(_MINUS)))
+
+
+def _forms(text: str) -> list[str]:
+    """The forms of one stated answer that a verifier is asked about: as written, without enclosing bold, code, math
+    or quotes (:func:`_unwrap`), without any markup (``**``, ``$``, backticks, ``\\boxed``), without a final
+    period, with ASCII minus signs."""
+    out = [text.strip()]
+    for form in list(out):
+        out += [_unwrap(form), _strip_markup(form), _unwrap(_strip_markup(form))]
+    for form in list(out):
+        if form.endswith("."):
+            out.append(form[:-1].rstrip())
+    out += [f.translate(_MINUS) for f in out]
+    return list(dict.fromkeys(f for f in out if f))
+
+
+def answer_candidates(task: Task, output: str) -> list[str]:
+    """The answers read from ``output`` for a reasoning-gym ``task``, the first the one a report shows: the answer
+    region's first line, the whole region (grids and other answers over several lines), each in its
+    :func:`_forms`; for a numeric task (:func:`is_numeric_reference`) the numeric checker's reading first, or the
+    expression itself where the span restates the question's arithmetic
+    (:func:`~vecgen.benchmarks_data.checkers.restated_expression`), and none at all without a number."""
+    text = clean_response(output)
+    region = answer_region(text)
+    lines = [line.strip() for line in region.splitlines() if line.strip()]
+    spans = [lines[0], region] if lines else []
+    out = [f for span in spans for f in _forms(span)]
+    if is_numeric_reference(task.answer):
+        pred, _, span = _NUMERIC.read(output)
+        if pred is None:  # no number: nothing a numeric verifier could accept
+            return []
+        restated = restated_expression(span, task.question)
+        out.insert(0, pred if restated is None else restated)
+    return list(dict.fromkeys(out))
 
 
 class RgChecker:
-    """``rg``: the generator's ``score_answer`` on the answer read from the output (module docstring)."""
+    """``rg``: the generator's own ``score_answer`` on the answers read from the output (:func:`answer_candidates`);
+    the verdict is the best-scored one. Accuracy counts score 1; reasoning-gym's format rewards
+    (:data:`FORMAT_REWARDS`) score 0."""
 
     answer_type = RG_ANSWER_TYPE
 
     def check(self, task: Task, output: str) -> Verdict:
-        if _NUMERIC.read(task.answer)[0] is not None:  # a number: read it as the numeric checker does
-            pred = _NUMERIC.read(output)[0]
-        else:
-            pred = _strip_markup(answer_span(clean_response(output))) or None
-        if pred is None:
+        candidates = answer_candidates(task, output)
+        if not candidates:
             return Verdict(None, False, 0.0)
         ds, entry = _entry(task)
-        try:
-            score = float(ds.score_answer(answer=pred, entry=entry))
-        except Exception:  # noqa: BLE001 - a generator's verifier failing on odd model output scores 0
-            score = 0.0
-        return Verdict(pred, score >= 1.0, score)
+        best, best_score = candidates[0], 0.0
+        for cand in candidates:
+            try:
+                score = float(ds.score_answer(answer=cand, entry=entry))
+            except Exception:  # noqa: BLE001 - a generator's verifier failing on odd model output scores 0
+                score = 0.0
+            if score != score or score in FORMAT_REWARDS:
+                score = 0.0
+            if score > best_score:
+                best, best_score = cand, score
+            if score >= 1.0:
+                break
+        return Verdict(best, best_score >= 1.0, min(best_score, 1.0))
 
     def validate(self, task: Task, where: str) -> None:
         """Generated items are always scorable."""
@@ -186,4 +291,5 @@ class RgChecker:
 
 CHECKERS[RG_ANSWER_TYPE] = RgChecker()
 
-__all__ = ["DEFAULT_RG_ITEMS", "RG_ANSWER_TYPE", "RgChecker", "parse_rg_spec", "rg_names", "rg_settings", "rg_tasks"]
+__all__ = ["DEFAULT_RG_ITEMS", "FORMAT_REWARDS", "NO_REFERENCE", "RG_ANSWER_TYPE", "RgChecker", "answer_candidates",
+           "is_numeric_reference", "reference_answer", "parse_rg_spec", "rg_names", "rg_settings", "rg_tasks"]

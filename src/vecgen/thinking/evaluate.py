@@ -60,6 +60,7 @@ from .summary import (
     compare_methods,
     compare_pairs,
     budget_rows,
+    budget_warnings,
     compare_to_baselines,
     pass_at_k_summary,
     summarize,
@@ -332,8 +333,8 @@ class Evaluation:
         return summary_table(self.summary)
 
     def to_pandas(self) -> Any:
-        """One row per record (name, id, sample, correct, pred, reference, tokens, stop reason, seconds) as a
-        ``pandas.DataFrame``.
+        """One row per record (name, id, sample, the answer text, the extracted prediction, score, verdict, reference,
+        tokens, stop reason, seconds) as a ``pandas.DataFrame``.
 
         Raises:
             ImportError: pandas is not installed (``pip install pandas``).
@@ -342,8 +343,8 @@ class Evaluation:
             import pandas as pd  # type: ignore[import-untyped]  # optional: only this method needs it
         except ImportError as exc:  # pragma: no cover - pandas is installed with the test extra
             raise ImportError("Evaluation.to_pandas needs pandas: pip install pandas") from exc
-        cols = ("method", "id", "sample", "correct", "pred", "reference", "think_tokens", "answer_tokens", "tokens",
-                "stop_reason", "mean_entropy", "seconds")
+        cols = ("method", "id", "sample", "answer", "pred", "score", "correct", "reference", "think_tokens",
+                "answer_tokens", "tokens", "stop_reason", "mean_entropy", "seconds")
         return pd.DataFrame([{c: getattr(r, c) for c in cols} for r in self.records], columns=list(cols))
 
     def __repr__(self) -> str:
@@ -467,8 +468,13 @@ def run_evaluation(
                                on_batch=on_batch, on_step=on_step, processes=processes, samples=settings.samples,
                                seed=settings.sampling.seed, continuous=not settings.static_batching)
     axes = settings.axes
+    answer_budgets = {n: c.max_answer_tokens for n, c in configs.items()}
+    summary = summarize(records, names, answer_budgets)
+    if processes.is_main:
+        for line in budget_warnings(summary, answer_budgets):
+            log.warning("%s", line)
     result = Evaluation(
-        benchmark=settings.benchmark, names=names, summary=summarize(records, names), records=records,
+        benchmark=settings.benchmark, names=names, summary=summary, records=records,
         paired=(compare_pairs(records, settings.budget_pairs()) if settings.budgets
                 else [] if axes else compare_methods(records, names)),
         grid_paired=compare_to_baselines(records, names, settings.baselines()) if axes else [],
@@ -496,9 +502,10 @@ def write_evaluation(writer: RunWriter, result: Evaluation, lm: LoadedModel, set
     writer.write_results(result.summary, model=lm.describe(), n_items=result.n_items, command_line=command_line,
                          **extra)
     title = f"vecgen think: {settings.benchmark}, {result.n_items} items, {lm.name}"
+    warnings = budget_warnings(result.summary, {n: c.max_answer_tokens for n, c in settings.method_configs().items()})
     writer.write_report(render_report(result.summary, result.records, title=title, settings=writer.config,
                                       command=command_line, paired=result.paired, baseline_pairs=result.grid_paired,
-                                      pass_at=result.pass_at_k, budgets=budgets))
+                                      pass_at=result.pass_at_k, budgets=budgets, warnings=warnings))
 
 
 def load_tasks(settings: EvaluationSettings) -> list[Task]:

@@ -80,6 +80,7 @@ def render_report(
     baseline_pairs: Sequence[MethodPair] = (),
     pass_at: dict[str, PassAtK] | None = None,
     budgets: Sequence[BudgetRow] = (),
+    warnings: Sequence[str] = (),
     example_chars: int = 700,
 ) -> str:
     """The Markdown report: settings, the summary table, the plot, the paired comparison (``paired`` from
@@ -89,8 +90,12 @@ def render_report(
     if command:
         parts += ["Reproduce:", "", "```bash", command, "```", ""]
     parts += [summary_table(summary), "", "![accuracy and tokens](think.png)", ""]
+    if warnings:
+        parts += ["**Warnings:**", "", *[f"- {w}" for w in warnings], ""]
     parts += ["Accuracy is the share of items whose extracted answer matches the reference (the answer type's "
-              "checker: math-verify for numeric, the option for choice, yes/no, normalised string for exact); "
+              "checker: math-verify for numeric, never crediting an unevaluated expression of the question's "
+              "numbers; the option for choice, yes/no, normalised string for exact; for reasoning-gym items the "
+              "generator's own verifier, correct at score 1, its format rewards counted 0 in the mean score); "
               "the interval is Wilson's 95% score interval. Thinking tokens are fed thinking steps "
               "(tokens for cot, concept tokens for soft, fed hidden states for hidden); wall time is the sum of batch times.", ""]
     if budgets:

@@ -28,8 +28,10 @@ class MethodSummary:
         mean_think_tokens, mean_answer_tokens: per item. wall_seconds: the sum over batches.
         items_per_second, tokens_per_second: per wall second (thinking + answer steps for tokens).
         stop_reasons: counts. mean_entropy: nats, over thinking steps (None without thinking).
-        mean_score: the mean partial-credit score in [0, 1] (reasoning-gym's verifiers); None when the items'
-            checkers give none (then ``accuracy`` is the whole story).
+        mean_score: the mean partial-credit score in [0, 1] (reasoning-gym's verifiers; their format rewards for a
+            wrong answer count 0); None when the items' checkers give none (then ``accuracy`` is the whole story).
+        answer_budget_hits: answers that used the whole answer budget (``max_answer_tokens``), so may be cut off;
+            None when the budget was not given.
     """
 
     n: int
@@ -45,6 +47,22 @@ class MethodSummary:
     stop_reasons: dict[str, int]
     mean_entropy: float | None
     mean_score: float | None = None
+    answer_budget_hits: int | None = None
+
+
+#: The share of answers at the answer budget above which a run warns that answers are cut off.
+ANSWER_BUDGET_WARN = 0.05
+
+
+def budget_warnings(summary: dict[str, MethodSummary], budgets: dict[str, int]) -> list[str]:
+    """One line per name whose answers reached their answer budget on more than :data:`ANSWER_BUDGET_WARN` of items."""
+    out = []
+    for name, s in summary.items():
+        if s.answer_budget_hits and s.n and s.answer_budget_hits / s.n > ANSWER_BUDGET_WARN:
+            out.append(f"{name}: {s.answer_budget_hits} of {s.n} answers ({100 * s.answer_budget_hits / s.n:.0f}%) "
+                       f"used the whole answer budget of {budgets[name]} tokens and may be cut off; raise "
+                       "--max-answer-tokens (Python: max_answer_tokens)")
+    return out
 
 
 @dataclass(frozen=True)
@@ -57,8 +75,10 @@ class MethodPair(PairedComparison):
     b: str = ""
 
 
-def summarize(records: Sequence[ThinkRecord], methods: Sequence[str]) -> dict[str, MethodSummary]:
-    """Per-method :class:`MethodSummary` of ``records``, in ``methods`` order."""
+def summarize(records: Sequence[ThinkRecord], methods: Sequence[str],
+              answer_budgets: dict[str, int] | None = None) -> dict[str, MethodSummary]:
+    """Per-method :class:`MethodSummary` of ``records``, in ``methods`` order; ``answer_budgets`` (name →
+    ``max_answer_tokens``) counts the answers that used their whole budget."""
     out: dict[str, MethodSummary] = {}
     for m in methods:
         rs = [r for r in records if r.method == m]
@@ -83,6 +103,8 @@ def summarize(records: Sequence[ThinkRecord], methods: Sequence[str]) -> dict[st
             stop_reasons=dict(Counter(r.stop_reason for r in rs)),
             mean_entropy=sum(ents) / len(ents) if ents else None,
             mean_score=sum(scores) / len(scores) if scores else None,
+            answer_budget_hits=(None if not answer_budgets or m not in answer_budgets
+                                else sum(r.answer_tokens >= answer_budgets[m] for r in rs)),
         )
     return out
 
