@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -132,5 +133,26 @@ def benchmark_lines() -> list[str]:
     return lines
 
 
+
+
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `vecgen think` run folder (runs/<name>).",
+                                            show_default=False)],
+) -> None:
+    """Re-check a finished think run's answers with today's answer checkers, without running the model.
+
+    Reloads the run's items (its benchmark and limit), checks every record's answer again, and rewrites
+    records.jsonl (pred, correct, score, reference), results.json (summaries, paired tests, pass@k, budgets),
+    report.md, think.png and the viewer; rescore.json lists every verdict that changed, old and new. Use it when a
+    checker was fixed after the run (runs outlive checker fixes). A second rescore changes nothing."""
+    from ..thinking.rescore import rescore as rescore_run
+
+    result = rescore_run(run_dir)
+    typer.echo(result.table())
+    typer.echo(f"{len(result.changes)} of {result.n_records} verdicts changed; wrote {run_dir}/rescore.json, "
+               "records.jsonl, results.json, report.md, think.png")
+
+
 def register(app: typer.Typer) -> None:
     app.command("think")(think)
+    app.command("rescore")(rescore)
