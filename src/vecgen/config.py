@@ -57,6 +57,12 @@ def format_validation_error(exc: ValidationError, what: str, allowed: dict[str, 
     return f"invalid {what}: " + "; ".join(parts)
 
 
+def validation_params(exc: ValidationError) -> tuple[str, ...]:
+    """The top-level fields ``exc`` names (for :class:`~vecgen.errors.ConfigError`'s ``param``: the command line
+    writes them as its flags)."""
+    return tuple(dict.fromkeys(str(e["loc"][0]) for e in exc.errors() if e.get("loc")))
+
+
 #: Human-readable allowed ranges, used in error messages.
 _ALLOWED_RANGES = {
     "temperature": "[0, 2] (0 = greedy)",

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
 import os
 import shutil
 import tempfile
@@ -82,6 +83,25 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: The deepest nesting of arrays and objects accepted in user JSON (task files, request bodies); deeper input is
+#: refused before parsing (Python's parser would raise RecursionError on it).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_too_deep_at(text: str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """The offset in ``text`` where JSON arrays / objects nest deeper than ``limit``, or None (brackets inside
+    strings do not count)."""
+    depth = 0
+    blanked = _JSON_STRING.sub(lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', text)  # keeps offsets
+    for m in _JSON_BRACKET.finditer(blanked):
+        depth += 1 if m.group(0) in "[{" else -1
+        if depth > limit:
+            return m.start()
+    return None
+
+
 def parse_json(text: str, where: str) -> Any:
     """Strict JSON for user files (task files, BIG-bench files, ``--texts``): standard JSON only.
 
@@ -90,8 +110,15 @@ def parse_json(text: str, where: str) -> Any:
     string holding a lone surrogate (``"\\ud800"``), which no tokenizer takes.
 
     Raises:
-        ConfigError: ``where: invalid JSON (...)`` naming the problem and its column / line.
+        ConfigError: ``where: invalid JSON (...)`` naming the problem and its column / line; nesting deeper than
+            :data:`MAX_JSON_DEPTH`.
     """
+    deep = json_too_deep_at(text)
+    if deep is not None:
+        line = text.count("\n", 0, deep) + 1
+        pos = f"line {line} column {deep - text.rfind(chr(10), 0, deep)}" if "\n" in text.strip() else f"column {deep + 1}"
+        raise ConfigError(f"{where}: invalid JSON (arrays and objects nested deeper than {MAX_JSON_DEPTH} levels at "
+                          f"{pos}); flatten the value")
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:

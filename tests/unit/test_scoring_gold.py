@@ -195,3 +195,21 @@ def test_unicode_minus_and_scientific_notation_read_as_numbers():
     assert check_answer(t, "\u221214282").correct and not check_answer(t, "14282").correct
     s = Task("s", "?", "9.36e-18")
     assert check_answer(s, "9.36e-18").correct and not check_answer(s, "9.36").correct
+
+
+def test_deeply_nested_json_in_a_task_file_is_one_line_exit_2(tmp_path, capsys):
+    from tests.unit.test_reliability import cli, one_line_error
+
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"question": "q", "answer": "1"}\n{"question": "q", "answer": "1", "x": '
+                    + "[" * 5000 + "]" * 5000 + "}\n", encoding="utf-8")
+    code, _, err = cli(["think", "--benchmark", path, "--limit", "2"], capsys)
+    one_line_error(code, err, "line 2", "deeper than 64 levels")
+
+
+@pytest.mark.parametrize("flag", ["--max-think-tokens", "--max-answer-tokens"])
+def test_thinking_config_errors_name_the_flag(flag, capsys):
+    from tests.unit.test_reliability import cli, one_line_error
+
+    code, _, err = cli(["think", "--limit", "1", flag, "0"], capsys)
+    one_line_error(code, err, f"{flag}=0")

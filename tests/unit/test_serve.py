@@ -250,7 +250,7 @@ def test_rows_wait_for_kv_cells_a_shared_context_lacks(tiny_lm, monkeypatch):
 def _post(url, path, body, **kw):
     content = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return httpx.post(url + path, content=content, headers={"content-type": "application/json", **kw.pop("headers", {})},
-                      timeout=60, **kw)
+                      timeout=kw.pop("timeout", 60), **kw)
 
 
 @pytest.mark.parametrize("body,param,fragment", [
@@ -314,6 +314,19 @@ def test_unknown_model_is_404_and_a_huge_body_413(served):
     assert _post(served[1], "/v1/completions", {"prompt": "hi", "max_tokens": 2}).status_code == 200  # still serving
 
 
+def test_deep_json_is_a_400_and_unknown_routes_and_methods_are_openai_errors(served):
+    deep = '{"messages": [{"role": "user", "content": "hi"}], "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    r = _post(served[1], "/v1/chat/completions", deep)
+    assert r.status_code == 400, r.text
+    assert "deeper than 64 levels" in r.json()["error"]["message"]
+    r = httpx.get(served[1] + "/v1/nowhere", timeout=30)
+    err = r.json()["error"]
+    assert r.status_code == 404 and err["type"] == "invalid_request_error" and "/v1/chat/completions" in err["message"]
+    r = httpx.get(served[1] + "/v1/chat/completions", timeout=30)
+    assert r.status_code == 405 and "GET is not allowed" in r.json()["error"]["message"]
+    assert _post(served[1], "/v1/completions", {"prompt": "hi", "max_tokens": 2}).status_code == 200  # still serving
+
+
 def test_the_api_key_is_required_when_set(tiny_lm):
     with live_server(tiny_lm("qwen2"), api_key="s3cret") as (url, _):
         assert httpx.get(url + "/v1/models").status_code == 401
@@ -342,6 +355,32 @@ def test_a_client_that_disconnects_mid_stream_frees_its_row(served):
     time.sleep(0.3)
     assert server.worker.stats["row_steps"] == steps  # nothing decodes for the gone client
     assert _post(url, "/v1/completions", {"prompt": "hi", "max_tokens": 2}).status_code == 200
+
+
+def test_a_non_streamed_thinking_client_that_leaves_frees_its_row_at_the_next_step(tiny_lm, monkeypatch, caplog):
+    from vecgen.serve import worker as worker_mod
+
+    observe = worker_mod.ServedRow.observe
+
+    def slow_observe(self, obs):  # 50 ms a step: the request would take 100 steps x 50 ms = 5 s
+        time.sleep(0.05)
+        return observe(self, obs)
+
+    monkeypatch.setattr(worker_mod.ServedRow, "observe", slow_observe)
+    caplog.set_level("INFO", logger="vecgen.serve.worker")
+    with live_server(tiny_lm("qwen2"), max_batch=2, max_tokens=100) as (url, server):
+        body = {"messages": [{"role": "user", "content": "think"}], "max_tokens": 4,
+                "thinking": {"method": "soft", "max_think_tokens": 96, "cold_stop_tau": 0}}
+        with pytest.raises(httpx.TimeoutException):
+            _post(url, "/v1/chat/completions", body, timeout=0.6)  # the client gives up and closes its connection
+        left = time.time()
+        while server.worker.busy and time.time() < left + 10:
+            time.sleep(0.02)
+        freed_after = time.time() - left
+        assert server.worker.busy == 0
+        assert server.worker.stats["row_steps"] < 40, server.worker.stats  # not run to its natural end (100 steps)
+        assert freed_after < 2.0
+        assert any("its client left" in r.getMessage() for r in caplog.records)
 
 
 def test_one_requests_nan_fails_that_request_only(tiny_lm, monkeypatch):

@@ -57,12 +57,13 @@ MaxMemoryOpt = Annotated[
     Optional[str],
     typer.Option("--max-memory", help="Per-device limits for --device-map, e.g. 0=20GiB,1=20GiB,cpu=60GiB."),
 ]
+# "\\[" keeps rich's markup from reading "[llamacpp]" as a style tag (the help showed 'vecgen').
 BackendOpt = Annotated[
     str,
     typer.Option("--backend", help="What runs the model: auto (= transformers), transformers, reference (vecgen's "
                  "from-scratch Qwen2/Qwen3 forward pass on the same weights), or llamacpp (a GGUF model run by "
                  "llama.cpp on its quantized weights, about 2.5x faster on a CPU; needs pip install "
-                 "'vecgen[llamacpp]'; --device and --dtype do not apply)."),
+                 "'vecgen\\[llamacpp]'; --device and --dtype do not apply)."),
 ]
 ThreadsOpt = Annotated[
     Optional[int],

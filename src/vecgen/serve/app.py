@@ -38,13 +38,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import CONCEPT_SAMPLING_DEFAULTS, SEED_MAX, SamplingConfig
 from ..decoding.engine import Mode, check_context
 from ..decoding.loop import GeneratePolicy
 from ..decoding.mixing import MixingConfig
 from ..errors import ConfigError, ContextLengthError, VecgenError
-from ..io import check_text
+from ..io import MAX_JSON_DEPTH, check_text, json_too_deep_at
 from ..models import LoadedModel, render_chat
 from ..thinking.prompts import build_chat_prompt, prompt_style
 from ..thinking.runner import Method, think_policy
@@ -123,7 +124,15 @@ class Server:
                 raise APIError(413, f"the request body is more than the limit of {limit:,} bytes "
                                "(vecgen serve --max-body-bytes)")
         try:
-            return json.loads(bytes(body), parse_constant=_reject_constant)
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise APIError(400, "the request body is not UTF-8 text") from None
+        deep = json_too_deep_at(text)
+        if deep is not None:
+            raise APIError(400, f"the request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels "
+                           f"(at character {deep})")
+        try:
+            return json.loads(text, parse_constant=_reject_constant)
         except UnicodeDecodeError:
             raise APIError(400, "the request body is not UTF-8 text") from None
         except ValueError as exc:
@@ -358,6 +367,17 @@ def create_app(lm: LoadedModel, settings: ServeSettings) -> FastAPI:
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:  # 404, 405 and the like
+        if exc.status_code == 404:
+            message = (f"no route {request.url.path}; vecgen serve answers POST /v1/chat/completions, POST "
+                       "/v1/completions, GET /v1/models and GET /health")
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return error_response(APIError(exc.status_code, message))
+
     @app.exception_handler(Exception)
     async def _any_error(request: Request, exc: Exception) -> JSONResponse:  # a bug: logged, one request fails
         log.exception("request failed")
@@ -434,20 +454,29 @@ def create_app(lm: LoadedModel, settings: ServeSettings) -> FastAPI:
     return app
 
 
+#: Seconds between two checks of a non-streamed request's connection (whatever events its rows emit meanwhile).
+DISCONNECT_POLL_S = 0.2
+
+
 async def _wait(job: Job, request: Request) -> None:
-    """Until every choice has ended; a client that disconnects cancels the job (its rows leave at the next step)."""
+    """Until every choice has ended; a client that disconnects cancels the job (its rows leave at the next step).
+    The connection is checked every :data:`DISCONNECT_POLL_S` seconds, also while the rows emit an event per step."""
     left = len(job.choices)
+    loop = asyncio.get_running_loop()
+    check_at = loop.time() + DISCONNECT_POLL_S
     try:
         while left:
             try:
-                event = await asyncio.wait_for(job.events.get(), timeout=0.5)
+                event = await asyncio.wait_for(job.events.get(), timeout=max(0.01, check_at - loop.time()))
+                if event[0] == "end":
+                    left -= 1
             except asyncio.TimeoutError:
+                pass
+            if left and loop.time() >= check_at:
                 if await request.is_disconnected():
                     job.cancelled = True
                     return
-                continue
-            if event[0] == "end":
-                left -= 1
+                check_at = loop.time() + DISCONNECT_POLL_S
     except asyncio.CancelledError:
         job.cancelled = True
         raise

@@ -279,6 +279,7 @@ class EngineWorker:
         self.reserved.pop(i, None)
         job, choice = self.rows.pop(i)
         if job.cancelled:
+            log.info("row %d freed after %d tokens: its client left", i, len(record.tokens))
             return
         failure = error or choice.error
         if failure is not None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config import SamplingConfig, format_validation_error
+from ..config import SamplingConfig, format_validation_error, validation_params
 from ..decoding.engine import Action, Mode, Observation, run
 from ..decoding.mixing import MixingConfig, get_rule
 from ..errors import ConfigError
@@ -157,7 +157,7 @@ class ThinkConfig(BaseModel):
         try:
             cfg = cls(**{k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, "thinking config")) from None
+            raise ConfigError(format_validation_error(exc, "thinking config"), param=validation_params(exc)) from None
         get_rule(cfg.thinking_rule().rule)
         return cfg
 
