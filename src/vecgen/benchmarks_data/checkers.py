@@ -100,15 +100,11 @@ def answer_region(text: str) -> str:
 
 
 def answer_span(text: str) -> str:
-    """The part of a (cleaned) output that states the answer (steps 2–4 of the module docstring)."""
-    found = [m.group(1) for m in _HASHES.finditer(text) if m.group(1).strip()]
-    if found:
-        return found[-1].strip()
-    if "\\boxed" in text:
+    """The part of a (cleaned) output that states the answer (steps 2–4 of the module docstring): the first line of
+    :func:`answer_region`, or the whole text where a ``\\boxed{}`` answers (its readers take the box themselves)."""
+    if "\\boxed" in text and not any(m.group(1).strip() for m in _HASHES.finditer(text)):
         return text
-    phrases = list(_ANSWER_PHRASE.finditer(text))
-    rest = text[phrases[-1].end() :] if phrases else text
-    lines = [line.strip() for line in rest.splitlines() if line.strip()]
+    lines = [line.strip() for line in answer_region(text).splitlines() if line.strip()]
     return lines[0] if lines else ""
 
 
