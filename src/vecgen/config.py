@@ -49,12 +49,20 @@ def format_validation_error(exc: ValidationError, what: str, allowed: dict[str, 
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err.get("loc", ())) or what
-        if field in allowed and err.get("type") != "extra_forbidden":
+        if is_type_error(err):
+            msg = f"wrong type: {err.get('msg', 'invalid value')}"
+        elif field in allowed and err.get("type") != "extra_forbidden":
             msg = f"allowed range is {allowed[field]}"
         else:
             msg = err.get("msg", "invalid value")
         parts.append(f"{field}={err.get('input')!r}: {msg}")
     return f"invalid {what}: " + "; ".join(parts)
+
+
+def is_type_error(err: Any) -> bool:
+    """True for a pydantic error about a value's type (``'hot'`` for a number), not its range."""
+    kind = str(err.get("type", ""))
+    return kind.endswith(("_parsing", "_type")) or kind in ("bool_parsing", "is_instance_of")
 
 
 def validation_params(exc: ValidationError) -> tuple[str, ...]:

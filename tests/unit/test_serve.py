@@ -280,6 +280,17 @@ def _post(url, path, body, **kw):
      "thinking.max_think_tokens", "limit"),
     ({"messages": [{"role": "user", "content": "hi"}], "thinking": {"mixing": {"rule": "bogus"}}}, "thinking",
      "bogus"),
+    ({"messages": [{"role": "user", "content": "hi"}], "thinking": {"mixing": {"bogus": 1}}},
+     "thinking.mixing.bogus", "thinking.mixing.bogus"),
+    ({"messages": [{"role": "user", "content": "hi"}], "thinking": {"think_sampling": {"temperature": 9}}},
+     "thinking.think_sampling.temperature", "[0, 2]"),
+    ({"messages": [{"role": "user", "content": "hi"}], "thinking": {"think_sampling": {"temperature": "hot"}}},
+     "thinking.think_sampling.temperature", "wrong type"),
+    ({"messages": [{"role": "user", "content": "hi"}], "thinking": {"think_sampling": {"bogus": 1}}},
+     "thinking.think_sampling.bogus", "unknown field"),
+    ({"messages": [{"role": "user", "content": "hi"}], "thinking": {"mixing": {"max_topk": "x"}}},
+     "thinking.mixing.max_topk", "wrong type"),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "temperature", "wrong type"),
     ({"messages": [{"role": "user", "content": "hi"}], "concept_tokens": {"n": 2, "rule": "bogus"}},
      "concept_tokens.rule", "bogus"),
     ({"messages": [{"role": "user", "content": "hi"}], "concept_tokens": {"n": 2}, "stream": True}, "stream",
@@ -300,6 +311,8 @@ def test_bad_chat_requests_get_400_naming_the_field(served, body, param, fragmen
     ({"prompt": "hi", "echo": True}, "echo"),
     ({"prompt": "hi", "max_tokens": 5000}, "limit"),
     ({"model": "tiny"}, "missing field 'prompt'"),
+    ({"prompt": "hi", "thinking": {"method": "soft"}}, "own field of /v1/chat/completions"),
+    ({"prompt": "hi " * 600, "max_tokens": 8}, "lower max_tokens"),
 ])
 def test_bad_completion_requests_get_400(served, body, fragment):
     r = _post(served[1], "/v1/completions", body)

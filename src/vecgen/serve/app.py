@@ -49,6 +49,7 @@ from ..io import MAX_JSON_DEPTH, check_text, json_too_deep_at
 from ..models import LoadedModel, render_chat
 from ..thinking.prompts import build_chat_prompt, prompt_style
 from ..thinking.runner import Method, think_policy
+from ..thinking.settings import CONCEPT_FIELDS
 from ..thinking.think import think_config
 from .protocol import APIError, ChatRequest, CompletionRequest, _Common, parse_request
 from .worker import Choice, EngineWorker, Job
@@ -179,8 +180,11 @@ class Server:
             raise APIError(400, f"{param}: the prompt is empty; give some text", param=param)
         try:
             check_context(self.lm, [len(ids)], [budget], names=["the prompt"])
-        except ContextLengthError as exc:
-            raise APIError(400, str(exc), param=param, code="context_length_exceeded") from None
+        except ContextLengthError:  # the library's message names command-line flags; name the request's fields
+            raise APIError(400, f"{param}: the prompt needs {len(ids) + budget} positions ({len(ids)} prompt + up to "
+                           f"{budget} generated), but the model's context is {self.lm.context_length}; shorten "
+                           f"{param} or lower max_tokens (and thinking.max_think_tokens)", param=param,
+                           code="context_length_exceeded") from None
 
     # -- rows ----------------------------------------------------------------------------------------------------
     def _concept_choices(self, req: _Common, ids: list[int], seeds: list[int], job_id: int, param: str) -> list[Choice]:
@@ -257,7 +261,11 @@ class Server:
                 if name in settings:
                     raise ConfigError(f"thinking.{name}: set it with the request's own fields (max_tokens, stop, "
                                       "temperature ...)", param=name)
-            mixing = MixingConfig.create(**t.mixing) if t.mixing is not None else None
+            given_mixing, given_concept = t.mixing, t.think_sampling
+            mixing = (_section("mixing", lambda: MixingConfig.create(**given_mixing))
+                      if given_mixing is not None else None)
+            if given_concept is not None:
+                _section("think_sampling", lambda: _concept_sampling(given_concept))
             sampling = self._sampling(req, 1, seeds[0])  # the answer's (and cot's thinking) sampler
             cfg = think_config(t.method, sampling=sampling, mixing=mixing, concept=t.think_sampling,
                                max_answer_tokens=given, stop_sequences=req.stops() or None, **settings)
@@ -313,6 +321,23 @@ class Server:
                 c.index = k * req.n + c.index
             out.append(choices)
         return out
+
+
+def _concept_sampling(values: dict[str, Any]) -> SamplingConfig:
+    unknown = sorted(set(values) - set(CONCEPT_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown field {unknown[0]!r}; choose from: {', '.join(CONCEPT_FIELDS)}", param=unknown[0])
+    return SamplingConfig.create(**values)
+
+
+def _section(name: str, build: Callable[[], Any]) -> Any:
+    """``build()``, its errors as a 400 naming ``thinking.<name>.<field>`` (the nested object's own path)."""
+    try:
+        return build()
+    except ConfigError as exc:
+        field = exc.params[0] if exc.params else _field_in(str(exc))
+        path = f"thinking.{name}.{field}" if field else f"thinking.{name}"
+        raise APIError(400, f"{path}: {exc}", param=path) from None
 
 
 def _field_in(message: str) -> str | None:

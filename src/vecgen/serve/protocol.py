@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..config import is_type_error
+
 #: Choices per request (``n``) at most.
 MAX_CHOICES = 16
 #: Stop strings per request at most (OpenAI allows 4; lm-eval sends up to 4 for chat, more for completions).
@@ -201,10 +203,15 @@ def parse_request(cls: type[_Common], data: Any) -> Any:
         err = exc.errors()[0]
         loc: str | None = ".".join(str(p) for p in err.get("loc", ())
                                    if not str(p).startswith(("str", "list[", "function-"))) or None
-        if err.get("type") == "extra_forbidden":
-            message = f"unknown field {loc!r}; see the API reference (vecgen's own fields: thinking, concept_tokens)"
+        own = [f for f in ("thinking", "concept_tokens") if f in cls.model_fields]
+        if err.get("type") == "extra_forbidden" and loc in ("thinking", "concept_tokens"):
+            message = f"{loc} is not a field of this endpoint; it is vecgen's own field of /v1/chat/completions"
+        elif err.get("type") == "extra_forbidden":
+            message = f"unknown field {loc!r}; see the API reference (vecgen's own fields here: {', '.join(own)})"
         elif err.get("type") == "missing":
             message = f"missing field {loc!r}"
+        elif is_type_error(err):
+            message = f"{loc}={err.get('input')!r}: wrong type: {err.get('msg', 'invalid value')}"
         else:
             message = f"{loc}={err.get('input')!r}: {err.get('msg', 'invalid value')}"
         raise APIError(400, message, param=loc) from None
