@@ -548,6 +548,41 @@ def test_a_signal_stops_admitting_finishes_in_flight_rows_and_exits_0(tiny_model
         httpx.get(url + "/health", timeout=2)
 
 
+def test_a_second_signal_answers_in_flight_requests_503_and_exits_130(tiny_model_dir):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_serve_cmd(tiny_model_dir("qwen2"), port, "--max-tokens", "400"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_healthy(url, proc)
+        got = {}
+
+        def in_flight():
+            got["r"] = httpx.post(url + "/v1/completions", timeout=120,
+                                  json={"prompt": "Count", "max_tokens": 400, "temperature": 0})
+
+        t = threading.Thread(target=in_flight)
+        t.start()
+        deadline = time.time() + 60
+        while httpx.get(url + "/health", timeout=5).json()["busy_rows"] < 1 and time.time() < deadline:
+            time.sleep(0.05)  # the row is decoding (400 tokens: seconds)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        t.join(120)
+        code = proc.wait(120)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, err
+    r = got["r"]
+    assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable", r.text
+    assert "second signal" in r.json()["error"]["message"]
+    assert "Traceback" not in err and "CancelledError" not in err, err
+
+
 @pytest.mark.parametrize("argv,fragment", [
     (["--host", "0.0.0.0"], "--api-key"),
     (["--host", "0.0.0.0", "--api-key", " "], "empty"),

@@ -102,14 +102,17 @@ def serve(o: ServeOptions) -> None:
     streaming, soft thinking ("thinking": {"method": "soft", ...} in the body, e.g. the openai client's extra_body;
     the trace comes back as reasoning_content) and concept tokens ("concept_tokens": {"n": 4}). Requests from every
     client share one continuously batched engine. Ctrl-C or SIGTERM stops admitting, lets the requests in flight
-    finish, and exits 0 (a second Ctrl-C exits at once)."""
+    finish, and exits 0; a second signal answers the requests in flight with 503 and exits 130."""
     check_serve(o)
     check_load(o)
     lm = load(o)
     from ..serve.run import serve_forever  # FastAPI and uvicorn are imported only here
 
-    serve_forever(lm, o.served_model_name or o.model, host=o.host, port=o.port, max_batch=o.max_batch,
-                  api_key=o.api_key, max_tokens=o.max_tokens, max_body_bytes=o.max_body_bytes, log_level=o.log_level)
+    code = serve_forever(lm, o.served_model_name or o.model, host=o.host, port=o.port, max_batch=o.max_batch,
+                         api_key=o.api_key, max_tokens=o.max_tokens, max_body_bytes=o.max_body_bytes,
+                         log_level=o.log_level)
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -246,6 +246,16 @@ class EngineWorker:
                 job.fail(choice, APIError(503, "the server shut down before this request started"))
             self.cond.notify()
 
+    def abort_in_flight(self) -> None:
+        """A second shutdown signal: stop admitting, and answer every request in flight with 503 (its rows leave at
+        the next step) instead of letting them finish."""
+        self.stop_admitting()
+        with self.cond:
+            for job, choice in list(self.rows.values()):
+                job.fail(choice, APIError(503, "the server was stopped (a second signal) before this request "
+                                               "finished; send it again later"))
+            self.cond.notify()
+
     def close(self, timeout: float | None = None) -> None:
         self.stop_admitting()
         if self.thread.is_alive():
@@ -282,6 +292,9 @@ class EngineWorker:
             log.info("row %d freed after %d tokens: its client left", i, len(record.tokens))
             return
         failure = error or choice.error
+        if isinstance(failure, APIError) and failure.status == 503:  # answered already (abort_in_flight)
+            log.info("row %d ended: %s", i, failure.message)
+            return
         if failure is not None:
             log.error("request row %d failed: %s: %s", i, type(failure).__name__, failure)
             job.fail(choice, failure)
