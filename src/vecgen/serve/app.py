@@ -51,7 +51,7 @@ from ..thinking.prompts import build_chat_prompt, prompt_style
 from ..thinking.runner import Method, think_policy
 from ..thinking.settings import CONCEPT_FIELDS
 from ..thinking.think import think_config
-from .protocol import APIError, ChatRequest, CompletionRequest, _Common, parse_request
+from .protocol import APIError, ChatRequest, CompletionRequest, _Common, parse_request, request_schemas
 from .worker import Choice, EngineWorker, Job
 
 log = logging.getLogger(__name__)
@@ -323,6 +323,35 @@ class Server:
         return out
 
 
+def _body(schema: str) -> dict[str, Any]:
+    """The ``requestBody`` of a route in the OpenAPI document (the route reads its body itself)."""
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document of ``GET /openapi.json``: FastAPI's, with the request bodies' schemas
+    (:func:`~vecgen.serve.protocol.request_schemas`) and the OpenAI error object."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title="vecgen", version=_version(), routes=app.routes,
+                          description="OpenAI-compatible chat and text completions with soft thinking and concept "
+                                      "tokens (vecgen serve)")
+        doc.setdefault("components", {}).setdefault("schemas", {}).update(request_schemas())
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vecgen")
+    except PackageNotFoundError:  # pragma: no cover - a source checkout without install
+        return "0"
+
+
 def _concept_sampling(values: dict[str, Any]) -> SamplingConfig:
     unknown = sorted(set(values) - set(CONCEPT_FIELDS))
     if unknown:
@@ -385,8 +414,9 @@ def create_app(lm: LoadedModel, settings: ServeSettings) -> FastAPI:
         finally:
             await asyncio.to_thread(server.worker.close)
 
-    app = FastAPI(title="vecgen", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="vecgen", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.server = server
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # the bodies are parsed by hand: typed here
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -418,7 +448,7 @@ def create_app(lm: LoadedModel, settings: ServeSettings) -> FastAPI:
         return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": 0,
                                             "owned_by": "vecgen", "max_model_len": lm.context_length}]}
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, openapi_extra=_body("ChatRequest"))
     async def chat(request: Request) -> Any:
         server.check_key(request)
         req = parse_request(ChatRequest, await server.read_json(request))
@@ -448,7 +478,7 @@ def create_app(lm: LoadedModel, settings: ServeSettings) -> FastAPI:
         return {"id": rid, "object": "chat.completion", "created": job.created, "model": settings.model_id,
                 "choices": body_choices, "usage": _usage(choices, len(choices[0].prompt_ids))}
 
-    @app.post("/v1/completions", response_model=None)
+    @app.post("/v1/completions", response_model=None, openapi_extra=_body("CompletionRequest"))
     async def completions(request: Request) -> Any:
         server.check_key(request)
         req = parse_request(CompletionRequest, await server.read_json(request))

@@ -217,5 +217,44 @@ def parse_request(cls: type[_Common], data: Any) -> Any:
         raise APIError(400, message, param=loc) from None
 
 
+#: ``ThinkConfig`` fields a request may not set in ``thinking`` (the request's own fields set them, or they are typed
+#: above: method, think_sampling, mixing).
+_THINKING_NOT_SETTABLE = ("method", "think_sampling", "answer_sampling", "mixing", "max_answer_tokens",
+                          "stop_sequences")
+
+
+def request_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON schemas of the request bodies for the OpenAPI document (``GET /openapi.json``): ``ChatRequest`` and
+    ``CompletionRequest`` and every model they use, keyed by name, with refs to ``#/components/schemas/NAME``.
+    ``ThinkingRequest`` lists the ``ThinkConfig`` settings a request may give (``max_think_tokens``,
+    ``cold_stop_tau``, ...), ``mixing`` is a ``MixingConfig`` and ``think_sampling`` the concept-token sampler's
+    fields."""
+    from ..config import SamplingConfig
+    from ..decoding.mixing import MixingConfig
+    from ..thinking.runner import ThinkConfig
+    from ..thinking.settings import CONCEPT_FIELDS
+
+    ref = "#/components/schemas/{model}"
+    out: dict[str, dict[str, Any]] = {}
+    for model in (ChatRequest, CompletionRequest):
+        schema = model.model_json_schema(ref_template=ref)
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    think = ThinkConfig.model_json_schema(ref_template=ref)
+    props = out["ThinkingRequest"]["properties"]
+    for name, prop in think["properties"].items():
+        if name not in _THINKING_NOT_SETTABLE:
+            props[name] = prop
+    mixing = MixingConfig.model_json_schema(ref_template=ref)
+    out.update(mixing.pop("$defs", {}))
+    out["MixingConfig"] = mixing
+    props["mixing"] = {"anyOf": [{"$ref": ref.format(model="MixingConfig")}, {"type": "null"}]}
+    sampling = SamplingConfig.model_json_schema(ref_template=ref)["properties"]
+    props["think_sampling"] = {"anyOf": [{"type": "object", "additionalProperties": False,
+                                          "properties": {f: sampling[f] for f in CONCEPT_FIELDS}}, {"type": "null"}]}
+    out["ThinkingRequest"]["additionalProperties"] = False
+    return out
+
+
 __all__ = ["APIError", "ChatMessage", "ChatRequest", "CompletionRequest", "ConceptRequest", "ThinkingRequest",
-           "parse_request"]
+           "parse_request", "request_schemas"]
