@@ -23,7 +23,7 @@ from synthetic import synthetic_think_run
 import vecgen.thinking  # noqa: F401  (registers the page data of think runs)
 from vecgen.reports.view import write_view
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "docs" / "results" / "think-gsm8k100-default"

@@ -35,13 +35,16 @@ from reference_decoding import hf_greedy, reference_cot
 CASES = [("transformers", f) for f in ("qwen2", "qwen3", "llama", "gpt2", "gemma3")] + [
     ("reference", f) for f in ("qwen2", "qwen3")] + [("llamacpp", f) for f in ("qwen2", "qwen3")]
 IDS = [f"{b}-{f}" for b, f in CASES]
+#: The fast tier runs the transformers backend on Qwen2 (every contract check once); the other cases are slow.
+FAST_CONTRACT = "transformers-qwen2"
+PARAMS = [pytest.param(c, id=i, marks=() if i == FAST_CONTRACT else pytest.mark.slow) for c, i in zip(CASES, IDS)]
 TOL = dict(atol=1e-5, rtol=1e-4)
 GREEDY = SamplingConfig()
 SOFT = SamplingConfig(temperature=1.0)  # the mixture is deterministic (no draw): soft = top-10 of the softmax
 TEXTS = ["Hello there", "A much longer prompt than the first one is", "Hi"]
 
 
-@pytest.fixture(params=CASES, ids=IDS)
+@pytest.fixture(params=PARAMS)
 def case(request, tiny_lm, tiny_llamacpp):
     """``(lm, hf_lm)``: the model under ``backend``, and the same weights under transformers."""
     backend, family = request.param
@@ -234,6 +237,7 @@ def test_hidden_state_is_after_the_final_norm_and_before_the_lm_head(case):
     torch.testing.assert_close(head(state.hidden).float(), state.logits, **TOL)
 
 
+@pytest.mark.slow  # every backend on two families (the fast tier checks the transformers backend above)
 @pytest.mark.parametrize("family", ["qwen2", "qwen3"])
 def test_soft_mixtures_and_logits_agree_across_backends(tiny_lm, family):
     from vecgen.reference import from_transformers

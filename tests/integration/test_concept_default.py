@@ -9,7 +9,7 @@ import pytest
 from vecgen.concept import ConceptConfig, run_concept
 from vecgen.diagnose import diagnose_embeds
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_first_concept_token_of_the_capital_of_france_holds_paris(default_lm):

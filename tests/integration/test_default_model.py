@@ -10,7 +10,7 @@ from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
 from vecgen.models import format_prompt, get_entry, load_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_greedy_capital_of_france_is_paris(default_lm):

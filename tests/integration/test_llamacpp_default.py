@@ -25,7 +25,7 @@ from vecgen.backends import build_batch
 from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
 
-pytestmark = [pytest.mark.integration,
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                  reason="llama-cpp-python is not installed (pip install -e '.[llamacpp]')")]
 

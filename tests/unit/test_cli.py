@@ -11,6 +11,7 @@ def run(*args, env=None):
                           env=env)
 
 
+@pytest.mark.slow
 def test_generate_on_a_local_tiny_model(tiny_model_dir):
     out = run("generate", "Hello", "-m", str(tiny_model_dir("qwen2")), "-n", "3", "--temperature", "0.7", "--top-k",
               "5", "--seed", "1")
@@ -28,6 +29,7 @@ def test_generate_on_a_local_tiny_model(tiny_model_dir):
         (["generate", "x", "--preset", "wild"], "unknown sampling preset"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(args, fragment):
     out = run(*args)
     assert out.returncode == 2
@@ -35,6 +37,7 @@ def test_bad_input_is_one_clear_line(args, fragment):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_models_lists_the_default():
     out = run("models")
     assert out.returncode == 0

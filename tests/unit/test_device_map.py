@@ -9,6 +9,8 @@ from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
 from vecgen.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # the whole file is the slow tier
+
 SPLIT = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
          "model.norm": "cpu", "lm_head": "cpu"}
 

@@ -47,6 +47,7 @@ def test_without_llama_cpp_python_the_error_says_how_to_install_it(monkeypatch, 
 
 
 @needs_llamacpp
+@pytest.mark.slow
 def test_a_full_context_is_a_clear_error_not_a_crash(tiny_llamacpp):
     from vecgen.backends.llamacpp import LlamaCppOptions
     from vecgen.models import load_model
@@ -63,6 +64,7 @@ def test_a_full_context_is_a_clear_error_not_a_crash(tiny_llamacpp):
 
 
 @needs_llamacpp
+@pytest.mark.slow
 def test_sequences_are_released_with_their_states_and_forks_share_nothing(tiny_llamacpp):
     from vecgen.backends import build_batch
 
@@ -104,6 +106,7 @@ def test_a_registry_model_without_its_gguf_parts_names_the_extra(monkeypatch, ca
 
 
 @needs_llamacpp
+@pytest.mark.slow
 def test_scoring_and_per_layer_reading_are_unsupported_capabilities_not_crashes(tiny_llamacpp):
     """The contract's scoring and reading capabilities (teacher-forced logits, per-layer hidden states, the LM head)
     are refused by llama.cpp with UnsupportedError naming the backend that has them; every feature built on them

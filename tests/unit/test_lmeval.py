@@ -117,6 +117,7 @@ def test_bad_model_args_are_refused_before_loading(tiny_model_dir, monkeypatch, 
         _model(tiny_model_dir, **args)
 
 
+@pytest.mark.slow
 def test_lm_eval_command_runs_a_local_task_with_soft_thinking(tiny_model_dir, tmp_path):
     """The documented command: vecgen-lm-eval (lm_eval's CLI with the vecgen model) on local task YAMLs."""
     tasks = _tasks(tmp_path)
@@ -138,6 +139,7 @@ def test_lm_eval_command_runs_a_local_task_with_soft_thinking(tiny_model_dir, tm
     assert bad.returncode == 2 and "unknown method 'telepathy'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_lm_eval_multiple_choice_accuracy_follows_the_loglikelihoods(tiny_model_dir, tmp_path):
     """simple_evaluate on the local multiple-choice task: the harness's acc equals the share of items whose
     correct choice has the highest log-likelihood computed directly."""

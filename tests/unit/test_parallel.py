@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the whole file is the slow tier
+
 # batch size 1: chunks of CHUNK_BATCHES (4) items, so 16 items are 4 chunks, two per process
 ARGS = ["think", "-b", "gsm8k", "--limit", "16", "--batch-size", "1", "--max-think-tokens", "12",
         "--methods", "direct,cot,soft"]

@@ -330,6 +330,7 @@ def test_bad_prompt_and_pair_files(tmp_path, capsys, monkeypatch):
     one_line_error(code, err, "no relation has two pairs")
 
 
+@pytest.mark.slow
 def test_probe_commands_write_their_runs(tiny_model_dir, capsys, tmp_path):
     model = str(tiny_model_dir("qwen2"))
     prompts = tmp_path / "p.txt"

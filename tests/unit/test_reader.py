@@ -99,6 +99,7 @@ def test_examples_hold_the_mixtures_top_weights(fresh_tiny):
     assert all(torch.equal(a.vectors, b.vectors) and a.top_ids == b.top_ids for a, b in zip(ex, again))
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_a_fresh_adapter_changes_nothing(fresh_tiny):
     lm = fresh_tiny()
     # the tiny random model's LM head has small random weights (logits near 0): an adapter on the attention alone
@@ -115,6 +116,7 @@ def test_training_lowers_the_loss_and_a_fresh_adapter_changes_nothing(fresh_tiny
     assert continuation_kl(lm, peft, ex)["kl"]["mean"] > 0.0
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_bit_identical(fresh_tiny):
     cfg = ReaderConfig.create(train_examples=4, batch_size=2, epochs=2, lr=1e-2, n_min=2, n_max=2, lora_r=4,
                               checkpoint_every=1)
@@ -160,6 +162,7 @@ def test_bad_reader_options_fail_before_loading(args, fragment, capsys, monkeypa
     one_line_error(code, err, fragment)
 
 
+@pytest.mark.slow
 def test_reader_run_and_checkpoints_of_another_model(tiny_model_dir, capsys, tmp_path, monkeypatch):
     q2 = str(tiny_model_dir("qwen2"))
     code, out, err = cli(["reader", "train", "--model", q2, "--device", "cpu", "--out-dir", tmp_path, "--run-name", "r",

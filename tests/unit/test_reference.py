@@ -317,6 +317,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "vecgen", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_verify_command(tiny_model_dir, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

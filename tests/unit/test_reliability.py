@@ -531,6 +531,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tiny_model_dir, tmp_path):
     runs = tmp_path / "runs"
     argv = [sys.executable, "-m", "vecgen", "think", "-b", "gsm8k", "--limit", "400", "-m", str(tiny_model_dir("qwen2")),
@@ -549,6 +550,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tiny_model_dir, tmp_path):
     assert not (runs / "ctrlc" / ".vecgen.lock").exists()
 
 
+@pytest.mark.slow
 def test_generate_ctrl_c_says_nothing_was_written(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from conftest import save_tiny_model

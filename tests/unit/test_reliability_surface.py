@@ -154,6 +154,7 @@ def test_the_library_refuses_text_a_tokenizer_cannot_take(tiny_lm):
 # ------------------------------------------------------------------------------------- 3. llama.cpp small n_ctx
 
 
+@pytest.mark.slow
 def test_a_small_llamacpp_context_never_aborts_the_process(tiny_llamacpp, tmp_path):
     import shutil
 

@@ -198,6 +198,7 @@ def test_sixteen_concurrent_requests_all_complete_and_equal_offline_outputs(serv
     assert server.worker.busy == 0
 
 
+@pytest.mark.slow
 def test_the_llamacpp_backend_serves_concurrent_requests_too(tiny_llamacpp):
     """The same server on llama.cpp (sequence ids instead of a padded cache): concurrent greedy completions and a soft
     thinking request equal their offline runs on the same backend."""
@@ -471,6 +472,7 @@ def test_a_policy_error_fails_its_request_only(served, monkeypatch):
     assert server.worker.busy == 0
 
 
+@pytest.mark.slow
 def test_lm_eval_local_chat_completions_runs_a_local_task(served, tmp_path, monkeypatch):
     pytest.importorskip("lm_eval", reason="the lmeval extra is installed in CI")
     import lm_eval.models.openai_completions  # noqa: F401  (registers local-chat-completions even after vecgen's model)
@@ -516,6 +518,7 @@ def _wait_healthy(url, proc, timeout=120):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow
 def test_a_signal_stops_admitting_finishes_in_flight_rows_and_exits_0(tiny_model_dir, sig):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -548,6 +551,7 @@ def test_a_signal_stops_admitting_finishes_in_flight_rows_and_exits_0(tiny_model
         httpx.get(url + "/health", timeout=2)
 
 
+@pytest.mark.slow
 def test_a_second_signal_answers_in_flight_requests_503_and_exits_130(tiny_model_dir):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -394,6 +394,7 @@ def _cli(*args):
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_cli_train_eval_inspect_on_a_tiny_model(tiny_model_dir, tmp_path):
     model = str(tiny_model_dir("qwen2"))
     out = _cli("softprompt", "train", "-m", model, "--episodes", "2", "--eval-interval", "2", "--eval-size", "2",
@@ -433,6 +434,7 @@ def test_cli_bad_hyperparameters(args, fragment):
     assert fragment in str(out.exception)
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_with_exit_status_2():
     out = subprocess.run([sys.executable, "-m", "vecgen", "softprompt", "train", "--lr", "-1"], capture_output=True,
                          text=True, timeout=300)

@@ -123,6 +123,7 @@ def test_bad_options_are_clear_errors(args, fragment, capsys):
     one_line_error(code, err, fragment)
 
 
+@pytest.mark.slow
 def test_malformed_task_file_is_one_line_with_exit_2(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "a", "answer": "1"}\n{"question": "b"\n')

@@ -106,6 +106,7 @@ def test_methods_that_draw_may_be_sampled():
     assert deterministic(ThinkConfig.create(method="soft")) and deterministic(ThinkConfig.create(method="cot"))
 
 
+@pytest.mark.slow
 def test_grid_runs_every_combination_compares_with_the_baseline_and_resumes(tiny_model_dir, task_file, tmp_path):
     runner = CliRunner()
     out = tmp_path / "runs"
@@ -134,6 +135,7 @@ def test_grid_runs_every_combination_compares_with_the_baseline_and_resumes(tiny
     assert isinstance(res.exception, ConfigError) and "different settings" in str(res.exception)
 
 
+@pytest.mark.slow
 def test_samples_report_pass_at_k_and_do_not_depend_on_the_batch(tiny_model_dir, task_file, tmp_path):
     runner = CliRunner()
     out = tmp_path / "runs"
