@@ -360,3 +360,45 @@ def test_switch_and_gated_thinking_feed_what_their_rules_say(case):
         for mode, w in zip(out.modes, out.top_weights):
             h = -sum(x * math.log(x) for x in w if x > 0)
             assert mode == ("latent" if gate_is_latent(h, 10, 0.3) else "explicit") or out.stop_reason == "marker"
+
+
+def test_chunked_prefill_equals_whole_prefill_and_lets_live_rows_step(case):
+    """``run(prefill_chunk=)``: a long prompt that arrives while a row decodes is prefilled 8 tokens per step (each
+    chunk on top of the last: :meth:`Backend.prefill` with ``past``), the live row steps between its chunks, and
+    both rows' greedy tokens equal their runs alone (transformers float32: token for token)."""
+    from vecgen.decoding import Action, Mode, run
+
+    lm, _ = case
+
+    class Greedy:
+        def __init__(self, n):
+            self.n, self.tokens, self.mode = n, [], Mode("g", GREEDY, MixingConfig(rule="onehot"))
+
+        def next_input(self):
+            return self.mode if len(self.tokens) < self.n else None
+
+        def observe(self, obs):
+            self.tokens.append(obs.token)
+            return Action.feed if len(self.tokens) < self.n else Action.done
+
+        def max_inputs(self):
+            return self.n
+
+    short = lm.encode("Hi")
+    long = lm.encode("A much longer prompt than the first one is, with more words and more tokens in it")[:30]
+    assert len(long) > 16
+    for chunk in (8, None):
+        a, b = Greedy(12), Greedy(4)
+        queue = [[(short, a)], [], [(long, b)]]
+        live_per_step: list[int] = []
+        res = run(lm, [], [], max_batch=2, admit=lambda free: queue.pop(0) if queue else [],
+                  on_row_end=lambda i, rec, err: None, prefill_chunk=chunk,
+                  on_step=lambda step, live: live_per_step.append(live))
+        assert res.rows == []
+        alone_a, alone_b = Greedy(12), Greedy(4)
+        run(lm, [short], [alone_a])
+        run(lm, [long], [alone_b])
+        assert a.tokens == alone_a.tokens and b.tokens == alone_b.tokens, chunk
+        joined = live_per_step.index(2)  # the first step with both rows live
+        # it arrives at step 2; chunked, its first chunk is prefilled there and one more before each later step
+        assert joined == (2 + -(-len(long) // chunk) - 1 if chunk is not None else 2), live_per_step

@@ -46,6 +46,10 @@ class ServeOptions(ModelOptions, BackendOptions):
     max_body_bytes: Annotated[int, typer.Option(
         "--max-body-bytes", min=1024, max=1_000_000_000, help="Largest request body in bytes (larger ones get HTTP "
         "413).")] = 1_000_000
+    prefill_chunk: Annotated[int, typer.Option(
+        "--prefill-chunk", min=0, max=1_000_000, help="Chunked prefill: a prompt longer than this many tokens that "
+        "arrives while other requests decode is prefilled this many tokens per step, between their steps, so they "
+        "keep streaming (0 = prefill whole prompts at once).")] = 256
     served_model_name: Annotated[Optional[str], typer.Option(
         "--served-model-name", help="The model name clients send and /v1/models lists (default: --model).",
         show_default=False)] = None
@@ -110,6 +114,7 @@ def serve(o: ServeOptions) -> None:
 
     code = serve_forever(lm, o.served_model_name or o.model, host=o.host, port=o.port, max_batch=o.max_batch,
                          api_key=o.api_key, max_tokens=o.max_tokens, max_body_bytes=o.max_body_bytes,
+                         prefill_chunk=o.prefill_chunk or None,
                          log_level=o.log_level)
     if code:
         raise typer.Exit(code)

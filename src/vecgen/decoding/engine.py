@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -334,6 +334,7 @@ def run(
     max_batch: int | None = None,
     admit: Admit | None = None,
     on_row_end: RowEndHook | None = None,
+    prefill_chunk: int | None = None,
 ) -> EngineResult:
     """Decode a batch of prompts, each row driven by its policy, until every row is done.
 
@@ -364,6 +365,11 @@ def run(
             row and handed over, and :attr:`EngineResult.rows` is empty). A NaN/inf in one row's logits or vector
             then ends that row with the error instead of raising, and its neighbours go on. A random stream
             (:attr:`Mode.stream`) is forgotten when the last row that drew from it ends.
+        prefill_chunk: chunked prefill of arriving prompts (``admit``): a token-id prompt longer than this is
+            prefilled ``prefill_chunk`` tokens per step, each chunk on top of the last (:meth:`Backend.prefill` with
+            ``past``), between the live rows' decode steps, and joins them after its last chunk; so a long prompt
+            does not stall the rows already decoding (Sarathi-Serve's chunked prefill, Agrawal et al. 2024).
+            Its tokens equal an unchunked prefill's up to the kernels' tolerance. None: whole prompts.
 
     Returns:
         An :class:`EngineResult`.
@@ -383,6 +389,8 @@ def run(
         raise ConfigError(f"max_batch={max_batch}: allowed range is >= 1", param="max_batch")
     if admit is not None and (max_batch is None or past is not None):
         raise ContractError("admit needs max_batch (the rows arriving prompts may fill) and no past state")
+    if prefill_chunk is not None and prefill_chunk < 1:
+        raise ConfigError(f"prefill_chunk={prefill_chunk}: allowed range is >= 1", param="prefill_chunk")
     sampler = _Sampler(lm, backend, allowed, _Log(B, int(record_top_k), keep_vectors, per_row=on_row_end is not None))
     sampler.isolate = on_row_end is not None
     batch = build_batch(backend, prompts, lm.tokenizer.pad_token_id) if B else None  # every prompt checked first
@@ -398,6 +406,7 @@ def run(
     state: DecodeState | None = past
     live: list[int] = []  # prompt index of each row of ``state``
     waiting = list(range(B))  # prompts not yet admitted, in order
+    chunked: list[_Prefilling] = []  # arrived long prompts being prefilled a chunk per step, oldest first
     step = 0
 
     def end(rows: Sequence[int], errors: dict[int, Exception] | None = None) -> None:
@@ -410,36 +419,48 @@ def run(
         # 0. Admission: waiting prompts fill the free rows (all of them at the start of a static batch), then
         #    prompts that arrived (``admit``).
         new: list[int] = []
-        if waiting and len(live) < cap:
+        free = cap - len(live) - len(chunked)
+        if waiting and free > 0:
             assert batch is not None
-            new, waiting = waiting[: cap - len(live)], waiting[cap - len(live):]
+            new, waiting = waiting[:free], waiting[free:]
             fresh_batch = _rows_of(batch, new)
-        elif admit is not None and len(live) < cap:
-            arrived = list(admit(cap - len(live)))[: cap - len(live)]
+        elif admit is not None and free > 0:
+            arrived = list(admit(free))[:free]
             if arrived:
-                new = list(range(len(policies), len(policies) + len(arrived)))
+                first = len(policies)
                 policies += [p for _, p in arrived]
                 sampler.log.grow(len(arrived))
-                fresh_batch = build_batch(backend, [q for q, _ in arrived], lm.tokenizer.pad_token_id)
-                check_context(lm, fresh_batch.attention_mask.sum(dim=1).tolist(), [p.max_inputs() for _, p in arrived])
+                check_context(lm, [_prompt_length(q) for q, _ in arrived], [p.max_inputs() for _, p in arrived])
+                for k, (q, _) in enumerate(arrived):
+                    if prefill_chunk is not None and _is_ids(q) and len(q) > prefill_chunk:
+                        chunked.append(_Prefilling(first + k, list(cast(Sequence[int], q))))
+                    else:
+                        new.append(first + k)
+                if new:
+                    fresh_batch = build_batch(backend, [arrived[i - first][0] for i in new], lm.tokenizer.pad_token_id)
         if new:
             plans.update({i: policies[i].next_input() for i in new})
             fresh = backend.prefill(fresh_batch, None if live else state,  # ``past`` at the start
                                     hidden=_wants_hidden(plans[i] for i in live + new))
-            if live:
-                assert state is not None  # live rows have a state
-                # hidden states are returned when some row's plan feeds them; rows whose plan does not never
-                # read theirs this step, so the side without them gets zeros
-                if state.hidden is None and fresh.hidden is not None:
-                    state.hidden = fresh.hidden.new_zeros(state.batch_size, fresh.hidden.shape[-1])
-                elif fresh.hidden is None and state.hidden is not None:
-                    fresh.hidden = state.hidden.new_zeros(fresh.batch_size, state.hidden.shape[-1])
-                state = backend.merge(state, fresh)
-            else:
-                state = fresh
+            state = fresh if not live else _join(backend, state, fresh)
             live += new
-        if not live:  # nothing given waits and nothing arrived
+        if chunked:  # the oldest long prompt's next chunk, between two steps of the live rows
+            c = chunked[0]
+            piece = c.ids[c.done: c.done + int(prefill_chunk or len(c.ids))]
+            c.done += len(piece)
+            last = c.done >= len(c.ids)
+            if last:
+                plans[c.index] = policies[c.index].next_input()
+            c.state = backend.prefill(build_batch(backend, [piece], lm.tokenizer.pad_token_id), c.state,
+                                      hidden=last and _wants_hidden(plans[i] for i in [*live, c.index]))
+            if last:
+                chunked.pop(0)
+                state = c.state if not live else _join(backend, state, c.state)
+                live.append(c.index)
+        if not live and not chunked:  # nothing given waits and nothing arrived
             return EngineResult([] if on_row_end is not None else sampler.log.finish(backend.hidden_size), None, [], step)
+        if not live:  # only prompts being prefilled: their next chunks
+            continue
         assert state is not None  # admitted rows have a state
         # 1. Rows whose policy is done before sampling leave the batch.
         keep = [j for j, i in enumerate(live) if plans[i] is not None]
@@ -485,6 +506,44 @@ def run(
             live = [live[j] for j in keep]
         plans = {i: policies[i].next_input() for i in live}
         state = backend.extend(state, vec, hidden=_wants_hidden(plans.values()))
+
+
+@dataclass
+class _Prefilling:
+    """An arrived prompt prefilled a chunk per step (``run(prefill_chunk=)``): its index, ids, tokens done, state."""
+
+    index: int
+    ids: list[int]
+    done: int = 0
+    state: DecodeState | None = None
+
+
+def _is_ids(prompt: Prompt) -> bool:
+    return not isinstance(prompt, torch.Tensor) and all(isinstance(t, int) for t in prompt)
+
+
+def _prompt_length(prompt: Prompt) -> int:
+    """Positions a prompt takes: ids, ``(T, d)`` vectors, or segments of either."""
+    if isinstance(prompt, torch.Tensor):
+        return int(prompt.shape[0])
+    if _is_ids(prompt):
+        return len(prompt)
+    total = 0
+    for seg in prompt:
+        total += int(seg.shape[0]) if isinstance(seg, torch.Tensor) else len(cast(Sequence[int], seg))
+    return total
+
+
+def _join(backend: Backend, state: DecodeState | None, fresh: DecodeState) -> DecodeState:
+    """The live rows' ``state`` with the rows of a new prefill ``fresh`` after them (:meth:`Backend.merge`)."""
+    assert state is not None  # live rows have a state
+    # hidden states are returned when some row's plan feeds them; rows whose plan does not never read theirs this
+    # step, so the side without them gets zeros
+    if state.hidden is None and fresh.hidden is not None:
+        state.hidden = fresh.hidden.new_zeros(state.batch_size, fresh.hidden.shape[-1])
+    elif fresh.hidden is None and state.hidden is not None:
+        fresh.hidden = state.hidden.new_zeros(fresh.batch_size, state.hidden.shape[-1])
+    return backend.merge(state, fresh)
 
 
 @dataclass

@@ -73,6 +73,8 @@ class ServeSettings:
         max_tokens: the largest ``max_tokens`` (and thinking budget) a request may ask for; also the default of
             chat completions that give none (capped by the room left in the context).
         max_body_bytes: the largest request body.
+        prefill_chunk: chunked prefill (:func:`~vecgen.decoding.engine.run`'s ``prefill_chunk``): a longer arriving
+            prompt is prefilled this many tokens per step, between the live rows' steps; None: whole prompts.
     """
 
     model_id: str
@@ -80,6 +82,7 @@ class ServeSettings:
     api_key: str | None = None
     max_tokens: int = 1024
     max_body_bytes: int = 1_000_000
+    prefill_chunk: int | None = 256
 
 
 def error_response(err: APIError) -> JSONResponse:
@@ -96,7 +99,7 @@ class Server:
 
     def __init__(self, lm: LoadedModel, settings: ServeSettings):
         self.lm, self.settings = lm, settings
-        self.worker = EngineWorker(lm, settings.max_batch)
+        self.worker = EngineWorker(lm, settings.max_batch, prefill_chunk=settings.prefill_chunk)
         self.request_tokenizer = copy.deepcopy(lm.tokenizer)
         self.tokenizer_lock = threading.Lock()
         self.stop_ids = frozenset(lm.stop_token_ids())

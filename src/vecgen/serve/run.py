@@ -45,14 +45,14 @@ class _Server(uvicorn.Server):
 
 def serve_forever(lm: LoadedModel, model_id: str, *, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8,
                   api_key: str | None = None, max_tokens: int = 1024, max_body_bytes: int = 1_000_000,
-                  log_level: str = "info") -> int:
+                  log_level: str = "info", prefill_chunk: int | None = 256) -> int:
     """Serve ``lm`` until Ctrl-C / SIGTERM (see :mod:`vecgen.serve.app` for the routes).
 
     Returns:
         0 after a clean shutdown (one signal), :data:`ABORTED_EXIT` after a second signal.
     """
     settings = ServeSettings(model_id=model_id, max_batch=max_batch, api_key=api_key, max_tokens=max_tokens,
-                             max_body_bytes=max_body_bytes)
+                             max_body_bytes=max_body_bytes, prefill_chunk=prefill_chunk)
     app = create_app(lm, settings)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=None)
     worker = app.state.server.worker

@@ -200,11 +200,12 @@ class EngineWorker:
     """The thread that runs the decode engine for every request.
 
     Args:
-        lm: the served model. max_batch: rows decoded at once (>= 1).
+        lm: the served model. max_batch: rows decoded at once (>= 1). prefill_chunk: chunked prefill of long
+            prompts (tokens per step; None: whole prompts).
     """
 
-    def __init__(self, lm: LoadedModel, max_batch: int):
-        self.lm, self.max_batch = lm, int(max_batch)
+    def __init__(self, lm: LoadedModel, max_batch: int, *, prefill_chunk: int | None = None):
+        self.lm, self.max_batch, self.prefill_chunk = lm, int(max_batch), prefill_chunk
         seq_max = getattr(lm.backend, "n_seq_max", None)
         if seq_max is not None and self.max_batch > int(seq_max):
             raise ConfigError(f"max_batch={self.max_batch}: the llama.cpp context holds at most {seq_max} sequences; "
@@ -324,7 +325,7 @@ class EngineWorker:
             self.next_index = 0
             try:
                 run(self.lm, [], [], admit=self._admit, on_row_end=self._row_end, max_batch=self.max_batch,
-                    record_top_k=RECORD_TOP_K, on_step=self._on_step)
+                    record_top_k=RECORD_TOP_K, on_step=self._on_step, prefill_chunk=self.prefill_chunk)
             except Exception as exc:  # the backend failed: every row in flight fails, the server goes on
                 log.exception("the decode step failed; failing the %d requests in flight", len(self.rows))
                 for job, choice in self.rows.values():
