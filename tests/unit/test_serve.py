@@ -371,7 +371,9 @@ def test_a_client_that_disconnects_mid_stream_frees_its_row(served):
     assert _post(url, "/v1/completions", {"prompt": "hi", "max_tokens": 2}).status_code == 200
 
 
-def test_a_non_streamed_thinking_client_that_leaves_frees_its_row_at_the_next_step(tiny_lm, monkeypatch, caplog):
+@pytest.mark.parametrize("backend", ["transformers", pytest.param("llamacpp", marks=pytest.mark.slow)])
+def test_a_non_streamed_thinking_client_that_leaves_frees_its_row_at_the_next_step(tiny_lm, tiny_llamacpp, backend,
+                                                                                  monkeypatch, caplog):
     from vecgen.serve import worker as worker_mod
 
     observe = worker_mod.ServedRow.observe
@@ -382,7 +384,8 @@ def test_a_non_streamed_thinking_client_that_leaves_frees_its_row_at_the_next_st
 
     monkeypatch.setattr(worker_mod.ServedRow, "observe", slow_observe)
     caplog.set_level("INFO", logger="vecgen.serve.worker")
-    with live_server(tiny_lm("qwen2"), max_batch=2, max_tokens=100) as (url, server):
+    lm = tiny_lm("qwen2") if backend == "transformers" else tiny_llamacpp("qwen2")
+    with live_server(lm, max_batch=2, max_tokens=100) as (url, server):
         body = {"messages": [{"role": "user", "content": "think"}], "max_tokens": 4,
                 "thinking": {"method": "soft", "max_think_tokens": 96, "cold_stop_tau": 0}}
         with pytest.raises(httpx.TimeoutException):
