@@ -45,7 +45,9 @@ def percentile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def start_server(lm, max_batch: int, max_tokens: int):
+def start_server(lm, max_batch: int, max_tokens: int, **settings):
+    """The app ``vecgen serve`` runs, on a free 127.0.0.1 port in a thread: ``(server, thread, url)``; ``settings``
+    are further :class:`~vecgen.serve.ServeSettings` fields (``prefill_chunk``, ...)."""
     import uvicorn
 
     from vecgen.serve import ServeSettings, create_app
@@ -53,7 +55,7 @@ def start_server(lm, max_batch: int, max_tokens: int):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(lm, ServeSettings(model_id="bench", max_batch=max_batch, max_tokens=max_tokens))
+    app = create_app(lm, ServeSettings(model_id="bench", max_batch=max_batch, max_tokens=max_tokens, **settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

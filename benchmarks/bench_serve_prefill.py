@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import percentile  # noqa: E402
+from bench_serve import percentile, start_server  # noqa: E402
 
 
 async def ttft(client, url: str, body: dict) -> float:
@@ -72,12 +72,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    import threading
-
-    import uvicorn
-
     import vecgen
-    from vecgen.serve import ServeSettings, create_app
 
     extra = {"n_ctx": args.long_tokens + 512} if args.backend == "llamacpp" else {}
     lm = vecgen.load(args.model, backend=args.backend, **extra)
@@ -86,18 +81,8 @@ def main() -> None:
     out: dict = {"device": f"{os.cpu_count()} CPU cores", "model": lm.name, "backend": lm.backend.name,
                  "long_tokens": len(long_ids), "chunk": args.chunk, "short_requests": args.short}
     for name, chunk in (("whole", None), ("chunked", args.chunk)):
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        app = create_app(lm, ServeSettings(model_id="bench", max_batch=4, max_tokens=64, prefill_chunk=chunk))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        out[name] = asyncio.run(load_test(f"http://127.0.0.1:{port}", long_ids, args.short))
+        server, thread, url = start_server(lm, max_batch=4, max_tokens=64, prefill_chunk=chunk)
+        out[name] = asyncio.run(load_test(url, long_ids, args.short))
         server.should_exit = True
         thread.join(120)
         print(name, json.dumps(out[name]), flush=True)
