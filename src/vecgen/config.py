@@ -62,7 +62,7 @@ def format_validation_error(exc: ValidationError, what: str, allowed: dict[str, 
 def is_type_error(err: Any) -> bool:
     """True for a pydantic error about a value's type (``'hot'`` for a number), not its range."""
     kind = str(err.get("type", ""))
-    return kind.endswith(("_parsing", "_type")) or kind in ("bool_parsing", "is_instance_of")
+    return kind.endswith(("_parsing", "_type")) or kind == "is_instance_of"
 
 
 def validation_params(exc: ValidationError) -> tuple[str, ...]:

@@ -170,7 +170,7 @@ class Server:
             return SamplingConfig.create(defaults={"temperature": 1.0}, temperature=req.temperature, top_p=req.top_p,
                                          top_k=req.top_k, min_p=req.min_p, seed=seed, max_new_tokens=max_tokens)
         except ConfigError as exc:
-            raise APIError(400, str(exc), param=exc.params[0] if exc.params else _field_in(str(exc))) from None
+            raise APIError(400, str(exc), param=_field_of(exc)) from None
 
     def _seeds(self, req: _Common, n: int) -> list[int]:
         if req.seed is not None and not 0 <= req.seed <= SEED_MAX - n:
@@ -199,7 +199,7 @@ class Server:
             mixing = MixingConfig.create(rule=c.rule, max_topk=c.max_topk, noise=c.noise, gumbel_tau=c.gumbel_tau,
                                          dirichlet_alpha=c.dirichlet_alpha, beta=c.beta, hidden_scale=c.hidden_scale)
         except ConfigError as exc:
-            name = exc.params[0] if exc.params else _field_in(str(exc))
+            name = _field_of(exc)
             raise APIError(400, f"concept_tokens: {exc}", param=f"concept_tokens.{name}" if name else "concept_tokens") from None
         if c.n > self.settings.max_tokens:
             raise APIError(400, f"concept_tokens.n={c.n}: more than this server's limit of {self.settings.max_tokens}",
@@ -281,7 +281,7 @@ class Server:
             text = build_chat_prompt(self.lm, messages, style, direct=cfg.method == Method.direct,
                                      answer_type=t.answer_type)
         except ConfigError as exc:
-            field = exc.params[0] if exc.params else _field_in(str(exc))
+            field = _field_of(exc)
             param = f"thinking.{field}" if field else "thinking"
             raise APIError(400, f"thinking: {exc}", param=param) from None
         ids = self.encode(text, "messages")
@@ -367,14 +367,17 @@ def _section(name: str, build: Callable[[], Any]) -> Any:
     try:
         return build()
     except ConfigError as exc:
-        field = exc.params[0] if exc.params else _field_in(str(exc))
+        field = _field_of(exc)
         path = f"thinking.{name}.{field}" if field else f"thinking.{name}"
         raise APIError(400, f"{path}: {exc}", param=path) from None
 
 
-def _field_in(message: str) -> str | None:
-    """The first field a validation message names (``invalid sampling config: temperature=3.0: ...`` → ``temperature``)."""
-    found = re.search(r"(?:^|[:;] )([A-Za-z_][\w.]*)=", message)
+def _field_of(exc: VecgenError) -> str | None:
+    """The field an error names: its first ``param``, else the first ``field=`` of its message
+    (``invalid sampling config: temperature=3.0: ...`` → ``temperature``)."""
+    if exc.params:
+        return exc.params[0]
+    found = re.search(r"(?:^|[:;] )([A-Za-z_][\w.]*)=", str(exc))
     return found.group(1) if found else None
 
 
