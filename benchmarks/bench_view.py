@@ -8,7 +8,7 @@ Workloads:
 
 * the shipped run ``docs/results/think-gsm8k100-default`` (100 items, direct / cot / soft, per-step records);
 * a synthetic run shaped like the full GSM8K test split: ``--items`` items × direct / cot / soft, ``--steps``
-  recorded thinking steps (top-5 weights each) per cot and soft row (``tests/browser/synthetic.py``).
+  recorded thinking steps (top-5 weights each) per cot and soft row (``tests/helpers/synthetic.py``).
 
 For each: ``view.html`` size, ``write_view`` seconds (read the records, build the payload, write the page) and the
 seconds from navigation until the page has rendered its first table page (``body[data-ready]``), median of
@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "browser"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from synthetic import synthetic_think_run  # noqa: E402
+from helpers.synthetic import synthetic_think_run  # noqa: E402
 
 import vecgen.thinking  # noqa: E402,F401  (registers the page data of think runs)
 from vecgen.reports.view import write_view  # noqa: E402

@@ -22,50 +22,10 @@ hypothesis_settings.register_profile("vecgen", max_examples=60, derandomize=True
 hypothesis_settings.register_profile("dev", max_examples=1000, deadline=None)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "vecgen"))
 
-from vecgen.models import TOKENIZERS, load_model
+from vecgen.models import load_model
 
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=512)
-
-
-def tiny_config(family: str, **overrides):
-    """A tiny config of ``family`` (qwen2, qwen3, gpt2, llama, gemma3) sized for its real tokenizer.
-
-    ``gemma3`` is a Gemma 3 text config (scaled input embeddings ``sqrt(d)·E[i]``, one sliding-window
-    layer with a 16-token window and one global layer) with the Qwen3 tokenizer."""
-    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config, Qwen3Config
-
-    if family == "gpt2":
-        cfg = dict(vocab_size=50257, n_embd=64, n_layer=2, n_head=4, n_positions=512, bos_token_id=50256,
-                   eos_token_id=50256)
-        cfg.update(overrides)
-        return GPT2Config(**cfg)
-    cls = {"qwen2": Qwen2Config, "qwen3": Qwen3Config, "llama": LlamaConfig, "gemma3": Gemma3TextConfig}[family]
-    cfg = dict(TINY, vocab_size=151936, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
-               tie_word_embeddings=False, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643)
-    if family in ("qwen3", "gemma3"):
-        cfg["head_dim"] = 16
-    if family == "gemma3":
-        cfg.pop("rope_theta")
-        cfg.update(sliding_window=16, layer_types=["sliding_attention", "full_attention"], query_pre_attn_scalar=16)
-    cfg.update(overrides)
-    return cls(**cfg)
-
-
-def tokenizer_for(family: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(TOKENIZERS["gpt2" if family == "gpt2" else "qwen3"]()))
-
-
-def save_tiny_model(path, family: str, seed: int = 0, **overrides):
-    """Build a random tiny model of ``family`` and save it with its tokenizer under ``path``."""
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(family, **overrides)).eval()
-    model.save_pretrained(str(path))
-    tokenizer_for(family).save_pretrained(str(path))
-    return path
+from helpers.synthetic import HOSTILE_QUESTION  # noqa: E402
+from helpers.models import TINY, save_tiny_model, tiny_config, tokenizer_for  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +64,7 @@ def default_lm():
 @pytest.fixture(scope="session")
 def tiny_llamacpp(tiny_lm, tmp_path_factory):
     """Factory: ``tiny_llamacpp("qwen2")`` → the tiny random model of ``tiny_lm`` exported as an F32 GGUF
-    (``tests/gguf_export.py``) and loaded on llama.cpp with an F32 KV cache and flash attention off (exact
+    (``tests/helpers/gguf_export.py``) and loaded on llama.cpp with an F32 KV cache and flash attention off (exact
     inputs to attention). Skips, printing why, where llama-cpp-python is not installed."""
     loaded = {}
 
@@ -114,7 +74,7 @@ def tiny_llamacpp(tiny_lm, tmp_path_factory):
         if importlib.util.find_spec("llama_cpp") is None:
             pytest.skip("llama-cpp-python is not installed (pip install -e '.[llamacpp]')")
         if family not in loaded:
-            from gguf_export import export_gguf
+            from helpers.gguf_export import export_gguf
 
             from vecgen.backends.llamacpp import LlamaCppOptions
 
@@ -127,8 +87,6 @@ def tiny_llamacpp(tiny_lm, tmp_path_factory):
     return make
 
 
-#: A question with markup, quotes and a script end tag: the viewer must show it as text.
-HOSTILE_QUESTION = 'What is 2 + 3? </script><script>window.__pwned = 1</script> <b>bold</b> "quoted" & ↵'
 
 
 @pytest.fixture(scope="session")

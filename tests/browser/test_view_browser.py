@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HOSTILE_QUESTION
-from synthetic import synthetic_think_run
+from helpers.synthetic import HOSTILE_QUESTION
+from helpers.synthetic import synthetic_think_run
 
 import vecgen.thinking  # noqa: F401  (registers the page data of think runs)
 from vecgen.reports.view import write_view

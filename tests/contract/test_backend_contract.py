@@ -30,7 +30,7 @@ from vecgen.errors import NonFiniteError
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
 from vecgen.thinking.runner import ThinkConfig, run_thinking
-from reference_decoding import hf_greedy, reference_cot
+from helpers.reference_decoding import hf_greedy, reference_cot
 
 CASES = [("transformers", f) for f in ("qwen2", "qwen3", "llama", "gpt2", "gemma3")] + [
     ("reference", f) for f in ("qwen2", "qwen3")] + [("llamacpp", f) for f in ("qwen2", "qwen3")]

@@ -14,7 +14,7 @@ from vecgen.decoding import generate  # noqa: E402
 from vecgen.models import render_chat  # noqa: E402
 from vecgen.thinking.think import think  # noqa: E402
 
-from serving import live_server  # noqa: E402
+from helpers.serving import live_server  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """The llama.cpp backend's own rules (the contract suite in tests/contract covers the Backend protocol):
 choosing it from the command line, refusing what it cannot run before anything loads, a full context, and
-sequences released with their states. Tiny random Qwen2 weights exported as an F32 GGUF (tests/gguf_export.py)."""
+sequences released with their states. Tiny random Qwen2 weights exported as an F32 GGUF (tests/helpers/gguf_export.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 
 lm_eval = pytest.importorskip("lm_eval", reason="the lmeval extra is installed in CI (pip install -e '.[lmeval]')")
 
-from lmeval_tasks import generate_until_task  # noqa: E402
+from helpers.lmeval_tasks import generate_until_task  # noqa: E402
 
 from vecgen.errors import ConfigError  # noqa: E402
 from vecgen.lmeval import VecgenLM  # noqa: E402

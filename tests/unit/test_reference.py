@@ -25,7 +25,7 @@ from vecgen.reference import (
 )
 from vecgen.reference.compare import capture_transformers, compare
 
-from conftest import tiny_config
+from helpers.models import tiny_config
 
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=8)
 

@@ -20,36 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.cli import cli, never_load, one_line_error
 from vecgen.errors import ConfigError, ContextLengthError, ModelNotFoundError
-
-
-def cli(args, capsys):
-    """Run ``vecgen ARGS`` in this process: ``(exit code, stdout, stderr)``."""
-    from vecgen.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def one_line_error(code, err, *fragments):
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    for f in fragments:
-        assert f in " ".join(err.split()), (f, err)
-
-
-def never_load(monkeypatch):
-    """Make any model load fail the test: validation must happen before loading."""
-    def boom(*a, **k):
-        raise AssertionError("a model was loaded before every input was validated")
-
-    # vecgen.api first: importing it under the other patches would bind the stub as its own load_model for good
-    for target in ("vecgen.api.load_model", "vecgen.models.load_model", "vecgen.models.loader.load_model"):
-        monkeypatch.setattr(target, boom)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,8 +144,7 @@ def test_every_model_loading_command_checks_the_weights_and_leaves_no_run_folder
 @pytest.fixture(scope="module")
 def short_models(tmp_path_factory):
     """Tiny GPT-2 (learned positions, 64) and Qwen2 (RoPE, max_position_embeddings 64) models, loaded."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import save_tiny_model
+    from helpers.models import save_tiny_model
 
     from vecgen.models import load_model
 
@@ -552,8 +523,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_generate_ctrl_c_says_nothing_was_written(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import save_tiny_model
+    from helpers.models import save_tiny_model
 
     long = save_tiny_model(tmp_path / "long", "qwen2", max_position_embeddings=1_000_000)
     argv = [sys.executable, "-m", "vecgen", "generate", "Hello", "-m", str(long), "-n", "500000", "--temperature", "1"]

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.unit.test_reliability import cli, one_line_error
+from helpers.cli import cli, one_line_error
 from vecgen.thinking.rescore import rescore
 
 

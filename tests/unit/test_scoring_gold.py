@@ -198,7 +198,7 @@ def test_unicode_minus_and_scientific_notation_read_as_numbers():
 
 
 def test_deeply_nested_json_in_a_task_file_is_one_line_exit_2(tmp_path, capsys):
-    from tests.unit.test_reliability import cli, one_line_error
+    from helpers.cli import cli, one_line_error
 
     path = tmp_path / "deep.jsonl"
     path.write_text('{"question": "q", "answer": "1"}\n{"question": "q", "answer": "1", "x": '
@@ -209,7 +209,7 @@ def test_deeply_nested_json_in_a_task_file_is_one_line_exit_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("flag", ["--max-think-tokens", "--max-answer-tokens"])
 def test_thinking_config_errors_name_the_flag(flag, capsys):
-    from tests.unit.test_reliability import cli, one_line_error
+    from helpers.cli import cli, one_line_error
 
     code, _, err = cli(["think", "--limit", "1", flag, "0"], capsys)
     one_line_error(code, err, f"{flag}=0")

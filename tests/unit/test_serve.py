@@ -33,8 +33,8 @@ from vecgen.decoding.mixing import MixingConfig  # noqa: E402
 from vecgen.models import render_chat  # noqa: E402
 from vecgen.thinking.think import think  # noqa: E402
 
-from lmeval_tasks import generate_until_task  # noqa: E402
-from serving import free_port, live_server  # noqa: E402
+from helpers.lmeval_tasks import generate_until_task  # noqa: E402
+from helpers.serving import free_port, live_server  # noqa: E402
 
 QUESTIONS = ["What is 2 + 3?", "Name a colour.", "How many legs has a cat?", "What is 7 times 6?"]
 

@@ -11,7 +11,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from tests.serving import live_server  # noqa: E402
+from helpers.serving import live_server  # noqa: E402
 
 #: Generated cases per route (4 routes); a few seconds each on the tiny model.
 CASES_PER_ROUTE = 30

@@ -254,7 +254,7 @@ def test_fresh_run_refuses_a_folder_with_a_checkpoint_and_resume_needs_one(tiny_
 
 
 def test_checkpoint_from_another_model_or_embedding_size_is_refused(tiny_lm, tmp_path):
-    from conftest import save_tiny_model
+    from helpers.models import save_tiny_model
 
     lm = tiny_lm("qwen2")
     ident = model_identity(lm)

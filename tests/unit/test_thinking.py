@@ -12,7 +12,7 @@ from vecgen.thinking.coldstop import ColdStop
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
 from vecgen.thinking.runner import SOFT_THINKING_SAMPLING, StopReason, ThinkConfig, run_thinking
-from reference_decoding import hf_greedy, reference_cot
+from helpers.reference_decoding import hf_greedy, reference_cot
 
 GREEDY = SamplingConfig()
 QUESTIONS = ["What is 2 + 3?", "Tom has 3 apples and buys 4 more. How many apples does he have?", "Halve 10."]

@@ -15,7 +15,7 @@ from vecgen.thinking import ThinkConfig, run_thinking
 from vecgen.thinking.records import TRACE_TOP_K, ThinkRecord
 from vecgen.thinking.markers import EndMarker
 
-from conftest import HOSTILE_QUESTION
+from helpers.synthetic import HOSTILE_QUESTION
 from test_reliability import cli, one_line_error
 
 

@@ -7,6 +7,9 @@ import json
 import random
 from pathlib import Path
 
+#: A question with markup, quotes and a script end tag: the viewer must show it as text.
+HOSTILE_QUESTION = 'What is 2 + 3? </script><script>window.__pwned = 1</script> <b>bold</b> "quoted" & ↵'
+
 
 def synthetic_think_run(folder: Path, n_items: int = 1319, steps: int = 250, seed: int = 0) -> Path:
     """A think run folder shaped like a full GSM8K test run (three methods; cot and soft with ``steps``
