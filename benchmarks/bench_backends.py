@@ -55,7 +55,7 @@ def load(backend: str, model: str, threads: int):
     torch.set_num_threads(threads)
     if backend == "llamacpp":
         return load_model(model, backend="llamacpp", show_progress=False,
-                          llamacpp=LlamaCppOptions(n_threads=threads, n_ctx=8192))
+                          options=LlamaCppOptions(n_threads=threads, n_ctx=8192))
     return load_model(model, device="cpu", dtype="float32", show_progress=False)
 
 

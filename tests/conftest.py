@@ -80,7 +80,7 @@ def tiny_llamacpp(tiny_lm, tmp_path_factory):
 
             hf = tiny_lm(family)
             path = export_gguf(hf.model, hf.tokenizer, tmp_path_factory.mktemp(f"gguf-{family}") / f"tiny-{family}.gguf")
-            loaded[family] = load_model(str(path), backend="llamacpp", show_progress=False, llamacpp=LlamaCppOptions(
+            loaded[family] = load_model(str(path), backend="llamacpp", show_progress=False, options=LlamaCppOptions(
                 n_threads=2, n_ctx=4096, flash_attn="off", kv_type="f32"))
         return loaded[family]
 

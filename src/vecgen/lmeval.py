@@ -14,8 +14,10 @@ points). From Python, ``import vecgen.lmeval`` and call ``lm_eval.simple_evaluat
 ``model`` (default ``default``), ``backend`` (``auto``), ``device`` (``auto``), ``dtype`` (``auto``)
     As ``vecgen think``'s options.
 ``method``
-    ``direct`` (default: plain greedy or sampled generation from the task's context), ``cot`` (discrete
-    chain-of-thought), ``soft`` (concept tokens), ``hidden`` (COCONUT-style hidden-state feedback).
+    Any registered thinking method: ``direct`` (default: plain greedy or sampled generation from the task's
+    context), ``cot`` (discrete chain-of-thought), ``soft`` (concept tokens), ``hidden`` (COCONUT-style hidden-state
+    feedback), ``switch``, ``gated``, ... Each method's own settings are arguments too, under their names
+    (:func:`vecgen.thinking.methods.setting_fields`).
 ``max_think_tokens``, ``cold_stop_tau``, ``cold_stop_steps``, ``rule``, ``max_topk``, ``noise``, ``gumbel_tau``,
 ``dirichlet_alpha``, ``hidden_scale``, ``concept_temperature``, ``concept_top_p``, ``concept_top_k``,
 ``concept_min_p``, ``temperature`` (thinking of ``cot``), ``seed``, ``marker``, ``cue``, ``batch_size``
@@ -71,6 +73,7 @@ from .models import check_model_specs
 from .scoring import target_logits
 from .thinking.prompts import prompt_style
 from .thinking.runner import ThinkConfig, cut_at_stop, method_configs, run_thinking
+from .thinking.methods import method_names, setting_fields
 from .thinking.settings import parse_methods
 
 #: Default text that opens the thinking of ``cot`` / ``soft`` / ``hidden`` after a task's context (text markers).
@@ -88,6 +91,8 @@ _STR = ("model", "method", "backend", "device", "dtype", "rule", "noise", "marke
 
 
 def _coerce(key: str, value: Any) -> Any:
+    if key in setting_fields():  # a thinking method's own setting: its settings model validates it
+        return value
     if value is None or key in _STR:
         return value if value is None else str(value)
     try:
@@ -111,7 +116,7 @@ class VecgenLM(LM):
 
     def __init__(self, model: str = "default", method: str = "direct", batch_size: Any = 8, **kwargs: Any):
         super().__init__()
-        known = set(_INT) | set(_FLOAT) | set(_STR)
+        known = set(_INT) | set(_FLOAT) | set(_STR) | set(setting_fields())
         kwargs.pop("device_map", None)
         kwargs.pop("max_length", None)
         unknown = sorted(k for k in kwargs if k not in known)
@@ -126,9 +131,9 @@ class VecgenLM(LM):
             raise ConfigError(f"--model_args batch_size={self.batch_size}: allowed range is >= 1")
 
         if "," in str(method):
-            raise ConfigError(f"--model_args method={method!r}: one method (direct, cot, soft or hidden)")
+            raise ConfigError(f"--model_args method={method!r}: one method ({', '.join(method_names())})")
         self.method: str = parse_methods(str(method), param="--model_args method")[0]
-        self.config = self._think_config(opts)
+        self.config = self._think_config(opts, {k: v for k, v in opts.items() if k in setting_fields()})
 
         device = opts.get("device") or "auto"
         check_model_specs([model], device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto")
@@ -151,7 +156,7 @@ class VecgenLM(LM):
         """``--model_args key=value,...`` (lm-eval's parser), then :meth:`create_from_arg_obj`."""
         return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
 
-    def _think_config(self, opts: dict[str, Any]) -> ThinkConfig:
+    def _think_config(self, opts: dict[str, Any], own: dict[str, Any]) -> ThinkConfig:
         discrete = SamplingConfig.create(defaults={"temperature": 0.0}, temperature=opts.get("temperature"),
                                          seed=opts.get("seed"))
         mixing = MixingConfig.create(rule=opts.get("rule") or "soft", max_topk=opts.get("max_topk"),
@@ -161,7 +166,7 @@ class VecgenLM(LM):
         return method_configs([self.method], discrete=discrete, mixing=mixing, concept=concept,
                                 answer=SamplingConfig(), max_think_tokens=opts.get("max_think_tokens"),
                                 cold_stop_tau=opts.get("cold_stop_tau"), cold_stop_steps=opts.get("cold_stop_steps"),
-                                answer_stops_at_newline=False)[self.method]
+                                answer_stops_at_newline=False, **own)[self.method]
 
     # ------------------------------------------------------------------ generation
 

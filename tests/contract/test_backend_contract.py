@@ -6,7 +6,8 @@ exported as an F32 GGUF file, run with an F32 KV cache and without flash attenti
 float16: then its logits agree with transformers' to about 3e-7; skipped, with the reason printed, where
 llama-cpp-python is not installed). Families: qwen2, qwen3, llama, gpt2 (learned positions) and
 gemma3 (scaled input embeddings ``sqrt(d)·E[i]``, a sliding-window layer). A new backend is added to
-``CASES`` and must pass every test here.
+the registry with the families it runs (``BackendSpec.families``), which puts it in ``CASES``: it must pass every
+test here (``tests/contract/test_toy_backend.py`` runs these tests on a backend registered from test code).
 
 Tolerances: float32 on the CPU. Results that go through the same kernels in the same order are compared
 exactly (tokens, greedy paths); results whose summation order differs (a batch of 3 against one row,
@@ -27,13 +28,15 @@ from vecgen.config import SamplingConfig
 from vecgen.decoding import MixingConfig, generate, mix_embeddings
 from vecgen.decoding.mixing import mean_input_norm
 from vecgen.errors import NonFiniteError
+from vecgen.models import load_model
+from vecgen.models.backends import backend_names, get_backend
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
 from vecgen.thinking.runner import ThinkConfig, run_thinking
 from helpers.reference_decoding import hf_greedy, reference_cot
 
-CASES = [("transformers", f) for f in ("qwen2", "qwen3", "llama", "gpt2", "gemma3")] + [
-    ("reference", f) for f in ("qwen2", "qwen3")] + [("llamacpp", f) for f in ("qwen2", "qwen3")]
+#: Every registered backend on the tiny families its spec names (vecgen.models.backends: BackendSpec.families).
+CASES = [(b, f) for b in backend_names(auto=False) for f in get_backend(b).families]
 IDS = [f"{b}-{f}" for b, f in CASES]
 #: The fast tier runs the transformers backend on Qwen2 (every contract check once); the other cases are slow.
 FAST_CONTRACT = "transformers-qwen2"
@@ -44,18 +47,23 @@ SOFT = SamplingConfig(temperature=1.0)  # the mixture is deterministic (no draw)
 TEXTS = ["Hello there", "A much longer prompt than the first one is", "Hi"]
 
 
-@pytest.fixture(params=PARAMS)
-def case(request, tiny_lm, tiny_llamacpp):
-    """``(lm, hf_lm)``: the model under ``backend``, and the same weights under transformers."""
-    backend, family = request.param
+def build_case(backend, family, tiny_lm, tiny_model_dir, tiny_llamacpp):
+    """``(lm, hf_lm)``: the tiny ``family`` model under ``backend`` (loaded by the backend's own registered loader
+    from the tiny model's folder; a GGUF runtime gets the same weights exported as F32 GGUF), and the same weights
+    under transformers."""
     hf = tiny_lm(family)
     if backend == "transformers":
         return hf, hf
-    if backend == "llamacpp":
+    if get_backend(backend).weights == "gguf":  # a GGUF runtime: the same weights as an F32 GGUF file
         return tiny_llamacpp(family), hf
-    from vecgen.reference import from_transformers
+    return load_model(str(tiny_model_dir(family)), backend=backend, device="cpu", dtype="float32",
+                      show_progress=False), hf
 
-    return hf.with_model(from_transformers(hf)), hf
+
+@pytest.fixture(params=PARAMS)
+def case(request, tiny_lm, tiny_model_dir, tiny_llamacpp):
+    """``(lm, hf_lm)``: :func:`build_case` of the parameter's backend and family."""
+    return build_case(*request.param, tiny_lm, tiny_model_dir, tiny_llamacpp)
 
 
 def test_backend_satisfies_the_protocol(case, request):

@@ -40,7 +40,7 @@ def lc():
     from vecgen.models import load_model
 
     return load_model("default", backend="llamacpp", show_progress=False,
-                      llamacpp=LlamaCppOptions(n_threads=2, n_ctx=4096))
+                      options=LlamaCppOptions(n_threads=2, n_ctx=4096))
 
 
 def kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:

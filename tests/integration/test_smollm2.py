@@ -48,7 +48,7 @@ def test_smollm2_on_llamacpp_agrees_with_transformers(smol):
     from vecgen.backends.llamacpp import LlamaCppOptions
     from vecgen.models import load_model
 
-    lc = load_model(NAME, backend="llamacpp", show_progress=False, llamacpp=LlamaCppOptions(n_threads=2, n_ctx=2048))
+    lc = load_model(NAME, backend="llamacpp", show_progress=False, options=LlamaCppOptions(n_threads=2, n_ctx=2048))
     for text in ("The capital of France is", "Once upon a time", "def fibonacci(n):"):
         ids = smol.encode(text)
         a = smol.backend.prefill(build_batch(smol, [ids])).logits.log_softmax(-1)

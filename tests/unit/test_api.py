@@ -20,7 +20,7 @@ from vecgen.decoding.metrics import token_text
 from vecgen.errors import ConfigError
 from vecgen.models import LoadedModel
 from vecgen.thinking import ThinkConfig, build_prompt, prompt_style, run_thinking
-from test_reliability import cli, one_line_error  # the CLI runner and one-line error check of the guards
+from helpers.cli import cli, one_line_error  # the CLI runner and one-line error check of the guards
 
 
 @pytest.fixture(scope="module")

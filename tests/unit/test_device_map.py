@@ -60,7 +60,7 @@ def test_an_input_embedding_on_disk_is_refused(tiny_model_dir):
     (["--device-map", "auto", "--max-memory", "0=lots"], "not a size"),
 ])
 def test_bad_placements_are_one_line_before_loading(args, fragment, capsys, monkeypatch, tmp_path):
-    from test_reliability import cli, never_load, one_line_error
+    from helpers.cli import cli, never_load, one_line_error
 
     never_load(monkeypatch)
     code, _, err = cli(["think", *args, "--out-dir", tmp_path / "runs"], capsys)

@@ -13,7 +13,7 @@ import torch
 from vecgen.config import SamplingConfig
 from vecgen.decoding import generate
 from vecgen.errors import ConfigError, ContextLengthError
-from test_reliability import cli, one_line_error  # the CLI runner and one-line error check of the guards
+from helpers.cli import cli, one_line_error  # the CLI runner and one-line error check of the guards
 
 needs_llamacpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                     reason="llama-cpp-python is not installed (pip install -e '.[llamacpp]')")
@@ -28,7 +28,7 @@ def test_a_non_gguf_model_on_llamacpp_is_refused_before_loading(command, tiny_mo
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--backend", "vllm"], "is not one of: auto, transformers, reference, llamacpp"),
+    (["--backend", "vllm"], "unknown --backend 'vllm'; choose one of: auto, transformers"),
     (["--n-ctx", "512"], "--n-ctx applies to --backend llamacpp only"),
     (["--threads", "0"], "--threads must be between 1 and 1024"),
     (["--backend", "llamacpp", "--n-ctx", "3"], "--n-ctx must be between 16"),
@@ -53,7 +53,7 @@ def test_a_full_context_is_a_clear_error_not_a_crash(tiny_llamacpp):
     from vecgen.models import load_model
 
     path = tiny_llamacpp("qwen2").path
-    lm = load_model(path, backend="llamacpp", llamacpp=LlamaCppOptions(n_threads=1, n_ctx=256, kv_type="f32",
+    lm = load_model(path, backend="llamacpp", options=LlamaCppOptions(n_threads=1, n_ctx=256, kv_type="f32",
                                                                        flash_attn="off"))
     ids = lm.encode("one two three four five six seven eight nine ten " * 10)[:100]  # 3 rows × 100 > 256 cells
     with pytest.raises(ContextLengthError, match="n_ctx"):  # the library names its parameter

@@ -96,7 +96,7 @@ def test_bad_pairs_files_are_named_with_their_line(tmp_path, text, fragment):
 
 import json  # noqa: E402
 
-from test_reliability import cli, never_load, one_line_error  # noqa: E402
+from helpers.cli import cli, never_load, one_line_error  # noqa: E402
 
 from vecgen.backends.contract import build_batch  # noqa: E402
 from vecgen.probes.common import continuation_logprobs, js, kl, next_logprobs  # noqa: E402

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_reliability import cli, never_load, one_line_error
+from helpers.cli import cli, never_load, one_line_error
 
 from vecgen.errors import ConfigError
 from vecgen.models import load_model

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_reliability import cli, never_load, one_line_error
+from helpers.cli import cli, never_load, one_line_error
 
 
 def _stop_at_load(monkeypatch):

@@ -598,7 +598,7 @@ def test_a_second_signal_answers_in_flight_requests_503_and_exits_130(tiny_model
     (["--max-batch", "0"], "--max-batch"),
 ])
 def test_bad_serve_options_are_one_line_before_loading(argv, fragment, capsys, monkeypatch):
-    from test_reliability import cli, never_load
+    from helpers.cli import cli, never_load
 
     never_load(monkeypatch)
     code, _, err = cli(["serve", *argv], capsys)
@@ -607,7 +607,7 @@ def test_bad_serve_options_are_one_line_before_loading(argv, fragment, capsys, m
 
 
 def test_a_port_in_use_is_one_line(capsys, monkeypatch):
-    from test_reliability import cli, never_load
+    from helpers.cli import cli, never_load
 
     never_load(monkeypatch)
     with socket.socket() as s:

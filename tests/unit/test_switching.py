@@ -95,7 +95,7 @@ def test_gated_with_tau_0_is_soft_thinking_and_with_greedy_mixtures_is_cot(tiny_
 def test_the_cap_forces_the_marker_and_then_the_answer(tiny_lm, monkeypatch):
     """A scripted state machine (tiny random models' entropies barely move) reaches the cap on its 4th step: the
     row's trace stops there (that step is not fed), the marker is forced, then the row answers."""
-    import vecgen.thinking.runner as runner
+    import vecgen.thinking.methods.switch as switch_module
 
     class Scripted(SwitchState):
         def step(self, entropy):
@@ -103,7 +103,7 @@ def test_the_cap_forces_the_marker_and_then_the_answer(tiny_lm, monkeypatch):
             self.latent = self.calls % 2 == 1  # latent, explicit, latent, then the cap
             return self.calls == 4
 
-    monkeypatch.setattr(runner, "SwitchState", Scripted)
+    monkeypatch.setattr(switch_module, "SwitchState", Scripted)
     lm = tiny_lm("qwen2")
     marker = EndMarker(lm.tokenizer, "Answer:")
     cfg = ThinkConfig.create(method="switch", switch_max=2, max_think_tokens=40, max_answer_tokens=3,

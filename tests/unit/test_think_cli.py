@@ -41,7 +41,7 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
     real = ev.run_thinking
 
     def counting(lm, prompts, cfg, marker, **kw):
-        ran.append((cfg.method.value, len(prompts), kw.get("max_batch")))
+        ran.append((cfg.method, len(prompts), kw.get("max_batch")))
         return real(lm, prompts, cfg, marker, **kw)
 
     monkeypatch.setattr(ev, "run_thinking", counting)
@@ -117,7 +117,7 @@ def records_safe(run_dir):
 )
 def test_bad_options_are_clear_errors(args, fragment, capsys):
     """One line naming the flag (the library names its parameter, ``limit=0``; the command line shows its flag)."""
-    from test_reliability import cli, one_line_error
+    from helpers.cli import cli, one_line_error
 
     code, _, err = cli(["think", *args], capsys)
     one_line_error(code, err, fragment)

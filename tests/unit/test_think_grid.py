@@ -14,7 +14,7 @@ from vecgen.evaluation import answer_tasks
 from vecgen.thinking.grid import baseline_names, expand_grid, parse_grid
 from vecgen.thinking.runner import ThinkConfig, run_thinking
 from vecgen.stats import pass_at_k
-from test_reliability import cli, one_line_error  # the CLI runner and one-line error check of the guards
+from helpers.cli import cli, one_line_error  # the CLI runner and one-line error check of the guards
 
 TASKS = [{"id": f"t{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(1, 6)]
 

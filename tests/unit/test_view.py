@@ -16,7 +16,7 @@ from vecgen.thinking.records import TRACE_TOP_K, ThinkRecord
 from vecgen.thinking.markers import EndMarker
 
 from helpers.synthetic import HOSTILE_QUESTION
-from test_reliability import cli, one_line_error
+from helpers.cli import cli, one_line_error
 
 
 def records(run_dir):

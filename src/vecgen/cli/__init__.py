@@ -92,16 +92,34 @@ def _takes_float(annotation) -> bool:
 def command():
     """The click command tree of :data:`app`, with every float option and argument checked for finiteness
     (NaN and ±inf are refused while parsing, naming the option, before anything is loaded)."""
+    from .common import refresh_commands
+
+    refresh_commands(app)
     root = typer.main.get_command(app)
+    helps = backend_option_help()
     stack = [root]
     while stack:
         cmd = stack.pop()
         stack.extend(getattr(cmd, "commands", {}).values())
         for param in cmd.params:
+            if param.name in helps and isinstance(getattr(param, "help", None), str):
+                param.help = helps[param.name]  # type: ignore[attr-defined]  # an Option (it has help)
             descriptor = getattr(param, "type_descriptor", None)
             if descriptor is not None and _takes_float(descriptor.annotation):
                 param.callback = _finite(param.callback)
     return root
+
+
+def backend_option_help() -> dict[str, str]:
+    """The help of ``--backend`` (every registered backend) and of ``--n-ctx`` (prefixed by the backends that take
+    it), from the backend registry (:mod:`vecgen.models.backends`)."""
+    from rich.markup import escape
+
+    from ..models.backends import backend_help, backends_taking
+
+    n_ctx = ("KV-cache positions shared by every row at once (prompts + generated tokens of a batch). Default: the "
+             "model's context length, at most 16384.")
+    return {"backend": escape(backend_help()), "n_ctx": f"{', '.join(backends_taking('n_ctx'))}: {n_ctx}"}
 
 
 def _leaf_command(root: Any, argv: list[str]) -> Any:

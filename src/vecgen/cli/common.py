@@ -57,14 +57,9 @@ MaxMemoryOpt = Annotated[
     Optional[str],
     typer.Option("--max-memory", help="Per-device limits for --device-map, e.g. 0=20GiB,1=20GiB,cpu=60GiB."),
 ]
-# "\\[" keeps rich's markup from reading "[llamacpp]" as a style tag (the help showed 'vecgen').
-BackendOpt = Annotated[
-    str,
-    typer.Option("--backend", help="What runs the model: auto (= transformers), transformers, reference (vecgen's "
-                 "from-scratch Qwen2/Qwen3 forward pass on the same weights), or llamacpp (a GGUF model run by "
-                 "llama.cpp on its quantized weights, about 2.5x faster on a CPU; needs pip install "
-                 "'vecgen\\[llamacpp]'; --device and --dtype do not apply)."),
-]
+# The help of --backend and --n-ctx comes from the backend registry when the command line is built
+# (vecgen.cli.command: backend_option_help).
+BackendOpt = Annotated[str, typer.Option("--backend", help="What runs the model (the registered backends).")]
 ThreadsOpt = Annotated[
     Optional[int],
     typer.Option("--threads", help="CPU threads (>= 1): llama.cpp's threads, or torch.set_num_threads for the other "
@@ -72,8 +67,8 @@ ThreadsOpt = Annotated[
 ]
 NCtxOpt = Annotated[
     Optional[int],
-    typer.Option("--n-ctx", help="llamacpp: KV-cache positions shared by every row at once (prompts + generated "
-                 "tokens of a batch). Default: the model's context length, at most 16384."),
+    typer.Option("--n-ctx", help="KV-cache positions shared by every row at once (prompts + generated tokens of a "
+                 "batch), for a backend with a fixed context. Default: the model's context length, at most 16384."),
 ]
 PresetOpt = Annotated[
     Optional[str],
@@ -141,31 +136,76 @@ OutDirOpt = Annotated[Path, typer.Option("--out-dir", help="Parent folder of run
 
 
 
-def with_options(options: type[O], *, context: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+#: Flags a command computes when its click command is built (:func:`with_options`' ``extra``): a function returning
+#: ``(the field the new flags follow, [inspect.Parameter, ...])``; a parameter named like a field replaces that
+#: field's flag (e.g. its help from a registry), the others are new and reach the command as ``o.extra``.
+ExtraOptions = Callable[[], tuple[str, list[inspect.Parameter]]]
+
+
+def with_options(options: type[O], *, context: bool = True, extra: ExtraOptions | None = None
+                 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Turn ``fn(ctx, o)`` (or ``fn(o)`` with ``context=False``) into a typer command whose flags are the fields of
-    the dataclass ``options`` (in field order; help from ``fn``'s docstring); register it with
-    ``app.command(name)(fn)``."""
+    the dataclass ``options`` (in field order, fields with ``init=False`` left out; help from ``fn``'s docstring);
+    register it with ``app.command(name)(fn)``.
+
+    ``extra`` adds flags that come from a registry (e.g. the thinking methods' own settings): it is called each time
+    the command line is built (:func:`refresh_commands`), so a method registered after import has its flags; their
+    values, those given (not None), are set as the dict ``o.extra``."""
 
     def deco(fn: Callable[..., None]) -> Callable[..., None]:
         hints = typing.get_type_hints(options, include_extras=True)
-        params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)] \
+        base = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)] \
             if context else []
-        params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
-                                     default=f.default if f.default is not dataclasses.MISSING
-                                     else inspect.Parameter.empty)
-                   for f in dataclasses.fields(options)]  # type: ignore[arg-type]
+        fields = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                                    default=f.default if f.default is not dataclasses.MISSING
+                                    else inspect.Parameter.empty)
+                  for f in dataclasses.fields(options) if f.init]  # type: ignore[arg-type]
+        extra_names: set[str] = set()
 
         @functools.wraps(fn)
         def command(*args: Any, **values: Any) -> None:
             head = [*args, values.pop("ctx")] if context and "ctx" in values else list(args)
-            return fn(*head, options(**values))
+            more = {k: values.pop(k) for k in list(values) if k in extra_names}
+            o = options(**values)
+            if extra is not None:
+                o.extra = {k: v for k, v in more.items() if v is not None}  # type: ignore[attr-defined]
+            return fn(*head, o)
 
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params}
+        def refresh() -> None:
+            params = list(fields)
+            if extra is not None:
+                after, more = extra()
+                names = {p.name: i for i, p in enumerate(params)}
+                new = [p for p in more if p.name not in names]
+                for p in more:
+                    if p.name in names:
+                        params[names[p.name]] = p
+                extra_names.clear()
+                extra_names.update(p.name for p in new)
+                at = next((i + 1 for i, p in enumerate(params) if p.name == after), len(params))
+                params[at:at] = new
+            params = base + params
+            command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+            command.__annotations__ = {p.name: p.annotation for p in params}
+
+        refresh()
+        command.refresh_options = refresh  # type: ignore[attr-defined]
         del command.__wrapped__  # typer must read the options' signature, not fn's
         return command
 
     return deco
+
+
+def refresh_commands(app: typer.Typer) -> None:
+    """Recompute the flags of every command of ``app`` (and its groups) made with :func:`with_options` and
+    ``extra`` (called before the click command tree is built)."""
+    for info in app.registered_commands:
+        refresh = getattr(info.callback, "refresh_options", None)
+        if refresh is not None:
+            refresh()
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            refresh_commands(group.typer_instance)
 
 
 @dataclass

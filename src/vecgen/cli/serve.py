@@ -64,6 +64,8 @@ def check_serve(o: ServeOptions) -> None:
         ConfigError: a non-loopback host without a key, an empty key, a port in use, a bad log level, serve's extra
             not installed.
     """
+    from ..models.backends import get_backend
+
     from ..errors import ConfigError
 
     try:
@@ -77,9 +79,10 @@ def check_serve(o: ServeOptions) -> None:
     if not is_loopback(o.host) and o.api_key is None:
         raise ConfigError(f"--host {o.host} is reachable from other machines: give --api-key KEY (or VECGEN_API_KEY), "
                           "or serve on 127.0.0.1", param="api_key")
-    if o.backend == "llamacpp" and o.max_batch > 256:
-        raise ConfigError(f"--max-batch {o.max_batch}: llama.cpp holds at most 256 sequences at once; use at most 256",
-                          param="max_batch")
+    limit = get_backend(o.backend).max_rows
+    if limit is not None and o.max_batch > limit:
+        raise ConfigError(f"--max-batch {o.max_batch}: backend {o.backend} holds at most {limit} sequences at once; "
+                          f"use at most {limit}", param="max_batch")
     if o.log_level not in ("critical", "error", "warning", "info", "debug"):
         raise ConfigError(f"--log-level {o.log_level!r}: choose critical, error, warning, info or debug",
                           param="log_level")

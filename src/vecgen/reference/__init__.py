@@ -1,12 +1,11 @@
 """A from-scratch Qwen2/Qwen2.5/Qwen3 forward pass with taps, its weight mapping, and the comparison
 against transformers (``vecgen verify``).
 
-Importing this package registers the ``reference`` backend with the loader
-(:func:`~vecgen.models.register_model_swap`): ``load_model(spec, backend="reference")`` loads the transformers
-model and runs :func:`from_transformers`' module on the same weights.
+The ``reference`` backend (:mod:`.backend`, registered through the ``vecgen.backends`` entry point):
+``load_model(spec, backend="reference")`` loads the transformers model and runs :func:`from_transformers`' module on
+the same weights.
 """
 
-from ..models import register_model_swap
 from .model import (
     LAYER_COMPONENTS,
     SUPPORTED_FAMILIES,
@@ -26,7 +25,6 @@ from .model import (
 )
 from .weights import from_transformers, load_reference, map_state_dict, weight_map
 
-register_model_swap("reference", from_transformers)
 
 __all__ = [
     "LAYER_COMPONENTS",

@@ -48,7 +48,7 @@ from ..errors import ConfigError, ContextLengthError, VecgenError
 from ..io import MAX_JSON_DEPTH, check_text, json_too_deep_at
 from ..models import LoadedModel, render_chat
 from ..thinking.prompts import build_chat_prompt, prompt_style
-from ..thinking.runner import Method, think_policy
+from ..thinking.runner import think_policy
 from ..thinking.settings import CONCEPT_FIELDS
 from ..thinking.think import think_config
 from .protocol import APIError, ChatRequest, CompletionRequest, _Common, parse_request, request_schemas
@@ -278,7 +278,7 @@ class Server:
                                param="thinking.max_think_tokens")
             style = prompt_style(self.lm, t.marker)
             end = style.end_marker(self.lm.tokenizer)
-            text = build_chat_prompt(self.lm, messages, style, direct=cfg.method == Method.direct,
+            text = build_chat_prompt(self.lm, messages, style, direct=not cfg.spec.thinks,
                                      answer_type=t.answer_type)
         except ConfigError as exc:
             field = _field_of(exc)

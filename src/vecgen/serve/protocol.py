@@ -5,11 +5,11 @@ Fields are OpenAI's (``model``, ``messages`` / ``prompt``, ``max_tokens``, ``tem
 vecgen's own, which clients send through ``extra_body``:
 
 ``thinking``
-    ``{"method": "soft", "max_think_tokens": 320, ...}``: think with any ``vecgen think`` method (``direct``, ``cot``,
-    ``soft``, ``hidden``, ``switch``, ``gated``; ``none`` = plain chat) and then answer. Other keys are
-    :class:`~vecgen.thinking.runner.ThinkConfig` fields under their names (``max_think_tokens``, ``cold_stop_tau``,
-    ``cold_stop_steps``, ``switch_window``, ``switch_max``, ``gate_tau``, ``math_explicit``,
-    ``answer_stops_at_newline``), ``mixing`` (a :class:`~vecgen.decoding.mixing.MixingConfig`: ``rule``, ``max_topk``,
+    ``{"method": "soft", "max_think_tokens": 320, ...}``: think with any registered ``vecgen think`` method
+    (``direct``, ``cot``, ``soft``, ``hidden``, ``switch``, ``gated``, ...; ``none`` = plain chat) and then answer.
+    Other keys are :class:`~vecgen.thinking.runner.ThinkConfig` fields under their names (``max_think_tokens``,
+    ``cold_stop_tau``, ``cold_stop_steps``, ``answer_stops_at_newline``), the method's own settings
+    (:mod:`vecgen.thinking.methods`; the OpenAPI document lists them), ``mixing`` (a :class:`~vecgen.decoding.mixing.MixingConfig`: ``rule``, ``max_topk``,
     ``noise``, ``gumbel_tau``, ``dirichlet_alpha``, ``beta``, ``hidden_scale``, ``anti_collapse``), ``think_sampling``
     (overrides of Soft Thinking's concept-token sampling: ``temperature``, ``top_p``, ``top_k``, ``min_p``),
     ``answer_type`` (what the prompt asks for: ``numeric`` as :meth:`vecgen.Model.think`, ``choice``, ``yesno``,
@@ -220,7 +220,7 @@ def parse_request(cls: type[_Common], data: Any) -> Any:
 #: ``ThinkConfig`` fields a request may not set in ``thinking`` (the request's own fields set them, or they are typed
 #: above: method, think_sampling, mixing).
 _THINKING_NOT_SETTABLE = ("method", "think_sampling", "answer_sampling", "mixing", "max_answer_tokens",
-                          "stop_sequences")
+                          "stop_sequences", "method_settings")
 
 
 def request_schemas() -> dict[str, dict[str, Any]]:
@@ -231,6 +231,7 @@ def request_schemas() -> dict[str, dict[str, Any]]:
     fields."""
     from ..config import SamplingConfig
     from ..decoding.mixing import MixingConfig
+    from ..thinking.methods import get_method, method_names, setting_fields
     from ..thinking.runner import ThinkConfig
     from ..thinking.settings import CONCEPT_FIELDS
 
@@ -245,6 +246,10 @@ def request_schemas() -> dict[str, dict[str, Any]]:
     for name, prop in think["properties"].items():
         if name not in _THINKING_NOT_SETTABLE:
             props[name] = prop
+    for name, (_, owners) in setting_fields().items():  # every registered method's own settings
+        prop = get_method(owners[0]).settings.model_json_schema(ref_template=ref)["properties"][name]
+        props[name] = {**prop, "description": f"{', '.join(owners)}: {prop.get('description', name)}"}
+    props["method"] = {**props.get("method", {"type": "string"}), "enum": [*method_names(), "none"]}
     mixing = MixingConfig.model_json_schema(ref_template=ref)
     out.update(mixing.pop("$defs", {}))
     out["MixingConfig"] = mixing

@@ -23,26 +23,25 @@ from .prompts import DEFAULT_TEXT_MARKER, PromptStyle, build_prompt, prompt_styl
 from .records import ThinkRecord, TraceStep
 from .runner import (
     SOFT_THINKING_SAMPLING,
-    Method,
     StopReason,
     ThinkConfig,
     ThinkOutput,
     run_thinking,
 )
-from .settings import DEFAULT_METHODS, METHODS, EvaluationSettings, parse_methods
+from .methods import MethodSettings, ThinkingMethod, get_method, method_names, register_method
+from .settings import DEFAULT_METHODS, EvaluationSettings, parse_methods
 from .summary import MethodPair, MethodSummary, PassAtK
 
 __all__ = [
     "DEFAULT_METHODS",
     "DEFAULT_TEXT_MARKER",
-    "METHODS",
     "SOFT_THINKING_SAMPLING",
     "ColdStop",
     "EndMarker",
     "Evaluation",
     "EvaluationSettings",
-    "Method",
     "MethodPair",
+    "MethodSettings",
     "MethodSummary",
     "PairedComparison",
     "PassAtK",
@@ -51,11 +50,15 @@ __all__ = [
     "ThinkConfig",
     "ThinkOutput",
     "ThinkRecord",
+    "ThinkingMethod",
     "TraceStep",
     "build_prompt",
+    "get_method",
+    "method_names",
     "paired_comparison",
     "parse_methods",
     "prompt_style",
+    "register_method",
     "run_evaluation",
     "run_thinking",
     "wilson_interval",

@@ -50,7 +50,8 @@ from .report import (
     summary_cells,
     summary_table,
 )
-from .runner import Method, ThinkConfig, ThinkOutput, run_thinking, think_budget
+from .methods import get_method, method_names
+from .runner import ThinkConfig, ThinkOutput, run_thinking, think_budget
 from .settings import EvaluationSettings
 from .summary import (
     BudgetRow,
@@ -77,6 +78,21 @@ StepCallback = Callable[[str, int, int], None]
 RESUME_HINT = "rerun the same command with --run-name {name} to resume"
 
 
+def saved_without_legacy(saved: dict[str, Any]) -> dict[str, Any]:
+    """A ``settings.json`` of an older version as this one writes it: each method's config without the keys its
+    method no longer has (:attr:`~vecgen.thinking.methods.ThinkingMethod.legacy_keys`), so such runs resume."""
+    methods = saved.get("methods")
+    if not isinstance(methods, dict):
+        return saved
+    out = {}
+    for name, cfg in methods.items():
+        if isinstance(cfg, dict) and cfg.get("method") in method_names():
+            legacy = get_method(cfg["method"]).legacy_keys
+            cfg = {k: v for k, v in cfg.items() if k not in legacy}
+        out[name] = cfg
+    return {**saved, "methods": out}
+
+
 def check_settings(writer: RunWriter, settings: dict[str, Any]) -> None:
     """Save ``settings`` in ``settings.json``, or compare them with the saved ones on resume.
 
@@ -87,7 +103,7 @@ def check_settings(writer: RunWriter, settings: dict[str, Any]) -> None:
     path = writer.path("settings.json")
     settings = to_jsonable(settings)
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = saved_without_legacy(json.loads(path.read_text(encoding="utf-8")))
         diff = changed_settings(old, settings)
         if diff:
             shown = "; ".join(diff)
@@ -110,7 +126,7 @@ def check_resume_before_load(run_dir: str | Path, settings: EvaluationSettings) 
     path = Path(run_dir) / "settings.json"
     if not path.exists():
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    old = saved_without_legacy(json.loads(path.read_text(encoding="utf-8")))
     new = _settings_without_model(settings, settings.method_configs())
     keys = [k for k in _MODEL_FREE_KEYS if k in old or k in new]
     diff = changed_settings({k: old.get(k, "<unset>") for k in keys}, {k: new.get(k, "<unset>") for k in keys})
@@ -202,12 +218,12 @@ def answer_items(
 
     for name, cfg in configs.items():  # every item fits the context, before the first batch runs
         todo = [t for t in tasks if any((name, t.id, s) not in done for s in draws)]
-        check_context(lm, [len(prompt_ids(t, cfg.method == Method.direct)) for t in todo],
+        check_context(lm, [len(prompt_ids(t, not cfg.spec.thinks)) for t in todo],
                       [think_budget(cfg, marker)] * len(todo), names=[f"item {t.id!r} ({name})" for t in todo])
 
     def answer_fn(name: str, sample: int | None) -> Callable[[list[Task]], list[tuple[str, ThinkOutput]]]:
         cfg = configs[name]
-        direct = cfg.method == Method.direct
+        direct = not cfg.spec.thinks
         step_cb = None if on_step is None else (lambda s, n: on_step(name, s, n))
 
         def fn(batch: list[Task]) -> list[tuple[str, ThinkOutput]]:
@@ -310,7 +326,7 @@ class Evaluation:
         if not settings.budgets:
             return []
         configs = settings.method_configs()
-        return budget_rows(self.summary, {n: (configs[n].method.value, configs[n].max_think_tokens)
+        return budget_rows(self.summary, {n: (configs[n].method, configs[n].max_think_tokens)
                                           for n in self.names if n in configs})
 
     def compare(self, a: str, b: str) -> MethodPair:

@@ -5,6 +5,8 @@ the same items. A field is named as
 
 * a ``ThinkConfig`` field: ``max_think_tokens``, ``max_answer_tokens``, ``cold_stop_tau``, ``cold_stop_steps``
   (0 = Cold Stop off), ``answer_stops_at_newline``;
+* a registered method's own setting (:func:`~vecgen.thinking.methods.setting_fields`; e.g. ``switch``'s and
+  ``gated``'s): it varies for the methods that have it (the others run once per combination, unchanged);
 * a field of the thinking rule (``MixingConfig``), bare or as ``mixing.FIELD``: ``rule``, ``max_topk``,
   ``noise``, ``gumbel_tau``, ``dirichlet_alpha``, ``hidden_scale``, ...;
 * a sampler field as ``think_sampling.FIELD`` or ``answer_sampling.FIELD``: ``temperature``, ``top_p``,
@@ -24,18 +26,23 @@ from dataclasses import dataclass
 from ..config import SamplingConfig
 from ..decoding.mixing import MixingConfig
 from ..errors import ConfigError
+from .methods import setting_fields
 from .runner import ThinkConfig
 
-_TOP = ("max_think_tokens", "max_answer_tokens", "cold_stop_tau", "cold_stop_steps", "answer_stops_at_newline",
-        "switch_window", "switch_max", "gate_tau", "math_explicit")
+#: The common ``ThinkConfig`` fields a grid may vary.
+_COMMON = ("max_think_tokens", "max_answer_tokens", "cold_stop_tau", "cold_stop_steps", "answer_stops_at_newline")
 _SAMPLERS = ("think_sampling", "answer_sampling")
+
+
+def _top() -> tuple[str, ...]:
+    return (*_COMMON, *setting_fields())
 
 
 def grid_fields() -> list[str]:
     """Every field name ``--grid`` accepts (bare names and dotted paths)."""
     mixing = list(MixingConfig.model_fields)
     sampling = [f for f in SamplingConfig.model_fields if f != "max_new_tokens"]
-    return [*_TOP, *mixing, *(f"mixing.{f}" for f in mixing), *(f"{s}.{f}" for s in _SAMPLERS for f in sampling)]
+    return [*_top(), *mixing, *(f"mixing.{f}" for f in mixing), *(f"{s}.{f}" for s in _SAMPLERS for f in sampling)]
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class GridAxis:
 
 
 def _canonical(name: str) -> str:
-    if name in _TOP:
+    if name in _top():
         return name
     if name in MixingConfig.model_fields:
         return f"mixing.{name}"
@@ -110,10 +117,13 @@ def expand_grid(configs: dict[str, ThinkConfig], axes: Sequence[GridAxis]) -> di
         return dict(configs)
     out: dict[str, ThinkConfig] = {}
     for method, base in configs.items():
+        own = base.spec.setting_names()
         for values in itertools.product(*(a.values for a in axes)):
-            data = base.model_dump()
+            data = base.flat()
             for axis, value in zip(axes, values):
                 head, _, tail = axis.field.partition(".")
+                if not tail and head not in ThinkConfig.model_fields and head not in own:
+                    continue  # another method's setting: this method runs unchanged at this value
                 data[head] = {**data[head], tail: value} if tail else value
                 try:
                     ThinkConfig.create(**data)

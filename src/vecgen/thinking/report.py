@@ -16,6 +16,7 @@ from ..reports.view import (
     register_view,
     rounded,
 )
+from .methods import get_method, method_names
 from .records import ThinkRecord
 from .runner import ThinkConfig
 from .summary import BudgetRow, MethodPair, MethodSummary, PassAtK
@@ -211,6 +212,13 @@ def step_weights(cfg: Any) -> str:
         return "distribution"
 
 
+def method_summary(cfg: Any) -> str | None:
+    """The registered method's one-line summary for a saved config (the viewer's column note); None when the config
+    names no registered method."""
+    name = cfg.get("method") if isinstance(cfg, dict) else None
+    return get_method(name).summary if name in method_names() else None
+
+
 @register_view("think")
 def view_data(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """The run viewer's data of a ``think`` run: items, each method's answer and trace steps (compact columns)."""
@@ -240,7 +248,8 @@ def view_data(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     results = run.get("results") or {}
     cfgs = (run.get("config") or {}).get("methods") or {}
     kinds = {m: step_weights(cfgs.get(m.split(" #")[0])) for m in methods}
-    return {"methods": methods, "kinds": kinds, "summary": results, "paired": run.get("paired") or [],
+    about = {m: method_summary(cfgs.get(m.split(" #")[0])) for m in methods}
+    return {"methods": methods, "kinds": kinds, "about": {m: a for m, a in about.items() if a}, "summary": results, "paired": run.get("paired") or [],
             "items": list(items.values()), "tokens": strings.items}
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 from ..config import SamplingConfig, format_validation_error, validation_params
 from ..decoding.engine import Action, Mode, Observation, run
@@ -50,7 +50,7 @@ from ..models import LoadedModel, decode
 from ..reports.chips import chip, chips_block, weights_title
 from .coldstop import ColdStop
 from .markers import EndMarker
-from .switching import SwitchState, gate_is_latent, math_token_ids
+from .methods.registry import MethodSettings, RowContext, ThinkingMethod, get_method, methods_with, reserve_settings
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +69,6 @@ DEFAULT_COLD_STOP_STEPS = 48
 SOFT_THINKING_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "top_k": 30, "min_p": 0.001}
 
 
-class Method(str, Enum):
-    """What happens before the answer."""
-
-    direct = "direct"  #: answer at once
-    cot = "cot"  #: discrete chain-of-thought
-    soft = "soft"  #: think in concept tokens
-    hidden = "hidden"  #: think by feeding back the last hidden state (COCONUT-style, no training)
-    switch = "switch"  #: SwiReasoning: switch between concept tokens and tokens on entropy trends
-    gated = "gated"  #: SeLaR-style: concept tokens only on high-entropy steps, tokens elsewhere
-
-
-#: Methods that think with the concept-token rule (soft's sampling and mixing), latent on all or some steps.
-LATENT_METHODS = frozenset({Method.soft, Method.switch, Method.gated})
-#: SwiReasoning's minimum explicit stay (512 steps at ~32k-token budgets) scaled to the 320-token default budget.
-DEFAULT_SWITCH_WINDOW = 5
-#: SeLaR's entropy threshold (normalised entropy, scripts/run.py default).
-DEFAULT_GATE_TAU = 0.5
-
-
 class StopReason(str, Enum):
     """Why thinking ended for a row."""
 
@@ -95,7 +76,7 @@ class StopReason(str, Enum):
     eos = "eos"
     cold_stop = "cold_stop"
     max_tokens = "max_tokens"
-    switch_cap = "switch_cap"  #: ``switch``: the ``switch_max``-th switch to explicit thinking
+    switch_cap = "switch_cap"  #: ``switch``: its cap of switches to explicit thinking (a method's own reason)
     none = "none"  #: ``direct``: no thinking phase
 
 
@@ -103,14 +84,14 @@ class ThinkConfig(BaseModel):
     """One method's settings.
 
     Attributes:
-        method: ``direct``, ``cot``, ``soft`` or ``hidden`` (the ``hidden`` rule's thinking; its trace is
-            the top-1 token of the logits at each step, its sampling only sets Cold Stop's entropy).
+        method: a registered thinking method (:func:`~vecgen.thinking.methods.method_names`: ``direct``, ``cot``,
+            ``soft``, ``hidden``, ``switch``, ``gated``, and any registered later).
         think_sampling: the distribution thinking steps come from (``cot``: the discrete sampler,
-            default greedy; ``soft``: the concept-token distribution, default
+            default greedy; concept-token methods (``soft``, ...): the concept-token distribution, default
             :data:`SOFT_THINKING_SAMPLING`; greedy here makes ``soft`` equal to ``cot``).
         answer_sampling: the discrete sampler of the answer phase (default greedy).
-        mixing: the thinking rule of ``soft`` (``cot``/``direct`` use ``onehot`` whatever is given here;
-            ``hidden`` uses the ``hidden`` rule with this config's ``hidden_scale``).
+        mixing: the thinking rule of concept-token methods (``cot``/``direct`` use ``onehot`` whatever is given
+            here; ``hidden`` uses the ``hidden`` rule with this config's ``hidden_scale``).
         max_think_tokens: thinking steps before the marker is forced (>= 1).
         max_answer_tokens: answer tokens before the row stops (>= 1).
         cold_stop_tau: Cold Stop τ in nats (>= 0; 0 = off).
@@ -119,15 +100,13 @@ class ThinkConfig(BaseModel):
             (None = yes for text markers like ``"Answer:"``, no for ``</think>``).
         stop_sequences: the answer also ends once its decoded text contains one of these strings (lm-eval's
             ``until``; the text is kept whole, callers cut it: :func:`cut_at_stop`).
-        switch_window: ``switch``: the minimum explicit stay (steps) before switching back to latent (>= 0).
-        switch_max: ``switch``: the latent → explicit switch that ends thinking (0 = no cap).
-        gate_tau: ``gated``: a step is latent when its mixture's normalised entropy is >= this (in [0, 1]).
-        math_explicit: ``switch`` / ``gated``: steps whose token is a math symbol are explicit (both papers).
+        method_settings: the method's own settings (its :class:`~vecgen.thinking.methods.MethodSettings`; given
+            flat, e.g. ``ThinkConfig.create(method=..., NAME=value)``, or as a dict / settings object).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    method: Method = Method.cot
+    method: str = "cot"
     think_sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     answer_sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     mixing: MixingConfig = Field(default_factory=lambda: MixingConfig(rule="soft"))
@@ -137,41 +116,90 @@ class ThinkConfig(BaseModel):
     cold_stop_steps: int = Field(DEFAULT_COLD_STOP_STEPS, ge=0)
     answer_stops_at_newline: bool | None = None
     stop_sequences: tuple[str, ...] = ()
-    switch_window: int = Field(DEFAULT_SWITCH_WINDOW, ge=0)
-    switch_max: int = Field(0, ge=0)
-    gate_tau: float = Field(DEFAULT_GATE_TAU, ge=0.0, le=1.0)
-    math_explicit: bool = True
+    method_settings: SerializeAsAny[MethodSettings] = Field(default_factory=MethodSettings)
 
     @model_validator(mode="before")
     @classmethod
-    def _soft_thinking_default(cls, data: Any) -> Any:
-        """``soft`` without ``think_sampling`` gets Soft Thinking's concept-token sampling
-        (:data:`SOFT_THINKING_SAMPLING`); greedy would make every concept token one-hot, i.e. ``cot``."""
-        if isinstance(data, dict) and data.get("method") in LATENT_METHODS and data.get("think_sampling") is None:
-            data = {**data, "think_sampling": SamplingConfig(**SOFT_THINKING_SAMPLING)}
+    def _method_defaults(cls, data: Any) -> Any:
+        """The method's own settings from flat keys (or a dict), and Soft Thinking's concept-token sampling
+        (:data:`SOFT_THINKING_SAMPLING`) for a concept-token method without ``think_sampling`` (greedy would make
+        every concept token one-hot, i.e. ``cot``)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        method = get_method(str(data.get("method", "cot")))
+        given = data.pop("method_settings", None)
+        values = given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
+        for key in method.legacy_keys:
+            data.pop(key, None)
+        for key in [k for k in data if k not in cls.model_fields]:
+            values[key] = data.pop(key)
+        data["method_settings"] = method.settings(**values)
+        if method.concept_tokens and data.get("think_sampling") is None:
+            data["think_sampling"] = SamplingConfig(**SOFT_THINKING_SAMPLING)
         return data
+
+    @model_validator(mode="after")
+    def _method_sampling(self) -> "ThinkConfig":
+        """The method's own change to its thinking sampler (:attr:`~vecgen.thinking.methods.ThinkingMethod.sampling`),
+        applied on every validation (so a grid over the method's setting changes it too)."""
+        sampling = self.spec.thinking_sampling(self.think_sampling, self.method_settings)
+        if sampling != self.think_sampling:
+            object.__setattr__(self, "think_sampling", sampling)  # frozen: set once, while validating
+        return self
 
     @classmethod
     def create(cls, **values: Any) -> "ThinkConfig":
-        """Validate, raising :class:`ConfigError` (field, value, range); ``None`` values are ignored."""
+        """Validate, raising :class:`ConfigError` (field, value, range); ``None`` values are ignored. The method's
+        own settings may be given flat (``NAME=value``).
+
+        Raises:
+            ConfigError: an unknown method, a setting of another method or none, a value out of range.
+        """
+        values = {k: v for k, v in values.items() if v is not None}
+        method = get_method(str(values.get("method", "cot")))
+        own = set(method.settings.model_fields)
+        flat = {k: v for k, v in values.items() if k not in cls.model_fields and k not in method.legacy_keys}
+        for key in flat:
+            if key not in own:
+                owners = methods_with(key)
+                where = (f"a setting of {', '.join(owners)}, not of {method.name}" if owners else
+                         f"not a thinking setting; {method.name}'s own: {', '.join(own) or 'none'}")
+                raise ConfigError(f"{key} is {where}", param=key)
         try:
-            cfg = cls(**{k: v for k, v in values.items() if v is not None})
+            given = values.get("method_settings")
+            settings = dict(given.model_dump() if isinstance(given, BaseModel) else given or {})
+            method.settings(**{**settings, **flat})
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, f"{method.name} settings"),
+                              param=validation_params(exc)) from None
+        try:
+            cfg = cls(**values)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, "thinking config"), param=validation_params(exc)) from None
         get_rule(cfg.thinking_rule().rule)
         return cfg
 
+    @property
+    def spec(self) -> ThinkingMethod:
+        """The registered :class:`~vecgen.thinking.methods.ThinkingMethod` of :attr:`method`."""
+        return get_method(self.method)
+
     def saved_settings(self) -> dict[str, Any]:
-        """The config as a run's ``settings.json`` stores it (a resume must match it). Fields added after runs were
-        first written are left out where they cannot matter, so runs of older versions stay resumable:
-        ``stop_sequences`` (lm-eval's, never set by ``vecgen think``), the ``switch`` / ``gated`` fields for other
-        methods, and ``mixing.anti_collapse`` when it is 0 (off)."""
-        out = self.model_dump(mode="json", exclude={"stop_sequences"})
-        if self.method not in (Method.switch, Method.gated):
-            for key in ("switch_window", "switch_max", "gate_tau", "math_explicit"):
-                out.pop(key)
+        """The config as a run's ``settings.json`` stores it (a resume must match it): the method's own settings flat
+        beside the common ones. Fields added after runs were first written are left out where they cannot matter,
+        so runs of older versions stay resumable: ``stop_sequences`` (lm-eval's, never set by ``vecgen think``) and
+        ``mixing.anti_collapse`` when it is 0 (off)."""
+        out = self.model_dump(mode="json", exclude={"stop_sequences", "method_settings"})
+        out.update(self.method_settings.model_dump(mode="json"))
         if self.mixing.anti_collapse == 0.0:
             out["mixing"].pop("anti_collapse")
+        return out
+
+    def flat(self) -> dict[str, Any]:
+        """:meth:`model_dump` with the method's own settings flat (what :meth:`create` takes back)."""
+        out = self.model_dump(exclude={"method_settings"})
+        out.update(self.method_settings.model_dump())
         return out
 
     @property
@@ -180,16 +208,18 @@ class ThinkConfig(BaseModel):
         rule) rather than the model's distribution (``cot``, ``hidden``, and ``soft`` with the ``onehot`` or a
         hidden-state rule, whose "mixture" is only the top-1 token)."""
         rule = self.thinking_rule()
-        return self.method in LATENT_METHODS and rule.rule != "onehot" and not rule.feeds_hidden
+        return self.spec.concept_tokens and rule.rule != "onehot" and not rule.feeds_hidden
 
     def thinking_rule(self) -> MixingConfig:
-        """The rule of the thinking phase: ``onehot`` for ``cot``, the configured rule for ``soft``, the
-        ``hidden`` rule (with the configured ``hidden_scale``) for ``hidden``."""
-        if self.method in LATENT_METHODS:
-            return self.mixing
-        if self.method == Method.hidden:
-            return MixingConfig(rule="hidden", hidden_scale=self.mixing.hidden_scale)
-        return MixingConfig(rule="onehot")
+        """The rule of the thinking phase (the method's :meth:`~vecgen.thinking.methods.ThinkingMethod.thinking_rule`):
+        ``onehot`` for ``cot``, the configured rule for concept-token methods, the ``hidden`` rule (with the
+        configured ``hidden_scale``) for ``hidden``."""
+        return self.spec.thinking_rule(self.mixing)
+
+
+#: The fields every method's config has (a method's own settings may not reuse these names).
+COMMON_SETTINGS: tuple[str, ...] = tuple(f for f in ThinkConfig.model_fields if f != "method_settings")
+reserve_settings(COMMON_SETTINGS)
 
 
 def method_configs(
@@ -203,20 +233,32 @@ def method_configs(
 ) -> dict[str, ThinkConfig]:
     """One :class:`ThinkConfig` per method, built the one way ``vecgen think`` and the lm-eval model build them.
 
-    ``soft`` thinks with the concept-token distribution: :data:`SOFT_THINKING_SAMPLING` overridden by
-    ``concept``'s non-None entries (``temperature``, ``top_p``, ``top_k``, ``min_p``) and seeded like
-    ``discrete``; every other method thinks with ``discrete``. Answers use ``answer`` (default ``discrete``).
-    ``settings`` are further :class:`ThinkConfig` fields (``None`` values ignored), e.g. ``max_think_tokens``.
+    Concept-token methods (``soft``, ``switch``, ``gated``, ...) think with the concept-token distribution:
+    :data:`SOFT_THINKING_SAMPLING` overridden by ``concept``'s non-None entries (``temperature``, ``top_p``,
+    ``top_k``, ``min_p``) and seeded like ``discrete``, then changed by the method itself where it says so; every
+    other method thinks with ``discrete``. Answers use ``answer`` (default ``discrete``). ``settings`` are further
+    :class:`ThinkConfig` fields and methods' own settings (``None`` values ignored); each method gets the common
+    fields and its own settings.
 
     Raises:
-        ConfigError: a concept-sampling value or a setting out of range (field, value, range), or an unknown method.
+        ConfigError: a concept-sampling value or a setting out of range (field, value, range), an unknown method, or
+            a method setting that none of ``methods`` has.
     """
+    from .methods.registry import check_method_settings, split_settings
+
     concept_sampling = SamplingConfig.create(defaults=SOFT_THINKING_SAMPLING, seed=discrete.seed, **(concept or {}))
-    return {
-        m: ThinkConfig.create(method=m, think_sampling=concept_sampling if m in LATENT_METHODS else discrete,
-                              answer_sampling=answer or discrete, mixing=mixing, **settings)
-        for m in methods
-    }
+    own, common = split_settings({k: v for k, v in settings.items() if v is not None})
+    unknown = sorted(k for k in common if k not in ThinkConfig.model_fields)
+    if unknown:
+        raise ConfigError(f"{unknown[0]} is not a thinking setting", param=unknown[0])
+    check_method_settings(methods, own)
+    out = {}
+    for m in methods:
+        spec = get_method(m)
+        mine = {k: v for k, v in own.items() if k in spec.settings.model_fields}
+        out[m] = ThinkConfig.create(method=m, think_sampling=concept_sampling if spec.concept_tokens else discrete,
+                                    answer_sampling=answer or discrete, mixing=mixing, **common, **mine)
+    return out
 
 
 @dataclass
@@ -308,7 +350,7 @@ _THINK, _FORCE, _ANSWER, _DONE = 0, 1, 2, 3
 def think_budget(cfg: ThinkConfig, marker: EndMarker) -> int:
     """The most inputs one row of ``cfg`` feeds after its prompt: thinking steps, the forced marker (with a
     newline before it), and every answer step but the last (which is sampled, not fed)."""
-    think = 0 if cfg.method == Method.direct else cfg.max_think_tokens + marker.max_forced
+    think = cfg.max_think_tokens + marker.max_forced if cfg.spec.thinks else 0
     return think + cfg.max_answer_tokens - 1
 
 
@@ -322,13 +364,13 @@ class ThinkPolicy:
         newline_stop: the answer ends at its first newline after non-blank text.
         tokenizer: decodes the answer for ``newline_stop``.
         cold: the batch's :class:`ColdStop` counters; ``row`` is this row's index in it.
-        math_ids: ``switch`` / ``gated``: tokens always fed explicitly (:func:`~vecgen.thinking.switching.math_token_ids`).
-        gate_support: ``gated``: the mixture size its entropy is normalised by (``log`` of it).
+        step_rule: the method's per-row rule (:meth:`~vecgen.thinking.methods.ThinkingMethod.new_row`): what each
+            thinking step feeds, or a stop reason that ends thinking.
     """
 
     def __init__(self, cfg: ThinkConfig, marker: EndMarker, stops: frozenset[int], newline_stop: bool,
-                 tokenizer: Any, cold: ColdStop, row: int, seed: int | None = None,
-                 math_ids: frozenset[int] = frozenset(), gate_support: int = 2, stream_id: str | None = None):
+                 tokenizer: Any, cold: ColdStop, row: int, seed: int | None = None, *,
+                 step_rule: Callable[[Observation], bool | str], stream_id: str | None = None):
         self.cfg, self.marker, self.stops, self.newline_stop, self.tokenizer = cfg, marker, stops, newline_stop, tokenizer
         self.cold, self.row = cold, row
         think_sampling, answer_sampling, suffix = cfg.think_sampling, cfg.answer_sampling, ""
@@ -339,30 +381,17 @@ class ThinkPolicy:
         self.think_mode = Mode("think", think_sampling, cfg.thinking_rule(), stream="think" + suffix)
         self.answer_mode = Mode("answer", answer_sampling, MixingConfig(rule="onehot"), stream="answer" + suffix)
         self.out = ThinkOutput()
-        self.phase = _ANSWER if cfg.method == Method.direct else _THINK
+        self.phase = _THINK if cfg.spec.thinks else _ANSWER
         self.queue: list[int] = []
-        self.switch = SwitchState(cfg.switch_window, cfg.switch_max) if cfg.method == Method.switch else None
-        self.math_ids = math_ids if cfg.math_explicit else frozenset()
-        self.gate_support = gate_support
+        self.step_rule = step_rule
 
-    def _latent(self, obs: Observation) -> bool | None:
-        """Whether this thinking step feeds its concept token (True) or its top-1 token (False); None: the
-        ``switch`` cap is reached and thinking ends."""
-        method = self.cfg.method
-        if method == Method.cot:
-            return False
-        if method in (Method.soft, Method.hidden):
-            return True
-        if self.switch is not None:
-            if self.switch.step(obs.entropy):
-                return None
-            latent = self.switch.latent
-        else:
-            latent = gate_is_latent(obs.mix_entropy, self.gate_support, self.cfg.gate_tau)
-        return latent and obs.token not in self.math_ids
+    def _latent(self, obs: Observation) -> bool | str:
+        """Whether this thinking step feeds its concept token (True) or its top-1 token (False); a string: the
+        method ends thinking with that stop reason."""
+        return self.step_rule(obs)
 
-    def _force(self, reason: StopReason) -> None:
-        self.out.stop_reason = reason.value
+    def _force(self, reason: StopReason | str) -> None:
+        self.out.stop_reason = reason.value if isinstance(reason, StopReason) else str(reason)
         self.queue = self.marker.forced_ids(self.out.trace_ids)
         self.phase = _FORCE
 
@@ -392,8 +421,8 @@ class ThinkPolicy:
                 self._force(StopReason.cold_stop)
                 return Action.retry
             latent = self._latent(obs)
-            if latent is None:
-                self._force(StopReason.switch_cap)
+            if isinstance(latent, str):
+                self._force(latent)
                 return Action.retry
             out.trace_ids.append(y)
             out.entropies.append(obs.entropy)
@@ -493,7 +522,7 @@ def run_thinking(
 def think_policy(lm: LoadedModel, cfg: ThinkConfig, marker: EndMarker, *, cold: ColdStop | None = None, row: int = 0,
                  seed: int | None = None, stream_id: str | None = None) -> ThinkPolicy:
     """The :class:`ThinkPolicy` of one row, as :func:`run_thinking` builds it (stop tokens, newline stop, Cold Stop,
-    ``switch`` / ``gated``'s math tokens and gate support).
+    the method's per-row rule).
 
     Args:
         cold: the batch's Cold Stop counters (``row`` indexes them); None: the row's own.
@@ -503,12 +532,10 @@ def think_policy(lm: LoadedModel, cfg: ThinkConfig, marker: EndMarker, *, cold: 
     newline_stop = (marker.token_id is None) if cfg.answer_stops_at_newline is None else cfg.answer_stops_at_newline
     if cold is None:
         cold, row = ColdStop(cfg.cold_stop_tau if cfg.cold_stop_steps > 0 else 0.0, max(cfg.cold_stop_steps, 1), 1), 0
-    math_ids = (math_token_ids(lm.tokenizer) if cfg.method in (Method.switch, Method.gated) and cfg.math_explicit
-                else frozenset())
     rule = cfg.thinking_rule()
-    support = max(2, min(rule.max_topk, lm.n_real_vocab) if rule.rule == "soft" else lm.n_real_vocab)
-    return ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, row, seed, math_ids=math_ids,
-                       gate_support=support, stream_id=stream_id)
+    step_rule = cfg.spec.new_row(cfg.method_settings, RowContext(lm.tokenizer, lm.n_real_vocab, rule))
+    return ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, row, seed, step_rule=step_rule,
+                       stream_id=stream_id)
 
 
 def decode_output(tokenizer: Any, out: ThinkOutput) -> ThinkOutput:

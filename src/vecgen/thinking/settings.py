@@ -20,10 +20,9 @@ from ..config import SamplingConfig, format_validation_error
 from ..decoding.mixing import MixingConfig
 from ..errors import ConfigError
 from .grid import GridAxis, baseline_names, expand_grid, parse_grid
-from .runner import SOFT_THINKING_SAMPLING, Method, ThinkConfig, method_configs
+from .methods import method_names, split_settings
+from .runner import SOFT_THINKING_SAMPLING, ThinkConfig, method_configs
 
-#: The thinking methods, in their usual order.
-METHODS: tuple[str, ...] = tuple(m.value for m in Method)
 #: The methods a run compares when none are named.
 DEFAULT_METHODS: tuple[str, ...] = ("direct", "cot", "soft")
 #: The concept-token sampling fields that ``concept`` may override (:data:`SOFT_THINKING_SAMPLING`).
@@ -39,10 +38,11 @@ def parse_methods(methods: str | Sequence[str], *, param: str = "methods") -> li
     items = methods.split(",") if isinstance(methods, str) else list(methods)
     names = [str(m).strip() for m in items if str(m).strip()]
     if not names:
-        raise ConfigError(f"{param} is empty; choose from: {', '.join(METHODS)}", param=param)
-    bad = [m for m in names if m not in METHODS]
+        raise ConfigError(f"{param} is empty; choose from: {', '.join(method_names())}", param=param)
+    bad = [m for m in names if m not in method_names()]
     if bad:
-        raise ConfigError(f"unknown method {bad[0]!r} in {param}; choose from: {', '.join(METHODS)}", param=param)
+        raise ConfigError(f"unknown method {bad[0]!r} in {param}; choose from: {', '.join(method_names())}",
+                          param=param)
     return list(dict.fromkeys(names))
 
 
@@ -52,7 +52,7 @@ def deterministic(cfg: ThinkConfig) -> bool:
     ``soft`` / ``full`` concept-token rules without noise: a concept token is the weighted mixture itself, not a
     draw (only ``onehot`` and ``moi`` sample a token; ``gumbel`` / ``dirichlet`` noise draws weights)."""
     rule = cfg.thinking_rule()
-    thinking_fixed = (cfg.method in (Method.direct, Method.hidden) or cfg.think_sampling.greedy or rule.feeds_hidden
+    thinking_fixed = (not cfg.spec.thinks or cfg.think_sampling.greedy or rule.feeds_hidden
                       or (rule.rule in ("soft", "full") and rule.noise.value == "none"))
     return thinking_fixed and cfg.answer_sampling.greedy
 
@@ -78,7 +78,7 @@ class EvaluationSettings(BaseModel):
             :class:`~vecgen.benchmarks_data.Task` objects.
         data_source: where a named benchmark's items come from (:func:`~vecgen.benchmarks_data.load_benchmark`).
         limit: the first ``limit`` items (>= 1); None = all.
-        methods: method names (:data:`METHODS`).
+        methods: method names (registered: :func:`~vecgen.thinking.methods.method_names`).
         batch_size: rows decoded together (>= 1): with continuous batching (the default) a finished row's place goes
             to the next item at once, ``CHUNK_BATCHES`` batches' worth of items per chunk; ``static_batching``:
             batches of ``batch_size`` items, each running until its longest row ends (for comparisons; results
@@ -89,8 +89,9 @@ class EvaluationSettings(BaseModel):
             0.6, top_p 0.95, top_k 30, min_p 0.001); keys :data:`CONCEPT_FIELDS`.
         max_think_tokens, max_answer_tokens, cold_stop_tau, cold_stop_steps: budgets and Cold Stop (None = the
             :class:`~vecgen.thinking.runner.ThinkConfig` defaults: 320, 24, 0.01 nats, 48).
-        switch_window, switch_max, gate_tau, math_explicit: the ``switch`` / ``gated`` settings (None = the
-            :class:`~vecgen.thinking.runner.ThinkConfig` defaults: 5 steps, no cap, 0.5, math symbols explicit).
+        method_settings: the methods' own settings (:class:`~vecgen.thinking.methods.MethodSettings` fields, e.g.
+            ``switch``'s and ``gated``'s), flat ``name -> value``; each method takes those it has, and a setting that
+            none of the methods has is refused. :meth:`create` takes them as keywords.
         marker: the end-of-thinking text marker (None: ``</think>`` for thinking models, else ``"Answer:"``).
         grid: ablation axes ``FIELD=V1,V2`` (:mod:`vecgen.thinking.grid`); baseline: the combination the others are
             compared with (``FIELD=VALUE,...``; default every axis's first value).
@@ -117,10 +118,7 @@ class EvaluationSettings(BaseModel):
     max_answer_tokens: int | None = None
     cold_stop_tau: float | None = None
     cold_stop_steps: int | None = None
-    switch_window: int | None = None
-    switch_max: int | None = None
-    gate_tau: float | None = None
-    math_explicit: bool | None = None
+    method_settings: dict[str, Any] = Field(default_factory=dict)
     marker: str | None = None
     grid: tuple[str, ...] = ()
     budgets: tuple[int, ...] = ()
@@ -138,6 +136,9 @@ class EvaluationSettings(BaseModel):
             ConfigError: the first bad value (its parameter named: ``batch_size``, ``samples``, ``grid``, ...).
         """
         values = {k: v for k, v in values.items() if v is not None}
+        own, values = split_settings(values)
+        if own:
+            values["method_settings"] = {**values.get("method_settings", {}), **own}
         if "methods" in values:
             values["methods"] = tuple(parse_methods(values["methods"]))
         if "grid" in values:
@@ -211,10 +212,9 @@ class EvaluationSettings(BaseModel):
     def base_configs(self) -> dict[str, ThinkConfig]:
         """One :class:`~vecgen.thinking.runner.ThinkConfig` per method (no grid): :func:`method_configs`."""
         settings = {k: getattr(self, k) for k in ("max_think_tokens", "max_answer_tokens", "cold_stop_tau",
-                                                  "cold_stop_steps", "switch_window", "switch_max", "gate_tau",
-                                                  "math_explicit")}
+                                                  "cold_stop_steps")}
         return method_configs(list(self.methods), discrete=self.sampling, mixing=self.mixing, concept=self.concept,
-                              **settings)
+                              **settings, **self.method_settings)
 
     def method_configs(self) -> dict[str, ThinkConfig]:
         """Name → config of every run of the evaluation: a method, or ``METHOD[field=value,...]`` per grid
@@ -265,5 +265,5 @@ def settings_from_options(*, concept: Mapping[str, Any] | None = None, **values:
     return EvaluationSettings.create(concept={k: v for k, v in (concept or {}).items() if v is not None}, **values)
 
 
-__all__ = ["CONCEPT_FIELDS", "DEFAULT_METHODS", "METHODS", "EvaluationSettings", "deterministic", "parse_methods",
+__all__ = ["CONCEPT_FIELDS", "DEFAULT_METHODS", "EvaluationSettings", "deterministic", "parse_methods",
            "settings_from_options"]

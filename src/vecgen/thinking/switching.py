@@ -126,4 +126,9 @@ def gate_is_latent(mix_entropy: float, support: int, tau: float) -> bool:
     return min(max(mix_entropy / math.log(support), 0.0), 1.0) >= tau
 
 
-__all__ = ["MATH_SYMBOLS", "SwitchState", "gate_is_latent", "math_token_ids"]
+#: The settings runs of older versions saved for both ``switch`` and ``gated`` (one config held them all); each method
+#: drops the others' on resume (:attr:`~vecgen.thinking.methods.ThinkingMethod.legacy_keys`).
+SAVED_TOGETHER = ("switch_window", "switch_max", "gate_tau", "math_explicit")
+
+
+__all__ = ["MATH_SYMBOLS", "SAVED_TOGETHER", "SwitchState", "gate_is_latent", "math_token_ids"]

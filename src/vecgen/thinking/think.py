@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..models import LoadedModel
 from .prompts import build_prompt, prompt_style
 from .records import TRACE_TOP_K
-from .runner import Method, ThinkConfig, ThinkOutput, method_configs, run_thinking, think_budget
+from .runner import ThinkConfig, ThinkOutput, method_configs, run_thinking, think_budget
 from .settings import CONCEPT_FIELDS, parse_methods
 
 
@@ -36,7 +36,11 @@ def think(
     concept: dict[str, Any] | None = None,
     marker: str | None = None,
     batch_size: int = 8,
-    **settings: Any,
+    max_think_tokens: int | None = None,
+    max_answer_tokens: int | None = None,
+    cold_stop_tau: float | None = None,
+    cold_stop_steps: int | None = None,
+    **method_settings: int | float | bool | str,
 ) -> list[ThinkOutput]:
     """Think about each question with one method, then answer.
 
@@ -44,15 +48,16 @@ def think(
         lm: the model.
         questions: question texts (asked for an answer of ``answer_type``) or :class:`~vecgen.benchmarks_data.Task`
             objects (their own answer type and options).
-        method: ``direct``, ``cot``, ``soft`` or ``hidden``.
+        method: a registered thinking method (:func:`~vecgen.thinking.methods.method_names`).
         answer_type: ``numeric``, ``choice``, ``yesno`` or ``exact``: what the prompt asks for (text questions).
         sampling: the discrete sampler of ``cot`` thinking and of the answer (default greedy).
         mixing: the thinking rule of ``soft`` (default ``soft``, ``max_topk`` 10).
         concept: overrides of ``soft``'s concept-token sampling (``temperature``, ``top_p``, ``top_k``, ``min_p``).
         marker: the end-of-thinking text marker (default: ``</think>`` for thinking models, else ``"Answer:"``).
         batch_size: questions decoded together (>= 1).
-        settings: further :class:`~vecgen.thinking.runner.ThinkConfig` fields: ``max_think_tokens`` (320),
-            ``max_answer_tokens`` (24), ``cold_stop_tau`` (0.01 nats), ``cold_stop_steps`` (48).
+        max_think_tokens, max_answer_tokens, cold_stop_tau, cold_stop_steps: budgets (320, 24 tokens) and Cold Stop
+            (0.01 nats, 48 steps); None = the default.
+        method_settings: the method's own settings (:class:`~vecgen.thinking.methods.MethodSettings` fields).
 
     Returns:
         One :class:`~vecgen.thinking.runner.ThinkOutput` per question (answer, trace and its per-step weights,
@@ -66,8 +71,10 @@ def think(
         raise ConfigError(f"answer_type={answer_type!r}: choose one of {', '.join(ANSWER_TYPES)}", param="answer_type")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: allowed range is >= 1", param="batch_size")
-    cfg = think_config(method, sampling=sampling, mixing=mixing, concept=concept, **settings)
-    name = cfg.method.value
+    cfg = think_config(method, sampling=sampling, mixing=mixing, concept=concept, max_think_tokens=max_think_tokens,
+                       max_answer_tokens=max_answer_tokens, cold_stop_tau=cold_stop_tau,
+                       cold_stop_steps=cold_stop_steps, **method_settings)
+    name = cfg.method
     tasks = []
     for i, q in enumerate(questions):
         if isinstance(q, Task):
@@ -78,7 +85,7 @@ def think(
             tasks.append(Task(id=str(i), question=q, answer="", answer_type=answer_type))
     style = prompt_style(lm, marker)
     end = style.end_marker(lm.tokenizer)
-    direct = cfg.method == Method.direct
+    direct = not cfg.spec.thinks
     prompts = [lm.encode(build_prompt(lm, t, style, direct=direct)) for t in tasks]
     check_context(lm, [len(p) for p in prompts], [think_budget(cfg, end)] * len(prompts),
                   names=[f"question {i + 1}" for i in range(len(prompts))])

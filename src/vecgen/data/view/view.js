@@ -136,7 +136,7 @@
 
   // ---- think runs -----------------------------------------------------------------------------------
   function renderThink() {
-    const T = DATA.think, methods = T.methods, items = T.items, toks = T.tokens;
+    const T = DATA.think, methods = T.methods, items = T.items, toks = T.tokens, about = T.about || {};
     const out = header();
     const sumRows = methods.filter((m) => T.summary[m]).map((m) => {
       const s = T.summary[m];
@@ -176,7 +176,7 @@
     for (const m of methods) head.push(m);
     const tbody = el("tbody");
     const itemTable = el("table", { id: "items" },
-      el("thead", null, el("tr", null, ...head.map((h) => el("th", { text: h, scope: "col" })))), tbody);
+      el("thead", null, el("tr", null, ...head.map((h) => el("th", { text: h, scope: "col", title: about[h] })))), tbody);
     const pageInfo = el("span", { cls: "muted" });
     const prev = el("button", { text: "◀ previous", id: "prev" }), next = el("button", { text: "next ▶", id: "next" });
     const detail = el("section", { id: "detail", cls: "detail", hidden: true, "aria-live": "polite" });
@@ -296,7 +296,7 @@
           r.H !== null && r.H !== undefined ? "mean entropy " + fmt(r.H) + " nats" : null].filter(Boolean).join(" · ");
         const soft = T.kinds[m] === "mixture";
         return el("div", { cls: "col", "data-method": m },
-          el("h3", null, txt(m + " — "), mark), el("p", { cls: "meta", text: info }),
+          el("h3", { title: about[m] }, txt(m + " — "), mark), el("p", { cls: "meta", text: info }),
           r.n ? legend((soft ? "chip colour = mixture entropy" : "chip colour = entropy") + (r.x ? " · underlined = explicit step (its token was fed)" : "")) : null,
           r.n ? trace(m, r) : null,
           el("p", null, el("strong", { text: "answer " }), el("span", { cls: "text answer", text: r.a })),
