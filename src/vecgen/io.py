@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import io
 import json
 import re
@@ -297,11 +298,53 @@ def truncate_torn_line(path: str | Path) -> int:
 _BROKEN = object()  # a line that is not valid JSON
 
 
+def compressed(path: str | Path) -> Path:
+    """Where ``path`` lives compressed: ``records.jsonl`` → ``records.jsonl.gz``."""
+    path = Path(path)
+    return path.with_name(path.name + ".gz")
+
+
+def jsonl_file(path: str | Path) -> Path | None:
+    """The file holding the JSONL ``path``: itself, else its gzip-compressed copy (:func:`compressed`), else None."""
+    path = Path(path)
+    if path.exists():
+        return path
+    return compressed(path) if compressed(path).exists() else None
+
+
+def compress_jsonl(path: str | Path) -> Path:
+    """Replace the JSONL file ``path`` by ``path.gz`` (gzip level 9, no timestamp, so the same lines give the same
+    bytes), written atomically before ``path`` is removed. Every reader here reads either (:func:`read_jsonl`).
+
+    Returns:
+        The compressed file.
+    """
+    path = Path(path)
+    data = gzip.compress(path.read_bytes(), compresslevel=9, mtime=0)
+    target = atomic_write_bytes(compressed(path), data)
+    path.unlink()
+    return target
+
+
+def decompress_jsonl(path: str | Path) -> Path | None:
+    """Bring back the plain JSONL ``path`` from ``path.gz`` (atomically, then the ``.gz`` is removed), so a resumed
+    run appends to it; nothing happens when ``path`` exists or neither does. Returns ``path`` when it exists after."""
+    path = Path(path)
+    if path.exists() or not compressed(path).exists():
+        return path if path.exists() else None
+    atomic_write_bytes(path, gzip.decompress(compressed(path).read_bytes()))
+    compressed(path).unlink()
+    return path
+
+
 def _jsonl_values(path: Path) -> Iterator[Any]:
-    """The decoded non-blank lines of a JSONL file (``_BROKEN`` for a line that is not JSON); none when it is missing."""
-    if not path.exists():
+    """The decoded non-blank lines of a JSONL file, or of its gzip-compressed copy when only that exists
+    (``_BROKEN`` for a line that is not JSON); none when neither exists."""
+    found = jsonl_file(path)
+    if found is None:
         return
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    opener = gzip.open if found != path else open
+    with opener(found, "rt", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
             if not line:

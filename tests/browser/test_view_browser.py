@@ -21,6 +21,7 @@ from helpers.synthetic import HOSTILE_QUESTION
 from helpers.synthetic import synthetic_think_run
 
 import vecgen.thinking  # noqa: F401  (registers the page data of think runs)
+from vecgen.io import read_jsonl
 from vecgen.reports.view import write_view
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -110,7 +111,7 @@ def same_pairs(shown, recorded) -> None:
 
 
 def records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line.strip()]
+    return list(read_jsonl(run_dir / "records.jsonl"))  # the shipped runs keep them compressed (.jsonl.gz)
 
 
 def outcome_count(recs, want: dict[str, bool]) -> int:

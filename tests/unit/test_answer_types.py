@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from vecgen.io import read_jsonl
 from vecgen.benchmarks_data import (
     ANSWER_TYPES,
     CHECKERS,
@@ -202,8 +203,7 @@ def test_the_checker_keeps_the_verdicts_of_the_shipped_gsm8k_runs():
     root = Path(__file__).resolve().parents[2] / "docs" / "results"
     n = 0
     for name in ("think-gsm8k100-default", "think-gsm8k50-hidden-default"):
-        for line in (root / name / "records.jsonl").read_text().splitlines():
-            rec = json.loads(line)
+        for rec in read_jsonl(root / name / "records.jsonl"):  # shipped compressed: records.jsonl.gz
             verdict = check_answer(Task(rec["id"], rec["question"], rec["reference"]), rec["answer"])
             assert verdict.correct == rec["correct"], rec["answer"]
             n += 1

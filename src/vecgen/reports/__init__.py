@@ -2,10 +2,11 @@
 
 from .writer import (
     RunWriter,
+    compress_records,
     default_run_name,
     environment_info,
     interrupted_runs,
     validate_run_name,
 )
 
-__all__ = ["RunWriter", "default_run_name", "environment_info", "interrupted_runs", "validate_run_name"]
+__all__ = ["RunWriter", "compress_records", "default_run_name", "environment_info", "interrupted_runs", "validate_run_name"]

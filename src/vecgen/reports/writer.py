@@ -30,6 +30,8 @@ from ..io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    compress_jsonl,
+    decompress_jsonl,
     read_jsonl,
     to_jsonable,
     truncate_torn_line,
@@ -247,7 +249,12 @@ class RunWriter:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _clean_leftovers(self) -> None:
-        """Remove temp files of interrupted atomic writes; cut torn last lines off JSONL files."""
+        """Remove temp files of interrupted atomic writes; bring compressed records (``*.jsonl.gz``: shipped result
+        folders keep them so) back to plain JSONL, which a resumed run appends to; cut torn last lines off JSONL
+        files."""
+        for p in list(self.dir.iterdir()):
+            if p.name.endswith(".jsonl.gz") and p.is_file():
+                decompress_jsonl(p.with_name(p.name[: -len(".gz")]))
         for p in self.dir.iterdir():
             if _is_leftover(p.name):
                 if p.is_dir():
@@ -339,3 +346,22 @@ class RunWriter:
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         return atomic_write_bytes(self.path(filename), buf.getvalue())
+
+
+def compress_records(run_dir: str | Path) -> list[Path]:
+    """Compress every JSONL file of a finished run folder (``records.jsonl`` → ``records.jsonl.gz``, gzip level 9),
+    under the folder's lock. ``vecgen view``, the summaries, ``vecgen rescore`` and every reader of records read the
+    compressed files as they are; a resumed run brings them back to plain JSONL first (:class:`RunWriter`). The
+    shipped run folders under ``docs/results`` are kept so (93 MB of records → 9 MB).
+
+    Returns:
+        The compressed files.
+
+    Raises:
+        ConfigError: not a folder. LockedError: another process holds the run folder.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a run folder", param="run_dir")
+    with exclusive(run_dir / LOCK_FILE, wait=False, what=f"run folder {run_dir}", hint="wait for it to finish"):
+        return [compress_jsonl(p) for p in sorted(run_dir.glob("*.jsonl")) if p.is_file()]

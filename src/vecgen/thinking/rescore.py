@@ -21,7 +21,15 @@ from typing import Any
 
 from ..benchmarks_data import Task, check_answer, load_benchmark
 from ..errors import ConfigError
-from ..io import atomic_write_json, atomic_write_text, read_jsonl_objects, to_jsonable
+from ..io import (
+    atomic_write_json,
+    atomic_write_text,
+    compress_jsonl,
+    compressed,
+    jsonl_file,
+    read_jsonl_objects,
+    to_jsonable,
+)
 from ..reports import RunWriter, environment_info
 from .records import ThinkRecord
 from .report import plot_budgets, plot_summary, render_report
@@ -129,6 +137,7 @@ def rescore(run_dir: str | Path) -> Rescore:
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a folder; give a run folder of `vecgen think` (runs/<name>)",
                           param="run_dir")
+    was_compressed = jsonl_file(run_dir / "records.jsonl") == compressed(run_dir / "records.jsonl")
     with RunWriter("think", name=run_dir.name, root=run_dir.parent, resumable=True) as writer:
         settings = _read_json(run_dir / "settings.json")
         results = _read_json(run_dir / "results.json")
@@ -157,6 +166,8 @@ def rescore(run_dir: str | Path) -> Rescore:
             out.after[m] = (k + v.correct, n + 1)
         atomic_write_text(writer.path("records.jsonl"),
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        if was_compressed:  # a shipped run keeps its records compressed
+            compress_jsonl(writer.path("records.jsonl"))
         _rewrite_results(writer, results, [ThinkRecord.from_json(r) for r in rows], settings, len(out.changes))
         atomic_write_json(writer.path("rescore.json"), {
             "before": {m: {"correct": k, "n": n} for m, (k, n) in out.before.items()},
