@@ -16,8 +16,10 @@ from .mixing import (
 from .sampling import (
     entropy,
     logits_to_probs,
+    RowGenerators,
     make_generator,
     mask_logits,
+    per_generator,
     sample,
     truncate,
     vocab_mask,
@@ -25,6 +27,8 @@ from .sampling import (
 
 __all__ = [
     "MIXING_RULES",
+    "RowGenerators",
+    "per_generator",
     "Action",
     "Backend",
     "Batch",

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..backends.contract import ContractError
 from ..config import SamplingConfig, format_validation_error
 from ..errors import ConfigError
-from .sampling import entropy, logits_to_probs, mask_logits, sample, tempered_softmax
+from .sampling import Generators, entropy, logits_to_probs, mask_logits, per_generator, sample, tempered_softmax
 
 
 class Noise(str, Enum):
@@ -251,9 +251,9 @@ def _support_size(probs: torch.Tensor) -> int:
 
 
 #: A mixing rule: ``(logits (B, V), sampling, mixing, mask, generator) -> Mixture``; the mask is a bool ``(V,)`` of
-#: allowed tokens, an int ``n`` (the first ``n`` rows allowed) or None.
-RuleFn = Callable[[torch.Tensor, SamplingConfig, MixingConfig, "torch.Tensor | int | None", "torch.Generator | None"],
-                  Mixture]
+#: allowed tokens, an int ``n`` (the first ``n`` rows allowed) or None; the generator is one for every row, or (for
+#: rules registered with ``row_generators=True``) a :class:`~vecgen.decoding.sampling.RowGenerators`.
+RuleFn = Callable[[torch.Tensor, SamplingConfig, MixingConfig, "torch.Tensor | int | None", Generators], Mixture]
 
 #: A rule function as written (its keyword defaults kept for direct callers).
 F = TypeVar("F", bound=RuleFn)
@@ -261,18 +261,28 @@ F = TypeVar("F", bound=RuleFn)
 MIXING_RULES: dict[str, RuleFn] = {}
 #: Rules whose vector is the last hidden state (the engine asks the backend for it).
 HIDDEN_RULES: set[str] = set()
+#: Rules that draw through :func:`~vecgen.decoding.sampling.per_generator` / :func:`~vecgen.decoding.sampling.sample`
+#: and so take per-row generators: rows with their own random streams (pass@k samples, seeded requests) share one
+#: pass. Other rules get one pass per stream.
+ROW_GENERATOR_RULES: set[str] = set()
 
 
-def register_mixing_rule(name: str, *, feeds_hidden: bool = False) -> Callable[[F], F]:
+def register_mixing_rule(name: str, *, feeds_hidden: bool = False, row_generators: bool = False
+                         ) -> Callable[[F], F]:
     """Decorator adding a rule ``fn(logits, sampling, mixing, mask, generator) -> Mixture`` to the registry.
 
     ``feeds_hidden``: the rule's mixtures set ``hidden_scale`` and are fed the last hidden state.
+    ``row_generators``: the rule takes a :class:`~vecgen.decoding.sampling.RowGenerators` (it draws only through
+    ``per_generator`` / ``sample``, and its results for a row do not depend on the other rows), so rows with
+    different random streams are sampled in one pass.
     """
 
     def deco(fn: F) -> F:
         MIXING_RULES[name] = fn
         if feeds_hidden:
             HIDDEN_RULES.add(name)
+        if row_generators:
+            ROW_GENERATOR_RULES.add(name)
         return fn
 
     return deco
@@ -290,11 +300,11 @@ def get_rule(name: str) -> RuleFn:
         raise ConfigError(f"unknown mixing rule {name!r}; choose one of: {', '.join(MIXING_RULES)}") from None
 
 
-def _draw(probs: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+def _draw(probs: torch.Tensor, sampling: SamplingConfig, generator: Generators) -> torch.Tensor:
     return probs.argmax(-1) if sampling.greedy else sample(probs, generator)
 
 
-@register_mixing_rule("onehot")
+@register_mixing_rule("onehot", row_generators=True)
 def onehot_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     """Ordinary decoding: sample ``y`` and feed ``E[y]``. Greedy: ``y = argmax``, and ``probs`` stays None
     (the point mass at ``y``; no ``(B, V)`` one-hot is built)."""
@@ -308,21 +318,28 @@ def onehot_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     return Mixture(torch.ones_like(y, dtype=torch.float32)[:, None], y[:, None], y, probs, full)
 
 
-@register_mixing_rule("soft")
+@register_mixing_rule("soft", row_generators=True)
 def soft_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     """Soft Thinking: truncated, renormalised probabilities restricted to the ``max_topk`` largest."""
     probs, full = logits_to_probs(logits, sampling, mask, return_full=True)
     w, idx = torch.topk(probs, min(mixing.max_topk, probs.shape[-1]), dim=-1)  # (B, max_topk), descending
-    k = int((w > 0).sum(-1).max())  # the support, when smaller than max_topk: no (B, V)-sized pass for it
-    w, idx = w[:, :k], idx[:, :k]
-    w = w / w.sum(-1, keepdim=True)
-    if mixing.noise == Noise.gumbel:
-        u = torch.rand(w.shape, generator=generator, device=w.device).clamp(1e-10, 1 - 1e-10)
-        g = -torch.log(-torch.log(u))
-        logw = torch.log(w.clamp_min(1e-30)).where(w > 0, torch.full_like(w, float("-inf")))
-        w = tempered_softmax(logw + g, mixing.gumbel_tau)  # finite for every tau > 0
-    elif mixing.noise == Noise.dirichlet:
-        w = _dirichlet(w, mixing.dirichlet_alpha, generator)
+
+    def finish(gen: torch.Generator | None, w: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = int((w > 0).sum(-1).max())  # the support, when smaller than max_topk: no (B, V)-sized pass for it
+        w, idx = w[:, :k], idx[:, :k]
+        w = w / w.sum(-1, keepdim=True)
+        if mixing.noise == Noise.gumbel:
+            u = torch.rand(w.shape, generator=gen, device=w.device).clamp(1e-10, 1 - 1e-10)
+            g = -torch.log(-torch.log(u))
+            logw = torch.log(w.clamp_min(1e-30)).where(w > 0, torch.full_like(w, float("-inf")))
+            w = tempered_softmax(logw + g, mixing.gumbel_tau)  # finite for every tau > 0
+        elif mixing.noise == Noise.dirichlet:
+            w = _dirichlet(w, mixing.dirichlet_alpha, gen)
+        return w, idx
+
+    # with noise, each generator's rows are trimmed to their own support and draw their own noise (per-row
+    # generators); without, nothing is drawn and every row's weights are the same whatever it is batched with
+    w, idx = per_generator(generator, finish, w, idx) if mixing.noise != Noise.none else finish(None, w, idx)
     token = torch.gather(idx, -1, w.argmax(-1, keepdim=True)).squeeze(-1)
     return Mixture(w, idx, token, probs, full)
 
@@ -345,7 +362,7 @@ def _dirichlet(w: torch.Tensor, alpha: float, generator: torch.Generator | None)
     return torch.softmax(log_g, dim=-1).float()
 
 
-@register_mixing_rule("full")
+@register_mixing_rule("full", row_generators=True)
 def full_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     """CoT2: the full softmax at the sampling temperature (truncation settings ignored)."""
     plain = sampling.model_copy(update={"top_k": 0, "top_p": 1.0, "min_p": 0.0})
@@ -353,7 +370,7 @@ def full_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     return Mixture(probs, None, probs.argmax(-1), probs, probs)
 
 
-@register_mixing_rule("moi")
+@register_mixing_rule("moi", row_generators=True)
 def moi_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     """Mixture of Inputs: blend the sampled token's embedding with the β-posterior mixture."""
     probs, full = logits_to_probs(logits, sampling, mask, return_full=True)
@@ -370,7 +387,7 @@ def moi_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     return Mixture(weights, None, y, probs, full)
 
 
-@register_mixing_rule("hidden", feeds_hidden=True)
+@register_mixing_rule("hidden", feeds_hidden=True, row_generators=True)
 def hidden_rule(logits, sampling, mixing, mask=None, generator=None) -> Mixture:
     """COCONUT-style continuous thought: feed the last hidden state; the step's token is the top-1 token."""
     probs, full = logits_to_probs(logits, sampling, mask, return_full=True)
@@ -383,6 +400,7 @@ __all__ = [
     "HIDDEN_RULES",
     "HiddenScale",
     "MIXING_RULES",
+    "ROW_GENERATOR_RULES",
     "MixingConfig",
     "Mixture",
     "Noise",

@@ -15,6 +15,7 @@ Entropies are in nats.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal, overload
 
 import torch
@@ -208,9 +209,76 @@ def logits_to_probs(
     return (probs, full) if return_full else probs
 
 
-def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one token per row from ``probs`` ``(B, V)`` → ``(B,)`` long. One-hot rows return their argmax."""
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+class RowGenerators:
+    """Per-row random generators for one batched sampler pass (vLLM's per-request generators in its
+    ``SamplingMetadata``): row ``r`` draws from ``generators[r]``.
+
+    Rows that share a generator draw together, in one call and in row order, exactly as a pass over those rows alone
+    with that one generator does; rows with their own generators draw alone. So every row's draws are what its own
+    random stream gave when each stream was sampled in a pass of its own, while everything deterministic (masks,
+    softmax, truncation, top-k: the passes over ``V``) runs once for all the rows. Draw through
+    :func:`per_generator` (or :func:`sample`), which accept a plain generator too.
+
+    Args:
+        generators: ``B`` generators (the same object repeated for rows that share a stream).
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator]):
+        self.generators = list(generators)
+        rows: dict[int, list[int]] = {}
+        for r, g in enumerate(self.generators):
+            rows.setdefault(id(g), []).append(r)
+        #: ``(generator, its rows in order)`` per distinct generator, in order of first row
+        self.groups: list[tuple[torch.Generator, list[int]]] = [(self.generators[r[0]], r) for r in rows.values()]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+
+#: A generator argument of the sampler and the mixing rules: one for every row, one per row, or none.
+Generators = torch.Generator | RowGenerators | None
+
+
+def per_generator(generator: Generators, fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
+                  *rows: torch.Tensor, pad: float = 0.0) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """``fn(gen, *rows)`` for the rows of each generator (:class:`RowGenerators`), results back in row order; a
+    plain generator (or None) gets one call on all rows.
+
+    Args:
+        generator: the pass's generator(s).
+        fn: ``(generator, *tensors of the same rows) -> tensor or tuple of tensors``, each ``(n, ...)``.
+        rows: tensors ``(B, ...)`` whose rows are split by generator.
+        pad: results of different widths (last dimension) are right-padded with this to the widest.
+
+    Returns:
+        What ``fn`` returns, for all ``B`` rows.
+    """
+    if not isinstance(generator, RowGenerators):
+        return fn(generator, *rows)
+    parts = []
+    for gen, idx in generator.groups:
+        sel = torch.tensor(idx, device=rows[0].device)
+        out = fn(gen, *(t[sel] for t in rows))
+        parts.append((idx, out if isinstance(out, tuple) else (out,)))
+    results = []
+    for k in range(len(parts[0][1])):
+        pieces = [out[k] for _, out in parts]
+        width = max(p.shape[-1] for p in pieces) if pieces[0].dim() > 1 else None
+        if width is not None:
+            pieces = [torch.nn.functional.pad(p, (0, width - p.shape[-1]), value=pad) if p.shape[-1] < width else p
+                      for p in pieces]
+        full = pieces[0].new_empty((len(generator), *pieces[0].shape[1:]))
+        for (idx, _), piece in zip(parts, pieces):
+            full[torch.tensor(idx, device=full.device)] = piece
+        results.append(full)
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def sample(probs: torch.Tensor, generator: Generators = None) -> torch.Tensor:
+    """Draw one token per row from ``probs`` ``(B, V)`` → ``(B,)`` long. One-hot rows return their argmax.
+    ``generator``: one for every row, or :class:`RowGenerators` (each row from its own)."""
+    return per_generator(generator, lambda g, p: torch.multinomial(p, 1, generator=g).squeeze(-1),  # type: ignore[return-value]
+                         probs)
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
