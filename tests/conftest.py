@@ -97,9 +97,7 @@ def tiny_runs(tiny_model_dir, tmp_path_factory):
     viewer shows generically). Returns ``{kind: Path}``."""
     import json
 
-    from typer.testing import CliRunner
-
-    from vecgen.cli import app
+    from helpers.cli import cli
 
     root = tmp_path_factory.mktemp("runs")
     model = str(tiny_model_dir("qwen2"))
@@ -120,7 +118,7 @@ def tiny_runs(tiny_model_dir, tmp_path_factory):
     }
     out = {}
     for kind, args in commands.items():
-        res = CliRunner().invoke(app, [*args, "--run-name", kind, "--out-dir", str(root), "--device", "cpu"])
-        assert res.exit_code == 0, res.output + repr(res.exception)
+        res = cli([*args, "--run-name", kind, "--out-dir", str(root), "--device", "cpu"])
+        assert res.exit_code == 0, res.output
         out[kind] = root / kind
     return out

@@ -124,7 +124,10 @@ class Model(LoadedModel):
             n: concept tokens per prompt (>= 1).
             rule: ``soft``, ``full`` (CoT2: the whole softmax), ``moi`` (Mixture of Inputs; ``beta``), ``onehot``
                 (ordinary decoding) or ``hidden`` (COCONUT-style: the last hidden state; ``hidden_scale``).
-            temperature, top_k, top_p, min_p: the distribution the weights come from (``top_k`` 0 = off).
+            temperature: the temperature of the distribution the weights come from.
+            top_k: its top-k truncation (0 = off).
+            top_p: its nucleus truncation (1 = off).
+            min_p: its min-p truncation (0 = off).
             max_topk: tokens kept in a ``soft`` mixture.
             noise: ``none``, ``gumbel`` (``gumbel_tau``) or ``dirichlet`` (``dirichlet_alpha``) on the weights.
             seed: seeds the noise and sampling rules.
@@ -178,9 +181,12 @@ class Model(LoadedModel):
             sampling: the discrete sampler of ``cot`` thinking and of the answer (default greedy).
             mixing: the concept-token rule (default ``soft``, ``max_topk`` 10).
             concept: overrides of the concept-token sampling (``temperature``, ``top_p``, ``top_k``, ``min_p``).
-            marker: the end-of-thinking text marker. batch_size: questions decoded together (>= 1).
-            max_think_tokens, max_answer_tokens, cold_stop_tau, cold_stop_steps: budgets (320, 24 tokens) and Cold
-                Stop (0.01 nats, 48 steps); None = the default.
+            marker: the end-of-thinking text marker.
+            batch_size: questions decoded together (>= 1).
+            max_think_tokens: the thinking budget in tokens (None: 320).
+            max_answer_tokens: the answer budget in tokens (None: 24).
+            cold_stop_tau: Cold Stop's entropy threshold in nats (None: 0.01; 0 = off).
+            cold_stop_steps: Cold Stop's consecutive steps (None: 48; 0 = off).
             method_settings: the method's own settings (its
                 :class:`~vecgen.thinking.methods.MethodSettings` fields, e.g. ``vecgen think --help`` lists them per
                 method); a setting of another method is refused.
@@ -249,7 +255,8 @@ def load(
         dtype: ``auto`` (bfloat16 on CUDA, float32 otherwise), ``float32``, ``bfloat16``, ``float16``.
         threads: CPU threads (>= 1): the backend's own threads, or ``torch.set_num_threads`` for PyTorch backends.
         n_ctx: the KV-cache positions of a backend with a fixed context (shared by every row).
-        device_map, max_memory: spread a big model's layers over devices (accelerate's big-model inference).
+        device_map: spread a big model's layers over devices (accelerate's big-model inference).
+        max_memory: per-device limits for ``device_map``.
         show_progress: progress bars while the first load builds the model cache (about a minute).
 
     Returns:

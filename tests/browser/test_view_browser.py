@@ -2,7 +2,7 @@
 Playwright with ``executable_path`` (no browser download).
 
 Skipped, with the reason printed, only where no Chromium is installed; ``VECGEN_REQUIRE_BROWSER=1`` (set by
-``.ci/run``) turns that skip into a failure. ``VECGEN_SCREENSHOT_DIR=path`` keeps the screenshots (README's
+``.ci/run``) turns that skip into a failure. ``VECGEN_SCREENSHOT_DIR=path`` keeps the screenshots (the docs'
 images come from there)."""
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers.synthetic import HOSTILE_QUESTION
-from helpers.synthetic import synthetic_think_run
+from helpers.browser import chromium_path
+from helpers.synthetic import HOSTILE_QUESTION, synthetic_think_run
 
 import vecgen.thinking  # noqa: F401  (registers the page data of think runs)
 from vecgen.io import read_jsonl
@@ -28,31 +27,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "docs" / "results" / "think-gsm8k100-default"
-
-
-def chromium_path() -> str | None:
-    for cand in (os.environ.get("VECGEN_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                 shutil.which("google-chrome")):
-        if cand and Path(cand).exists():
-            return cand
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    path = chromium_path()
-    if path is None:
-        reason = ("no Chromium here: install Debian's chromium (apt-get install chromium) or set VECGEN_CHROMIUM "
-                  "to a Chromium binary")
-        if os.environ.get("VECGEN_REQUIRE_BROWSER") == "1":
-            pytest.fail(reason + " (VECGEN_REQUIRE_BROWSER=1)")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 class Page:

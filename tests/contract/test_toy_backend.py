@@ -3,7 +3,8 @@
 ``vecgen generate --backend toy`` runs it, with nothing under ``src/`` naming it.
 
 The contract's tests that take a backend case are collected again here with this module's ``case`` fixture (the toy
-backend on the families its spec names); the fast tier runs Qwen2, the slow tier GPT-2 (learned positions) too.
+backend on the families its spec names: Qwen2 and GPT-2, with learned positions), in the slow tier (the toy recomputes
+every position, about 30 s per family); the fast tier runs the registration and ``vecgen generate`` tests.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ for _name, _fn in vars(contract).items():  # the contract's backend tests, run h
         globals()[_name] = _fn
 
 
-@pytest.fixture(params=[pytest.param(("toy", f), id=f"toy-{f}", marks=() if f == "qwen2" else pytest.mark.slow)
-                        for f in TOY.families])
+@pytest.fixture(params=[pytest.param(("toy", f), id=f"toy-{f}", marks=pytest.mark.slow) for f in TOY.families])
 def case(request, tiny_lm, tiny_model_dir, tiny_llamacpp):
     return contract.build_case(*request.param, tiny_lm, tiny_model_dir, tiny_llamacpp)
 

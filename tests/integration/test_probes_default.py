@@ -5,21 +5,13 @@ import json
 import pytest
 import torch
 
+from helpers.cli import cli
+
 from vecgen.backends.contract import build_batch
 from vecgen.probes.logit_lens import lens_logprobs
 from vecgen.probes.sweep import run_superposition
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def cli(args, capsys):
-    """Run ``vecgen ARGS`` in this process: ``(exit code, stdout, stderr)``."""
-    from vecgen.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def _ids_logprobs(lm, ids):

@@ -1,4 +1,4 @@
-"""``vecgen serve`` on the real default model (Qwen2.5-Coder-0.5B-Instruct): the README's openai-client call with soft
+"""``vecgen serve`` on the real default model (Qwen2.5-Coder-0.5B-Instruct): docs/serving.md's openai-client call with soft
 thinking, its streamed reasoning, and a plain chat answer, each equal to the offline library call."""
 
 import json
@@ -31,7 +31,7 @@ def test_soft_thinking_over_http_equals_model_think(default_lm):
         assert msg.reasoning_content == offline.trace and msg.content == offline.answer
         assert offline.answer.strip() == "42"
         assert r.usage.completion_tokens_details.reasoning_tokens == offline.think_tokens
-        # the README's curl: server-sent events, reasoning deltas first, then the answer's
+        # docs/serving.md's curl: server-sent events, reasoning deltas first, then the answer's
         body = {"messages": [{"role": "user", "content": q}], "temperature": 0, "seed": 0, "stream": True,
                 "thinking": {"method": "soft", "max_think_tokens": 96}}
         channels = []

@@ -45,7 +45,7 @@ def test_direct_answers_an_easy_question(default_lm):
 
 def test_the_reasoning_cue_makes_cot_reason_on_yes_no_items(default_lm):
     """On short yes/no questions the plain cot prompt gets the answer line at once; the cue that opens the
-    assistant turn (AnswerRequest.cue) makes the default model reason first (README "Answer types")."""
+    assistant turn (AnswerRequest.cue) makes the default model reason first (docs/evaluation.md "Answer types")."""
 
     lm = default_lm
     style = prompt_style(lm)

@@ -1,5 +1,5 @@
 """docs/tutorial.ipynb runs in a real Jupyter kernel (nbclient + ipykernel) on the default model, and shows the values
-README.md's "Python API" section quotes."""
+the Python API page (docs/python.md) quotes."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_the_tutorial_runs_and_shows_the_readmes_values(executed):
     outputs = [_text(c) for c in code]
     for c in code:
         assert not [o for o in c.get("outputs", []) if o.get("output_type") == "error"], c.source
-    # every value README's "Python API" shows
+    # every value docs/python.md shows
     assert "default qwen2 transformers 896" in outputs[0]
     assert "TokenWeight(token=' Paris', weight=0.96" in outputs[1]  # c.top[0][0]
     assert 'class="chip"' in outputs[1]  # the concept tokens shown as the viewer's chips

@@ -19,7 +19,7 @@ def test_default_tokenizer_counts_padding_rows():
     assert cls.n_rows == 151_936 and cls.n_real == 151_665
     assert counts["padding"] == 271 and counts["special"] == 22
     assert sum(counts.values()) == 151_936
-    # Qwen2.5 and Qwen3 share the byte-level vocabulary: the same strict set (README figures).
+    # Qwen2.5 and Qwen3 share the byte-level vocabulary: the same strict set (docs/vocabulary.md figures).
     assert counts["english"] == 68_923
 
 

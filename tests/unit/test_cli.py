@@ -1,14 +1,8 @@
 """CLI behaviour: errors are one line with exit status 2, never a traceback."""
 
-import subprocess
-import sys
-
 import pytest
 
-
-def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "vecgen", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+from helpers.cli import cli_subprocess as run
 
 
 @pytest.mark.slow

@@ -5,19 +5,7 @@ import sys
 
 import pytest
 
-from vecgen.cli import main
-
-
-def cli(monkeypatch, capsys, *args):
-    """Run ``vecgen *args`` in-process; returns ``(exit status, stdout, stderr)``."""
-    monkeypatch.setattr(sys, "argv", ["vecgen", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from helpers.cli import cli
 
 
 @pytest.mark.parametrize(
@@ -38,7 +26,7 @@ def cli(monkeypatch, capsys, *args):
     ],
 )
 def test_bad_input_is_one_clear_line(monkeypatch, capsys, tmp_path, args, fragment):
-    code, out, err = cli(monkeypatch, capsys, "concept", *args, "--out-dir", str(tmp_path))
+    code, out, err = cli_args("concept", *args, "--out-dir", str(tmp_path))
     assert code == 2, (out, err)
     assert fragment in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3  # one message (rich may wrap a long line)
@@ -46,14 +34,14 @@ def test_bad_input_is_one_clear_line(monkeypatch, capsys, tmp_path, args, fragme
 
 
 def test_instruction_without_chat_template_fails_before_loading(monkeypatch, capsys, tmp_path, tiny_model_dir):
-    code, _, err = cli(monkeypatch, capsys, "concept", "-m", str(tiny_model_dir("gpt2")), "--methods",
+    code, _, err = cli_args("concept", "-m", str(tiny_model_dir("gpt2")), "--methods",
                        "nearest,instruction", "--out-dir", str(tmp_path))
     assert code == 2 and "needs a chat template" in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
 
 
 def test_concept_end_to_end_on_a_tiny_model(monkeypatch, capsys, tmp_path, tiny_model_dir):
-    code, out, err = cli(monkeypatch, capsys, "concept", "-m", str(tiny_model_dir("qwen2")), "-p", "Hello there",
+    code, out, err = cli_args("concept", "-m", str(tiny_model_dir("qwen2")), "-p", "Hello there",
                          "--n", "1,2", "--translation-tokens", "2", "--rule", "moi", "--beta", "0.5",
                          "--temperature", "0.9", "--seed", "3", "--run-name", "c", "--out-dir", str(tmp_path))
     assert code == 0, err
@@ -70,7 +58,7 @@ def test_concept_end_to_end_on_a_tiny_model(monkeypatch, capsys, tmp_path, tiny_
 
 def test_side_by_side_two_models(monkeypatch, capsys, tmp_path, tiny_model_dir):
     a, b = str(tiny_model_dir("qwen2")), str(tiny_model_dir("gpt2"))
-    code, out, err = cli(monkeypatch, capsys, "concept", "--models", f"{a},{b}", "-p", "Hi", "--n", "1",
+    code, out, err = cli_args("concept", "--models", f"{a},{b}", "-p", "Hi", "--n", "1",
                          "--methods", "nearest,direct", "--translation-tokens", "1", "--run-name", "s",
                          "--out-dir", str(tmp_path))
     assert code == 0, err
@@ -85,13 +73,18 @@ def test_side_by_side_two_models(monkeypatch, capsys, tmp_path, tiny_model_dir):
         assert row.count("|") == 6 and "—" not in row
 
 
-def test_diagnose_embeds_cli(monkeypatch, capsys, tmp_path, tiny_model_dir):
-    code, out, err = cli(monkeypatch, capsys, "diagnose", "embeds", "-m", str(tiny_model_dir("qwen2")), "-n", "2",
+def test_diagnose_embeds_cli_args(tmp_path, tiny_model_dir):
+    code, out, err = cli_args("diagnose", "embeds", "-m", str(tiny_model_dir("qwen2")), "-n", "2",
                          "--n-vectors", "2", "--run-name", "d", "--out-dir", str(tmp_path))
     assert code == 0, err
     assert "identical" in out
     results = json.loads((tmp_path / "d" / "results.json").read_text())
     assert results["results"]["ids_equal_embeddings"] is True and len(results["results"]["rows"]) == 10
-    code, _, err = cli(monkeypatch, capsys, "diagnose", "embeds", "-m", str(tiny_model_dir("qwen2")), "--n-vectors",
+    code, _, err = cli_args("diagnose", "embeds", "-m", str(tiny_model_dir("qwen2")), "--n-vectors",
                        "0", "--out-dir", str(tmp_path / "bad"))
     assert code == 2 and "n_vectors=0" in err and not (tmp_path / "bad").exists()
+
+
+def cli_args(*args):
+    """``vecgen *args`` through the one test runner (:func:`helpers.cli.cli`)."""
+    return cli(args)

@@ -286,6 +286,7 @@ def resumable_run(tiny_lm, tmp_path_factory):
     return lm, tasks, out, (out / "records.jsonl").read_bytes()
 
 
+@pytest.mark.slow  # 12 resumed runs: about 10 s
 @settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
           deadline=None)
 @given(cut=st.floats(0.0, 1.0), junk=st.sampled_from([b"", b"{\"met", b"\xff\xfe", b"{}\n{\"x\": 1"]))

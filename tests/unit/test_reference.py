@@ -25,6 +25,7 @@ from vecgen.reference import (
 )
 from vecgen.reference.compare import capture_transformers, compare
 
+from helpers.cli import cli, cli_subprocess
 from helpers.models import tiny_config
 
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=8)
@@ -313,17 +314,9 @@ def test_load_reference_and_bad_calls(tiny_model_dir):
         lm.model(input_ids=ids, attention_mask=torch.ones(1, 5))
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "vecgen", *args], capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow
 def test_verify_command(tiny_model_dir, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from vecgen.cli import app
-
-    ok = CliRunner().invoke(app, ["verify", "-m", str(tiny_model_dir("qwen2")), "--prompt", "Hello world",
+    ok = cli(["verify", "-m", str(tiny_model_dir("qwen2")), "--prompt", "Hello world",
                                   "--out-dir", str(tmp_path), "--run-name", "v"])
     assert ok.exit_code == 0, ok.output
     assert "PASS" in ok.stdout and "tolerance float32" in ok.stdout and "k_rope" in ok.stdout
@@ -340,9 +333,9 @@ def test_verify_command(tiny_model_dir, tmp_path, monkeypatch):
         return ref
 
     monkeypatch.setattr(reference, "from_transformers", broken)
-    fail = CliRunner().invoke(app, ["verify", "-m", str(tiny_model_dir("qwen2")), "--out-dir", str(tmp_path),
+    fail = cli(["verify", "-m", str(tiny_model_dir("qwen2")), "--out-dir", str(tmp_path),
                                     "--show", "failures"])
     assert fail.exit_code == 1 and "FAIL" in fail.stdout and "layers.0.v" in fail.stdout
-    bad = run_cli("verify", "-m", str(tiny_model_dir("gpt2")), "--out-dir", str(tmp_path))  # the real entry point
+    bad = cli_subprocess("verify", "-m", str(tiny_model_dir("gpt2")), "--out-dir", str(tmp_path))  # the real entry point
     assert bad.returncode == 2
     assert "not supported: gpt2; supported: qwen2, qwen3" in bad.stderr and "Traceback" not in bad.stderr

@@ -216,6 +216,7 @@ def test_unknown_lora_target_modules_are_refused_before_data_generation(tiny_mod
     one_line_error(code, err, "bogus_proj", "matches no layer", "q_proj")
 
 
+@pytest.mark.slow  # tokenizes a long prompt: about 4 s
 def test_a_long_prompt_on_a_cpu_needs_allow_large(tiny_model_dir, capsys, monkeypatch):
     import vecgen.cli.generate as gen
 
@@ -228,6 +229,7 @@ def test_a_long_prompt_on_a_cpu_needs_allow_large(tiny_model_dir, capsys, monkey
     assert code == 0, err
 
 
+@pytest.mark.slow  # writes and reads a 10 MB task file: about 4 s
 def test_a_10_mb_question_is_refused_before_loading(tmp_path, capsys, monkeypatch):
     never_load(monkeypatch)
     path = tmp_path / "big.jsonl"

@@ -1,14 +1,10 @@
 """`vecgen think` on a tiny random model: outputs, resumption, bad input."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from vecgen.cli import app
-from vecgen.errors import ConfigError
+from helpers.cli import cli, cli_subprocess, one_line_error
 
 TASKS = [
     {"id": "t1", "question": "What is 2 + 3?", "answer": "5"},
@@ -45,10 +41,9 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
         return real(lm, prompts, cfg, marker, **kw)
 
     monkeypatch.setattr(ev, "run_thinking", counting)
-    runner = CliRunner()
     out = tmp_path / "runs"
-    res = runner.invoke(app, think_args(tiny_model_dir("qwen2"), task_file, out))
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    res = cli(think_args(tiny_model_dir("qwen2"), task_file, out))
+    assert res.exit_code == 0, res.output
     run_dir = out / "r"
     recs = records(run_dir)
     assert len(recs) == 9 and {(r["method"], r["id"]) for r in recs} == {(m, t["id"]) for m in ("direct", "cot", "soft")
@@ -81,23 +76,23 @@ def test_think_writes_records_results_report_and_plot_then_resumes(tiny_model_di
     (run_dir / "records.jsonl").write_text("".join(lines[:4]) + lines[4][:10])
     kept = {(r["method"], r["id"]) for r in records_safe(run_dir)}
     ran.clear()
-    res = runner.invoke(app, think_args(tiny_model_dir("qwen2"), task_file, out))
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    res = cli(think_args(tiny_model_dir("qwen2"), task_file, out))
+    assert res.exit_code == 0, res.output
     assert sum(n for _, n, _ in ran) == 9 - len(kept)  # only the missing items ran
     again = records_safe(run_dir)
     assert len({(r["method"], r["id"]) for r in again}) == 9 and len(again) == 9
 
     # Static batching (for comparisons) runs batches of --batch-size items; it is not a resume setting.
     ran.clear()
-    res = runner.invoke(app, think_args(tiny_model_dir("qwen2"), task_file, out, "--static-batching", "--run-name", "s"))
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    res = cli(think_args(tiny_model_dir("qwen2"), task_file, out, "--static-batching", "--run-name", "s"))
+    assert res.exit_code == 0, res.output
     assert sorted(ran) == sorted([(m, n, None) for m in ("direct", "cot", "soft") for n in (2, 1)])
     static = {(r["method"], r["id"]): r["answer"] for r in records(out / "s")}
     assert static == {(r["method"], r["id"]): r["answer"] for r in records(run_dir)}  # the same greedy answers
 
     # Resuming with different settings is refused.
-    res = runner.invoke(app, think_args(tiny_model_dir("qwen2"), task_file, out, "--cold-stop-steps", "7"))
-    assert isinstance(res.exception, ConfigError) and "different settings" in str(res.exception)
+    res = cli(think_args(tiny_model_dir("qwen2"), task_file, out, "--cold-stop-steps", "7"))
+    one_line_error(res.code, res.err, "different settings")
 
 
 def records_safe(run_dir):
@@ -117,8 +112,6 @@ def records_safe(run_dir):
 )
 def test_bad_options_are_clear_errors(args, fragment, capsys):
     """One line naming the flag (the library names its parameter, ``limit=0``; the command line shows its flag)."""
-    from helpers.cli import cli, one_line_error
-
     code, _, err = cli(["think", *args], capsys)
     one_line_error(code, err, fragment)
 
@@ -127,7 +120,6 @@ def test_bad_options_are_clear_errors(args, fragment, capsys):
 def test_malformed_task_file_is_one_line_with_exit_2(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "a", "answer": "1"}\n{"question": "b"\n')
-    out = subprocess.run([sys.executable, "-m", "vecgen", "think", "--benchmark", str(bad)], capture_output=True,
-                         text=True, timeout=300)
+    out = cli_subprocess("think", "--benchmark", bad)
     assert out.returncode == 2
     assert "line 2" in out.stderr and "invalid JSON" in out.stderr and "Traceback" not in out.stderr

@@ -5,10 +5,8 @@ import math
 from itertools import combinations
 
 import pytest
-from typer.testing import CliRunner
 
 from vecgen.benchmarks_data import Task
-from vecgen.cli import app
 from vecgen.errors import ConfigError
 from vecgen.evaluation import answer_tasks
 from vecgen.thinking.grid import baseline_names, expand_grid, parse_grid
@@ -108,12 +106,11 @@ def test_methods_that_draw_may_be_sampled():
 
 @pytest.mark.slow
 def test_grid_runs_every_combination_compares_with_the_baseline_and_resumes(tiny_model_dir, task_file, tmp_path):
-    runner = CliRunner()
     out = tmp_path / "runs"
     extra = ["--methods", "soft", "--grid", "cold_stop_steps=0,1", "--grid", "noise=none,gumbel",
              "--baseline", "cold_stop_steps=1"]
-    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *extra))
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    res = cli(args(tiny_model_dir("qwen2"), task_file, out, *extra))
+    assert res.exit_code == 0, res.output
     recs = records(out / "g")
     names = {r["method"] for r in recs}
     assert names == {f"soft[cold_stop_steps={c},noise={n}]" for c in (0, 1) for n in ("none", "gumbel")}
@@ -128,20 +125,19 @@ def test_grid_runs_every_combination_compares_with_the_baseline_and_resumes(tiny
         assert p["n"] == 5 and p["both"] + p["only_a"] + p["only_b"] + p["neither"] == 5
     assert "Ablation grid" in (out / "g" / "report.md").read_text()
     # resume: a rerun runs nothing new and keeps the records
-    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *extra))
+    res = cli(args(tiny_model_dir("qwen2"), task_file, out, *extra))
     assert res.exit_code == 0 and len(records(out / "g")) == 20
     # another grid in the same folder is refused
-    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, "--methods", "soft", "--grid", "noise=none,dirichlet"))
-    assert isinstance(res.exception, ConfigError) and "different settings" in str(res.exception)
+    res = cli(args(tiny_model_dir("qwen2"), task_file, out, "--methods", "soft", "--grid", "noise=none,dirichlet"))
+    one_line_error(res.code, res.err, "different settings")
 
 
 @pytest.mark.slow
 def test_samples_report_pass_at_k_and_do_not_depend_on_the_batch(tiny_model_dir, task_file, tmp_path):
-    runner = CliRunner()
     out = tmp_path / "runs"
     common = ["--methods", "cot", "--temperature", "1.0", "--samples", "3", "--seed", "5"]
-    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *common))
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    res = cli(args(tiny_model_dir("qwen2"), task_file, out, *common))
+    assert res.exit_code == 0, res.output
     recs = records(out / "g")
     assert len(recs) == 15 and {(r["id"], r["sample"]) for r in recs} == {(t["id"], s) for t in TASKS for s in range(3)}
     assert len({r["seed"] for r in recs}) == 15
@@ -157,14 +153,14 @@ def test_samples_report_pass_at_k_and_do_not_depend_on_the_batch(tiny_model_dir,
     # interrupted after 9 records: the rerun answers only the 6 missing (item, sample) pairs, with the same seeds
     lines = (out / "g" / "records.jsonl").read_text().splitlines(keepends=True)
     (out / "g" / "records.jsonl").write_text("".join(lines[:9]))
-    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *common))
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    res = cli(args(tiny_model_dir("qwen2"), task_file, out, *common))
+    assert res.exit_code == 0, res.output
     resumed = records(out / "g")
     assert len(resumed) == 15 and resumed[:9] == recs[:9]
     assert {(r["id"], r["sample"], r["trace"]) for r in resumed} == {(r["id"], r["sample"], r["trace"]) for r in recs}
     # the same samples with another batch size: every trace is the same (each row has its own seeded generators)
-    res = runner.invoke(app, args(tiny_model_dir("qwen2"), task_file, out, *common, batch_size=5, run_name="g5"))
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    res = cli(args(tiny_model_dir("qwen2"), task_file, out, *common, batch_size=5, run_name="g5"))
+    assert res.exit_code == 0, res.output
     again = {(r["id"], r["sample"]): r["trace"] for r in records(out / "g5")}
     assert again == {(r["id"], r["sample"]): r["trace"] for r in recs}
     assert len({r["trace"] for r in recs}) > 5  # samples differ

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from vecgen.cli import app
 from vecgen.reports.view import VIEW_FILE, render_html, view_payload, write_view
 from vecgen.thinking import ThinkConfig, run_thinking
 from vecgen.thinking.records import TRACE_TOP_K, ThinkRecord
@@ -152,7 +150,7 @@ def test_old_records_without_steps_show_their_trace_text(tmp_path, tiny_runs):
 
 def test_cli_writes_prints_and_respects_out(tiny_runs, tmp_path):
     target = tmp_path / "page.html"
-    res = CliRunner().invoke(app, ["view", str(tiny_runs["concept"]), "--out", str(target)])
+    res = cli(["view", str(tiny_runs["concept"]), "--out", str(target)])
     assert res.exit_code == 0, res.output
     assert res.output.strip() == str(target) and target.read_text().startswith("<!DOCTYPE html>")
     assert write_view(tiny_runs["concept"]) == tiny_runs["concept"] / VIEW_FILE
@@ -193,7 +191,7 @@ def test_open_hands_the_page_to_the_browser(tiny_runs, tmp_path, monkeypatch, op
     calls = []
     monkeypatch.setattr(webbrowser, "open", lambda url: calls.append(url) or opened)
     target = tmp_path / "page.html"
-    res = CliRunner().invoke(app, ["view", str(tiny_runs["think"]), "--out", str(target), "--open"])
+    res = cli(["view", str(tiny_runs["think"]), "--out", str(target), "--open"])
     assert res.exit_code == 0, res.output
     assert calls == [target.resolve().as_uri()]
     assert ("no web browser found here" in res.output) is (not opened)

@@ -1,9 +1,10 @@
 """Vocabulary classification, English-only sets and the allowed-token mask in decoding."""
 
 import json
-import sys
 
 import pytest
+
+from helpers.cli import cli
 import regex
 import torch
 
@@ -173,7 +174,7 @@ def test_mask_of_a_loaded_model(tiny_lm):
     assert not mask[tok.convert_tokens_to_ids("<|im_start|>")]
     no_stop = english_token_mask(lm, "strict", keep_stop_tokens=False)
     assert not bool(no_stop[lm.stop_token_ids()].any())
-    assert int(no_stop.sum()) == 68_923  # the strict set of the Qwen3 tokenizer (README)
+    assert int(no_stop.sum()) == 68_923  # the strict set of the Qwen3 tokenizer (docs/vocabulary.md)
 
 
 @pytest.mark.parametrize("rule", ["onehot", "soft", "full"])
@@ -297,22 +298,11 @@ def test_read_texts(tmp_path):
 # CLI
 
 
-def run_cli(args, monkeypatch, capsys):
-    from vecgen.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["vecgen", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 def test_vocab_english_writes_the_set_and_report(tmp_path, monkeypatch, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text("The cat sat on the mat.\nIt is 5 o\u2019clock.\n")
-    code, out, err = run_cli(["vocab", "english", "--tokenizer", "gpt2", "--policy", "strict", "--texts", str(texts),
-                              "--common-words", "300", "--run-name", "v", "--out-dir", str(tmp_path / "runs")],
-                             monkeypatch, capsys)
+    code, out, err = cli(["vocab", "english", "--tokenizer", "gpt2", "--policy", "strict", "--texts", str(texts),
+                              "--common-words", "300", "--run-name", "v", "--out-dir", str(tmp_path / "runs")])
     assert code in (0, None), err
     run = tmp_path / "runs" / "v"
     results = json.loads((run / "results.json").read_text())["results"]
@@ -348,7 +338,7 @@ def test_vocab_english_writes_the_set_and_report(tmp_path, monkeypatch, capsys):
 )
 def test_vocab_bad_input_is_one_clear_line(args, fragment, tmp_path, monkeypatch, capsys):
     args = [str(tmp_path) if a == "EMPTY" else a for a in args]
-    code, _, err = run_cli(["vocab", "english", *args, "--out-dir", str(tmp_path / "runs")], monkeypatch, capsys)
+    code, _, err = cli(["vocab", "english", *args, "--out-dir", str(tmp_path / "runs")])
     assert code == 2
     assert fragment in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -357,9 +347,9 @@ def test_vocab_bad_input_is_one_clear_line(args, fragment, tmp_path, monkeypatch
 def test_generate_english_only(tiny_model_dir, monkeypatch, capsys):
     base = ["generate", "Hello", "-m", str(tiny_model_dir("qwen2")), "-n", "12", "--temperature", "1", "--seed", "0",
             "--device", "cpu"]
-    code, free, err = run_cli(base, monkeypatch, capsys)
+    code, free, err = cli(base)
     assert code in (0, None), err
     assert not free.isascii()  # a random tiny model writes all scripts
-    code, out, err = run_cli([*base, "--english-only"], monkeypatch, capsys)
+    code, out, err = cli([*base, "--english-only"])
     assert code in (0, None), err
     assert out.startswith("Hello") and out.isascii() and len(out) > len("Hello\n")

@@ -57,7 +57,7 @@ native_log = logging.getLogger(__name__ + ".native")
 #: The tested range of ``llama-cpp-python`` (the ``vecgen[llamacpp]`` extra pins the same).
 SUPPORTED_VERSIONS = ">=0.3.36,<0.4"
 INSTALL_HINT = ("pip install 'vecgen[llamacpp]' (compiles llama.cpp: about 15 minutes on 2 CPU cores; for Metal or "
-                "CUDA builds set CMAKE_ARGS first, see the README)")
+                "CUDA builds set CMAKE_ARGS first, see docs/backends.md)")
 
 _LEVELS = {4: logging.WARNING}  # ggml: 1 debug, 2 info, 3 warn, 4 error, 5 continue
 _init_lock = threading.Lock()
@@ -127,7 +127,7 @@ class LlamaCppOptions:
             twice the memory; with ``flash_attn="off"`` logits of an F32 GGUF agree with transformers' to ~3e-7).
             Measured on the default model, 2 cores: ``f32`` + ``off`` decodes 7–18% faster at 400 positions per
             row than the defaults, the same at short contexts, and end-to-end ratios were equal within noise;
-            the defaults stay llama.cpp's, which the agreement figures in the README were measured with.
+            the defaults stay llama.cpp's, which the agreement figures in docs/backends.md were measured with.
         kv_unified: one KV buffer for every sequence (a fork copies metadata only). Per-sequence buffers
             (False) were slower here (18 tokens/s at batch 8 and 400 positions).
         n_seq_max: sequences alive at once (at most llama.cpp's 256).

@@ -50,7 +50,7 @@ class AnswerRequest:
         what: the final answer in text-marker requests ("the letter of the correct option").
         boxed: what goes in ``\\boxed{}`` in think-token requests.
         cue: text that opens the assistant turn of a thinking prompt (text-marker style). Measured on the default
-            model (README "Answer types"): without it, short non-math questions get the answer line at once.
+            model (docs/evaluation.md, "Answer types"): without it, short non-math questions get the answer line at once.
     """
 
     what: str
