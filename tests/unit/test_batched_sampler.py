@@ -67,3 +67,58 @@ def test_seeded_rows_share_a_pass_with_the_same_outputs(tiny_lm, monkeypatch, me
         torch.testing.assert_close(torch.tensor([w for r in a.top_weights for w in r]),
                                    torch.tensor([w for r in b.top_weights for w in r]), atol=1e-6, rtol=1e-5)
     assert outs[True, "passes"] < outs[False, "passes"] / 3  # six streams: about one pass per step instead of six
+
+
+class Sampling:
+    """A row that samples ``n`` tokens with its own sampler, mixing rule and random stream."""
+
+    def __init__(self, n, sampling, rule, stream):
+        self.n, self.tokens = n, []
+        self.mode = engine_mode(sampling, rule, stream)
+
+    def next_input(self):
+        return self.mode if len(self.tokens) < self.n else None
+
+    def observe(self, obs):
+        from vecgen.decoding import Action
+
+        self.tokens.append(obs.token)
+        return Action.feed if len(self.tokens) < self.n else Action.done
+
+    def max_inputs(self):
+        return self.n
+
+
+def engine_mode(sampling, rule, stream):
+    from vecgen.decoding import Mode
+
+    return Mode("sample", sampling, MixingConfig(rule=rule), stream=stream)
+
+
+@pytest.mark.parametrize("rule", ["onehot", "soft", "moi", "full"])
+def test_rows_of_different_temperatures_share_a_pass_with_the_same_tokens(tiny_lm, monkeypatch, rule):
+    """Each row its own temperature (1.0 among them) and seed: one pass per step instead of one per row, and every
+    row's tokens as when each had its own pass."""
+    from vecgen.decoding import run
+
+    lm = tiny_lm("qwen2")
+    prompts = [lm.encode(p) for p in PROMPTS]
+    temps = [0.3, 0.7, 1.0, 1.3, 0.7, 2.0]
+    calls = []
+    real = mixing.get_rule
+
+    def counting(name):
+        fn = real(name)
+        return lambda logits, *a: calls.append(logits.shape[0]) or fn(logits, *a)
+
+    monkeypatch.setattr(step, "get_rule", counting)
+    tokens, passes = {}, {}
+    for batched in (False, True):
+        monkeypatch.setattr(step, "BATCH_STREAMS", batched)
+        calls.clear()
+        rows = [Sampling(8, SamplingConfig(temperature=t, top_k=40, seed=100 + i), rule, f"r{i}")
+                for i, t in enumerate(temps)]
+        run(lm, prompts, rows)
+        tokens[batched], passes[batched] = [r.tokens for r in rows], len(calls)
+    assert tokens[True] == tokens[False]
+    assert passes[True] == 8 and passes[False] == 8 * len(temps)

@@ -10,17 +10,16 @@ import json
 import pytest
 
 from helpers.cli import cli
+from helpers.tasks import SUMS, write_tasks
 from vecgen.io import read_jsonl
 from vecgen.reports import compress_records
 from vecgen.reports.view import view_payload
 
-TASKS = [{"id": f"t{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(1, 5)]
 
 
 @pytest.fixture()
 def finished(tiny_model_dir, tmp_path, capsys):
-    tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
+    tasks = write_tasks(tmp_path / "tasks.jsonl", SUMS[:4])
     args = ["think", "--benchmark", tasks, "--model", tiny_model_dir("qwen2"), "--methods", "direct,cot",
             "--limit", "3", "--max-think-tokens", "3", "--max-answer-tokens", "2", "--out-dir", tmp_path / "runs",
             "--run-name", "r", "--device", "cpu"]

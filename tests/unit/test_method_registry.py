@@ -18,6 +18,7 @@ from pydantic import Field
 import vecgen
 from helpers.cli import cli, never_load, one_line_error
 from helpers.serving import live_server
+from helpers.tasks import SUMS, write_tasks
 from vecgen.errors import ConfigError
 from vecgen.thinking.methods import (
     MethodSettings,
@@ -40,7 +41,7 @@ SHARP = ThinkingMethod("sharp", "soft thinking at a fixed concept-token temperat
                        settings=SharpSettings, concept_tokens=True,
                        sampling=lambda sampling, s: sampling.model_copy(update={"temperature": s.mix_temperature}))
 
-TASKS = [{"id": f"t{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(1, 4)]
+TASKS = SUMS[:3]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,9 +53,7 @@ def sharp():
 
 @pytest.fixture()
 def task_file(tmp_path):
-    path = tmp_path / "tiny.jsonl"
-    path.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
-    return path
+    return write_tasks(tmp_path / "tiny.jsonl", TASKS)
 
 
 def think_args(model, task_file, out, *extra):

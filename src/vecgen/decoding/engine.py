@@ -16,8 +16,8 @@ One step, for the ``b`` live rows (gpt-fast's ``decode_one_token`` with per-row 
 
 The engine is in parts, one module each: the policy types (:mod:`.policy`: :class:`Mode`, :class:`Action`,
 :class:`Observation`, :class:`RowPolicy`), the per-row records (:mod:`.records`), the step (:mod:`.step`: sample →
-mix → observe; one sampler pass per group of rows that share a phase, a sampler but its seed, and a rule, each row
-drawing from its own random stream) and the scheduler (:mod:`.scheduler`: admission, continuous batching, chunked
+mix → observe; one sampler pass per group of rows that share a phase, a sampler but its seed and temperature, and a
+rule, each row drawing from its own random stream at its own temperature) and the scheduler (:mod:`.scheduler`: admission, continuous batching, chunked
 prefill, ``admit`` / ``on_row_end``). :func:`run` checks its arguments and the context, then the scheduler's loop reads
 admit → step → observe → retire → feed.
 

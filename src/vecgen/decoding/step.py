@@ -2,8 +2,8 @@
 
 For the ``b`` live rows of a step, :class:`Sampler` turns each group of rows' logits ``(g, V)`` into a
 :class:`~vecgen.decoding.mixing.Mixture` with the group's sampler and mixing rule and into the vectors the rows would
-feed ``(g, d)`` (one pass per group of rows that share a phase, a sampler but its seed, and a rule; each row draws
-from its own random stream), records the step (:class:`~vecgen.decoding.records.StepLog`) and makes the step's one
+feed ``(g, d)`` (one pass per group of rows that share a phase, a sampler but its seed and temperature, and a rule;
+each row draws from its own random stream at its own temperature), records the step (:class:`~vecgen.decoding.records.StepLog`) and makes the step's one
 host transfer (token, entropy, mixture entropy, finite per row); :func:`observe` then asks each sampled row's policy
 what it feeds (the vector, the token one-hot, a forced token, or nothing: done).
 """
@@ -22,7 +22,7 @@ from ..models import LoadedModel
 from .mixing import ROW_GENERATOR_RULES, Mixture, get_rule, mean_input_norm, mix_embeddings, push_from_top1
 from .policy import Action, Mode, Observation, RowPolicy
 from .records import StepLog
-from .sampling import RowGenerators, entropy, make_generator, vocab_mask
+from .sampling import MIN_TEMPERATURE, RowGenerators, entropy, make_generator, mask_logits, vocab_mask
 
 
 @dataclass
@@ -67,17 +67,32 @@ class Sampler:
                 del self.stream_rows[stream], self.generators[stream]
 
     def _key(self, mode: Mode) -> Any:
-        """The rows one pass samples together: the same phase, sampler (but its seed) and rule; each row keeps its own
-        random stream (:class:`~vecgen.decoding.sampling.RowGenerators`). A rule that cannot take per-row generators
-        (:data:`~vecgen.decoding.mixing.ROW_GENERATOR_RULES`), or :data:`BATCH_STREAMS` off: one pass per mode."""
+        """The rows one pass samples together: the same phase, sampler (but its seed and its temperature, when that
+        is positive and not below :data:`~vecgen.decoding.sampling.MIN_TEMPERATURE`) and rule; each row keeps its own
+        random stream (:class:`~vecgen.decoding.sampling.RowGenerators`) and temperature. A rule that cannot take
+        per-row generators (:data:`~vecgen.decoding.mixing.ROW_GENERATOR_RULES`), or :data:`BATCH_STREAMS` off: one
+        pass per mode."""
         key = self._keys.get(mode)
         if key is None:
             if BATCH_STREAMS and mode.mixing.rule in ROW_GENERATOR_RULES:
-                key = (mode.phase, mode.sampling.model_copy(update={"seed": 0}), mode.mixing)
+                t = mode.sampling.temperature
+                update: dict[str, Any] = {"seed": 0}
+                if t > 0 and t >= MIN_TEMPERATURE:
+                    update["temperature"] = 1.0
+                key = (mode.phase, mode.sampling.model_copy(update=update), mode.mixing)
             else:
                 key = (mode,)
             self._keys[mode] = key
         return key
+
+    def _per_row_temperature(self, logits: torch.Tensor, temps: list[float]) -> torch.Tensor:
+        """The rule's input for rows of different temperatures: the masked logits, less each row's maximum, divided
+        by the row's temperature ``(g, V)``; the rule then runs at temperature 1. These are the numbers
+        :func:`~vecgen.decoding.sampling.tempered_softmax` computes for each row at its own temperature (the same
+        float32 operations), so every row's distribution is what a pass of its own gave."""
+        z = mask_logits(logits, self.mask)  # (g, V) float32, disallowed tokens -inf (or the first n columns)
+        z = z - z.amax(-1, keepdim=True)  # <= 0; the maximum is exactly 0
+        return z / torch.tensor(temps, dtype=z.dtype, device=z.device)[:, None]
 
     def _generator(self, mode: Mode) -> torch.Generator:
         """``mode``'s stream's generator, made (seeded with ``mode.sampling.seed``) by the first mode that uses it."""
@@ -98,6 +113,7 @@ class Sampler:
         for rows in by_key.values():
             mode = plans[live[rows[0]]]
             gens = [self._generator(plans[live[j]]) for j in rows]
+            temps = [plans[live[j]].sampling.temperature for j in rows]
             if self.isolate:
                 for j in rows:
                     self.stream_rows.setdefault(plans[live[j]].stream, set()).add(live[j])
@@ -106,7 +122,12 @@ class Sampler:
                 logits = state.logits if idx is None else state.logits[idx]  # (g, V)
                 generator = gens[0] if all(g is gens[0] for g in gens) else RowGenerators(gens)
                 try:
-                    mixture = get_rule(mode.mixing.rule)(logits, mode.sampling, mode.mixing, self.mask, generator)
+                    if any(t != temps[0] for t in temps):  # rows of different temperatures: each its own, one pass
+                        sampling = mode.sampling.model_copy(update={"temperature": 1.0})
+                        mixture = get_rule(mode.mixing.rule)(self._per_row_temperature(logits, temps), sampling,
+                                                             mode.mixing, None, generator)
+                    else:
+                        mixture = get_rule(mode.mixing.rule)(logits, mode.sampling, mode.mixing, self.mask, generator)
                     break
                 except NonFiniteError:
                     bad = (torch.isnan(logits) | torch.isposinf(logits)).any(-1).nonzero()[:, 0].tolist()
@@ -118,6 +139,7 @@ class Sampler:
                         failed[rows[b]] = NonFiniteError(f"NaN or inf logits at step {step}", step=step,
                                                          row=live[rows[b]])
                     gens = [g for k, g in enumerate(gens) if k not in set(bad)]
+                    temps = [t for k, t in enumerate(temps) if k not in set(bad)]
                     rows = [j for k, j in enumerate(rows) if k not in set(bad)]
                     if not rows:
                         break
