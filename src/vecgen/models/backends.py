@@ -111,6 +111,7 @@ class BackendSpec:
 
 _BACKENDS: dict[str, BackendSpec] = {}
 _ENTRY_POINTS_LOADED = False
+_ENTRY_POINTS_FOUND: list[str] = []  # the names of the group's entry points (none: vecgen's metadata lacks them)
 
 
 def register_backend(spec: BackendSpec, *, replace: bool = False) -> BackendSpec:
@@ -143,6 +144,7 @@ def _load_entry_points() -> None:
         return
     _ENTRY_POINTS_LOADED = True
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _ENTRY_POINTS_FOUND.append(ep.name)
         try:
             importlib.import_module(ep.value.split(":", 1)[0])
         except Exception as exc:  # noqa: BLE001 - a plugin's import failure must not break vecgen
@@ -165,7 +167,9 @@ def get_backend(name: str, *, param: str = "backend") -> BackendSpec:
     _load_entry_points()
     spec = _BACKENDS.get("transformers" if name == "auto" else name)
     if spec is None:
-        raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(backend_names())}", param=param)
+        hint = ("" if _ENTRY_POINTS_FOUND else f" (no {ENTRY_POINT_GROUP!r} entry points are installed: an install "
+                "made before they existed; reinstall vecgen, e.g. pip install -e ., to register its other backends)")
+        raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(backend_names())}{hint}", param=param)
     return spec
 
 
