@@ -287,8 +287,15 @@ class EngineWorker:
         return out
 
     def _row_end(self, i: int, record: RowRecord, error: Exception | None) -> None:
+        """Row ``i`` left the batch: log it, answer its request (or fail it). The row counts as :attr:`busy` until
+        that is done, so a caller that waits for an idle worker sees its end handled."""
         self.reserved.pop(i, None)
-        job, choice = self.rows.pop(i)
+        try:
+            self._end_row(i, *self.rows[i], record, error)
+        finally:
+            self.rows.pop(i, None)
+
+    def _end_row(self, i: int, job: Any, choice: Any, record: RowRecord, error: Exception | None) -> None:
         if job.cancelled:
             log.info("row %d freed after %d tokens: its client left", i, len(record.tokens))
             return
