@@ -33,6 +33,7 @@ from vecgen.models.backends import backend_names, get_backend
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.prompts import build_prompt, prompt_style
 from vecgen.thinking.runner import ThinkConfig, run_thinking
+from helpers.policies import SampleN
 from helpers.reference_decoding import hf_greedy, reference_cot
 
 #: Every registered backend on the tiny families its spec names (vecgen.models.backends: BackendSpec.families).
@@ -374,23 +375,10 @@ def test_chunked_prefill_equals_whole_prefill_and_lets_live_rows_step(case):
     """``run(prefill_chunk=)``: a long prompt that arrives while a row decodes is prefilled 8 tokens per step (each
     chunk on top of the last: :meth:`Backend.prefill` with ``past``), the live row steps between its chunks, and
     both rows' greedy tokens equal their runs alone (transformers float32: token for token)."""
-    from vecgen.decoding import Action, Mode, run
+    from vecgen.decoding import run
 
     lm, _ = case
-
-    class Greedy:
-        def __init__(self, n):
-            self.n, self.tokens, self.mode = n, [], Mode("g", GREEDY, MixingConfig(rule="onehot"))
-
-        def next_input(self):
-            return self.mode if len(self.tokens) < self.n else None
-
-        def observe(self, obs):
-            self.tokens.append(obs.token)
-            return Action.feed if len(self.tokens) < self.n else Action.done
-
-        def max_inputs(self):
-            return self.n
+    Greedy = SampleN  # greedy (the default sampler), onehot
 
     short = lm.encode("Hi")
     long = lm.encode("A much longer prompt than the first one is, with more words and more tokens in it")[:30]

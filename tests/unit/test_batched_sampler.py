@@ -9,11 +9,25 @@ import torch
 
 import vecgen.decoding.step as step
 import vecgen.decoding.mixing as mixing
+from helpers.policies import SampleN
 from vecgen.config import SamplingConfig
 from vecgen.decoding.mixing import MixingConfig
 from vecgen.decoding.sampling import RowGenerators, make_generator, per_generator, sample
 from vecgen.thinking.markers import EndMarker
 from vecgen.thinking.runner import ThinkConfig, run_thinking
+
+def count_passes(monkeypatch) -> list[int]:
+    """Every call of a mixing rule by the step's sampler appends its row count to the returned list."""
+    calls: list[int] = []
+    real = mixing.get_rule
+
+    def counting(name):
+        fn = real(name)
+        return lambda logits, *a: calls.append(logits.shape[0]) or fn(logits, *a)
+
+    monkeypatch.setattr(step, "get_rule", counting)
+    return calls
+
 
 PROMPTS = ["What is 2 + 3?", "Name a colour.", "Count to four:", "Hello there", "The sky is", "One, two,"]
 
@@ -44,14 +58,7 @@ def test_seeded_rows_share_a_pass_with_the_same_outputs(tiny_lm, monkeypatch, me
     cfg = ThinkConfig.create(method=method, think_sampling=sampling, answer_sampling=sampling, max_think_tokens=6,
                              max_answer_tokens=4, mixing=MixingConfig(rule=rule, noise=noise), cold_stop_tau=0.0)
     marker = EndMarker(lm.tokenizer, "Answer:")
-    calls = []
-    real = mixing.get_rule
-
-    def counting(name):
-        fn = real(name)
-        return lambda logits, *a: calls.append(logits.shape[0]) or fn(logits, *a)
-
-    monkeypatch.setattr(step, "get_rule", counting)
+    calls = count_passes(monkeypatch)
     seeds = [11, 12, 13, 11 + 2**40, 7, 99]
     outs = {}
     for batched in (False, True):
@@ -69,31 +76,6 @@ def test_seeded_rows_share_a_pass_with_the_same_outputs(tiny_lm, monkeypatch, me
     assert outs[True, "passes"] < outs[False, "passes"] / 3  # six streams: about one pass per step instead of six
 
 
-class Sampling:
-    """A row that samples ``n`` tokens with its own sampler, mixing rule and random stream."""
-
-    def __init__(self, n, sampling, rule, stream):
-        self.n, self.tokens = n, []
-        self.mode = engine_mode(sampling, rule, stream)
-
-    def next_input(self):
-        return self.mode if len(self.tokens) < self.n else None
-
-    def observe(self, obs):
-        from vecgen.decoding import Action
-
-        self.tokens.append(obs.token)
-        return Action.feed if len(self.tokens) < self.n else Action.done
-
-    def max_inputs(self):
-        return self.n
-
-
-def engine_mode(sampling, rule, stream):
-    from vecgen.decoding import Mode
-
-    return Mode("sample", sampling, MixingConfig(rule=rule), stream=stream)
-
 
 @pytest.mark.parametrize("rule", ["onehot", "soft", "moi", "full"])
 def test_rows_of_different_temperatures_share_a_pass_with_the_same_tokens(tiny_lm, monkeypatch, rule):
@@ -104,19 +86,12 @@ def test_rows_of_different_temperatures_share_a_pass_with_the_same_tokens(tiny_l
     lm = tiny_lm("qwen2")
     prompts = [lm.encode(p) for p in PROMPTS]
     temps = [0.3, 0.7, 1.0, 1.3, 0.7, 2.0]
-    calls = []
-    real = mixing.get_rule
-
-    def counting(name):
-        fn = real(name)
-        return lambda logits, *a: calls.append(logits.shape[0]) or fn(logits, *a)
-
-    monkeypatch.setattr(step, "get_rule", counting)
+    calls = count_passes(monkeypatch)
     tokens, passes = {}, {}
     for batched in (False, True):
         monkeypatch.setattr(step, "BATCH_STREAMS", batched)
         calls.clear()
-        rows = [Sampling(8, SamplingConfig(temperature=t, top_k=40, seed=100 + i), rule, f"r{i}")
+        rows = [SampleN(8, SamplingConfig(temperature=t, top_k=40, seed=100 + i), rule, f"r{i}")
                 for i, t in enumerate(temps)]
         run(lm, prompts, rows)
         tokens[batched], passes[batched] = [r.tokens for r in rows], len(calls)
