@@ -235,7 +235,7 @@ def check_method_settings(methods: Sequence[str], values: dict[str, Any], *, par
         if owners:
             raise ConfigError(f"{param_of(key)} is a setting of {', '.join(owners)}, which "
                               f"{'is' if len(owners) == 1 else 'are'} not among the methods ({', '.join(methods)}); "
-                              f"add {owners[0]} to the methods or leave {param_of(key)} out", param=key)
+                              f"add {owners[0]} to the methods or leave it out", param=key)
 
 
 __all__ = ["MethodSettings", "RowContext", "StepRule", "ThinkingMethod", "check_method_settings", "get_method",
