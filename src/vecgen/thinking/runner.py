@@ -128,8 +128,7 @@ class ThinkConfig(BaseModel):
             return data
         data = dict(data)
         method = get_method(str(data.get("method", "cot")))
-        given = data.pop("method_settings", None)
-        values = given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
+        values = _settings_dict(data.pop("method_settings", None))
         for key in method.legacy_keys:
             data.pop(key, None)
         for key in [k for k in data if k not in cls.model_fields]:
@@ -167,9 +166,7 @@ class ThinkConfig(BaseModel):
                          f"not a thinking setting; {method.name}'s own: {', '.join(own) or 'none'}")
                 raise ConfigError(f"{key} is {where}", param=key)
         try:
-            given = values.get("method_settings")
-            settings = dict(given.model_dump() if isinstance(given, BaseModel) else given or {})
-            method.settings(**{**settings, **flat})
+            method.settings(**{**_settings_dict(values.get("method_settings")), **flat})
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, f"{method.name} settings"),
                               param=validation_params(exc)) from None
@@ -215,6 +212,11 @@ class ThinkConfig(BaseModel):
         ``onehot`` for ``cot``, the configured rule for concept-token methods, the ``hidden`` rule (with the
         configured ``hidden_scale``) for ``hidden``."""
         return self.spec.thinking_rule(self.mixing)
+
+
+def _settings_dict(given: Any) -> dict[str, Any]:
+    """A method's settings given as a settings object, a dict or None, as a dict."""
+    return given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
 
 
 #: The fields every method's config has (a method's own settings may not reuse these names).
@@ -385,11 +387,6 @@ class ThinkPolicy:
         self.queue: list[int] = []
         self.step_rule = step_rule
 
-    def _latent(self, obs: Observation) -> bool | str:
-        """Whether this thinking step feeds its concept token (True) or its top-1 token (False); a string: the
-        method ends thinking with that stop reason."""
-        return self.step_rule(obs)
-
     def _force(self, reason: StopReason | str) -> None:
         self.out.stop_reason = reason.value if isinstance(reason, StopReason) else str(reason)
         self.queue = self.marker.forced_ids(self.out.trace_ids)
@@ -420,7 +417,7 @@ class ThinkPolicy:
             if self.cold.step(self.row, obs.entropy):
                 self._force(StopReason.cold_stop)
                 return Action.retry
-            latent = self._latent(obs)
+            latent = self.step_rule(obs)  # concept token (True), top-1 token (False), or a stop reason
             if isinstance(latent, str):
                 self._force(latent)
                 return Action.retry
