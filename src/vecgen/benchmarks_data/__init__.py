@@ -71,6 +71,27 @@ def _arena(source: str = "shipped") -> list[Task]:
     return arena_tasks(families, ARENA_BENCHMARK_SIZE, seed=0, difficulty=difficulty)
 
 
+@register_benchmark("prosqa")
+def _prosqa(source: str = "shipped") -> list[Task]:
+    """ProsQA's validation split (300 items, :mod:`vecgen.benchmarks_data.prosqa`); ``source`` ``shipped`` only."""
+    from .prosqa import load_prosqa_valid
+
+    if source != "shipped":
+        raise ConfigError(f"data_source {source!r} for prosqa: only the shipped validation split is a benchmark; "
+                          "generate training sets with vecgen train --train-data prosqa", param="data_source")
+    return load_prosqa_valid()
+
+
+@register_benchmark("multiplication")
+def _multiplication(source: str = "shipped") -> list[Task]:
+    """500 multi-digit multiplications with steps (:mod:`vecgen.benchmarks_data.multiplication`); ``source``:
+    ``shipped`` (4x4 digits) or ``MxN``."""
+    from .multiplication import BENCHMARK_SEED, BENCHMARK_SIZE, generate_multiplication
+
+    digits = "4x4" if source == "shipped" else source
+    return generate_multiplication(BENCHMARK_SIZE, digits=digits, seed=BENCHMARK_SEED, prefix=f"mult-{digits}")
+
+
 def load_benchmark(spec: str, *, limit: int | None = None, source: str | None = None) -> list[Task]:
     """Tasks of a named benchmark or a task file, the first ``limit`` of them.
 

@@ -39,6 +39,9 @@ class Task:
         choices: the options of a ``choice`` task, in the order they are lettered; else empty.
         aliases: other accepted answers (numeric and exact tasks).
         solution: a worked solution when the source has one (GSM8K), else None.
+        steps: the reasoning steps from question to answer, one string each, when the source has them (the
+            coconut/iCoT format, ProsQA, the multiplication generator): what ``vecgen train`` teaches as the
+            chain-of-thought and replaces by continuous thoughts; else empty.
         meta: any other fields of the source record.
     """
 
@@ -49,6 +52,7 @@ class Task:
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     solution: str | None = None
+    steps: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -58,7 +62,7 @@ class Task:
 
     def to_json(self) -> dict[str, Any]:
         """The task-file line for this task (``id``, ``question``, ``answer``, ``answer_type``, plus
-        ``choices``/``aliases``/``solution``/meta when present)."""
+        ``choices``/``aliases``/``solution``/``steps``/meta when present)."""
         out: dict[str, Any] = {"id": self.id, "question": self.question, "answer": self.answer,
                                "answer_type": self.answer_type}
         if self.choices:
@@ -67,6 +71,8 @@ class Task:
             out["aliases"] = list(self.aliases)
         if self.solution is not None:
             out["solution"] = self.solution
+        if self.steps:
+            out["steps"] = list(self.steps)
         out.update(self.meta)
         return out
 

@@ -33,6 +33,9 @@ Fields:
     The options (2–26 distinct non-empty strings); the answer must be one of them or its letter.
 ``aliases`` (optional)
     Other accepted answers (``["three", "3"]``): numeric and exact tasks.
+``steps`` (optional)
+    The reasoning steps from question to answer, a list of non-empty strings (what ``vecgen train`` teaches as
+    the chain-of-thought; :attr:`Task.steps`).
 ``id`` (optional)
     String or integer, unique within the file; default ``<file stem>-<line number>``.
 anything else
@@ -43,6 +46,11 @@ object with ``examples``, each with ``input`` and either ``target`` (a string or
 strings: the first is the answer, the rest aliases; the type is inferred as above, per file) or
 ``target_scores`` (``{"option": score}``: a ``choice`` task whose answer is the single highest-scoring
 option). The task's ``task_prefix`` (if any) is put before every input; ids are ``<file stem>-<index>``.
+
+**coconut / iCoT JSON** (``.json`` holding a list; the format of COCONUT's data files, Hao et al. 2024, and of
+ProsQA and GSM8k-Aug): ``[{"question": ..., "steps": ["...", ...], "answer": ...}, ...]``, each object read like a
+JSONL line above (``steps`` required here; other fields, e.g. ProsQA's ``edges``, kept in :attr:`Task.meta`); ids
+are ``<file stem>-<index>``.
 """
 
 from __future__ import annotations
@@ -127,6 +135,7 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> tuple[Task,
     answer_type = data.pop("answer_type", None)
     choices = _string_list(data.pop("choices", None), "choices", where)
     aliases = _string_list(data.pop("aliases", None), "aliases", where)
+    steps = _string_list(data.pop("steps", None), "steps", where)
     if not isinstance(question, str) or not question.strip():
         raise ConfigError(f"{where}: 'question' must be a non-empty string")
     if len(question) > MAX_TEXT_CHARS:
@@ -166,7 +175,7 @@ def task_from_record(record: Any, *, default_id: str, where: str) -> tuple[Task,
     if answer_type == "yesno":
         answer = yesno_value(answer) or answer
     task = Task(id=str(tid), question=question, answer=answer, answer_type=answer_type, choices=choices,
-                aliases=aliases, solution=solution, meta=data)
+                aliases=aliases, solution=solution, steps=steps, meta=data)
     CHECKERS[answer_type].validate(task, where)
     return task, typed
 
@@ -237,7 +246,10 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
     prefix = id_prefix or path.stem
     text = read_user_text(path, "task file")
     if path.suffix.lower() == ".json":
-        return _bigbench_tasks(path, text, prefix)
+        data = parse_json(text, str(path))
+        if isinstance(data, list) and data and all(isinstance(rec, dict) for rec in data):
+            return _coconut_tasks(path, data, prefix)
+        return _bigbench_tasks(path, data, prefix)
     tasks: list[Task] = []
     seen: dict[str, int] = {}
     guard = _TypeGuard(str(path))
@@ -258,13 +270,22 @@ def load_task_file(path: str | Path, *, id_prefix: str | None = None, index_ids:
     return tasks
 
 
-def _bigbench_tasks(path: Path, text: str, prefix: str) -> list[Task]:
+def _coconut_tasks(path: Path, data: list[Any], prefix: str) -> list[Task]:
+    """Tasks of a coconut/iCoT JSON list (``question``, ``steps``, ``answer`` per object)."""
+    for i, rec in enumerate(data):
+        if isinstance(rec, dict) and "steps" not in rec:
+            raise ConfigError(f"{path} item {i}: no 'steps'; a coconut-format file (a JSON list) gives each item "
+                              "'question', 'steps' (a list of strings) and 'answer'")
+    return tasks_from_records(data, source=str(path), id_prefix=prefix)
+
+
+def _bigbench_tasks(path: Path, data: Any, prefix: str) -> list[Task]:
     """Tasks of a BIG-bench ``task.json`` (the module docstring says how examples map to answer types)."""
-    data = parse_json(text, str(path))
     examples = data.get("examples") if isinstance(data, dict) else None
     if not isinstance(examples, list) or not examples:
         raise ConfigError(f"{path}: a BIG-bench task file needs a non-empty 'examples' list "
-                          "(objects with 'input' and 'target' or 'target_scores')")
+                          "(objects with 'input' and 'target' or 'target_scores'); a coconut-format file is a list of "
+                          "objects with 'question', 'steps' and 'answer'")
     task_prefix = data.get("task_prefix") or ""
     if not isinstance(task_prefix, str):
         raise ConfigError(f"{path}: 'task_prefix' must be a string")
