@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -76,7 +77,8 @@ def method_flags() -> tuple[str, list[inspect.Parameter]]:
     params = []
     for name, (info, owners) in setting_fields().items():
         flag = "--" + name.replace("_", "-")
-        kind = info.annotation if info.annotation in (int, float, bool, str) else str
+        given = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
+        kind = given[0] if len(given) == 1 and given[0] in (int, float, bool, str) else str  # `int | None` -> int
         if kind is bool:
             flag = f"{flag}/--no-{name.replace('_', '-')}"
         help_text = f"{', '.join(owners)}: {info.description or name}"

@@ -6,6 +6,7 @@ from .backends import BackendSpec, LoadRequest, backend_names, get_backend, regi
 from .checks import check_backend, check_model_spec, check_model_specs
 from .loader import load_model, load_tokenizer
 from .model import LoadedModel
+from .reasoning import FORMAT_FILE, TRAINED_METHODS, ReasoningFormat, trained_model_folder
 from .registry import (
     DEFAULT_MODEL,
     MODELS,
@@ -17,6 +18,7 @@ from .registry import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FORMAT_FILE",
     "MODELS",
     "TOKENIZERS",
     "BackendSpec",
@@ -24,6 +26,8 @@ __all__ = [
     "LoadRequest",
     "LoadedModel",
     "ModelEntry",
+    "ReasoningFormat",
+    "TRAINED_METHODS",
     "adapter_for",
     "backend_names",
     "check_backend",
@@ -39,5 +43,6 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "register_backend",
+    "trained_model_folder",
     "render_chat",
 ]

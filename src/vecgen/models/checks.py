@@ -10,6 +10,7 @@ from ..devices import parse_device_map, parse_max_memory, resolve_device, resolv
 from ..errors import ModelNotFoundError
 from .backends import get_backend
 from .files import check_gguf_file, check_model_folder
+from .reasoning import trained_model_folder
 from .registry import find_entry, get_entry
 
 
@@ -43,6 +44,7 @@ def check_model_spec(spec: str) -> str:
         return "packaged" if entry.packaged is not None and (entry.packaged.installed() or entry.hub_id is None) \
             else "hub"
     path = Path(spec).expanduser()
+    path = trained_model_folder(path) or path
     if path.is_file() and path.suffix.lower() == ".gguf":
         check_gguf_file(path)
         return "gguf"

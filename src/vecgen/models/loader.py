@@ -43,6 +43,7 @@ from .packaged import (
     ensure_packaged_model,
     ensure_packaged_tokenizer,
 )
+from .reasoning import ReasoningFormat, trained_model_folder
 from .registry import DEFAULT_MODEL, TOKENIZERS, find_entry, known_names
 
 #: The class a load returns: :class:`LoadedModel` or a subclass (``vecgen.Model``).
@@ -95,6 +96,7 @@ def resolve_source(spec: str, *, show_progress: bool = True) -> tuple[str, str, 
             log.info("%s: packaged weights not installed (%s); trying the hub", entry.name, entry.packaged.install_hint)
         return "hub", entry.hub_id, None, False
     path = Path(spec).expanduser()
+    path = trained_model_folder(path) or path
     if source == "gguf":
         folder, built = ensure_gguf_file(path)
         return "gguf", str(folder), folder, built
@@ -288,6 +290,7 @@ def load_transformers(request: LoadRequest) -> LoadedModel:
         dtype=dt,
         built_cache=built,
         load_seconds=time.perf_counter() - start,
+        reasoning=ReasoningFormat.read(path) if path is not None else None,
     )
     log.info("loaded %s (%s, %s) in %.1f s", spec, source, lm.adapter.family, lm.load_seconds)
     return lm

@@ -17,6 +17,7 @@ from ..backends import Backend, ContractError, TransformersBackend
 from ..errors import UnsupportedError
 from ..io import check_text
 from .adapters import FamilyAdapter
+from .reasoning import ReasoningFormat
 
 
 @dataclasses.dataclass
@@ -43,6 +44,8 @@ class LoadedModel:
             model), else ``"transformers"``.
         config: the transformers config (``model.config`` when a model is given; read from the GGUF for the
             llama.cpp backend, which has no PyTorch model: ``model`` is None there).
+        reasoning: the prompt layout of a model trained by ``vecgen train``
+            (:class:`~vecgen.models.reasoning.ReasoningFormat`), read from its folder; None for every other model.
     """
 
     name: str
@@ -58,6 +61,7 @@ class LoadedModel:
     load_seconds: float = 0.0
     backend: Backend = None  # type: ignore[assignment]  # built in __post_init__ when not given
     config: PretrainedConfig = None  # type: ignore[assignment]  # read from the model when not given
+    reasoning: ReasoningFormat | None = None
 
     def __post_init__(self) -> None:
         if self.config is None:  # the reference model keeps its source's transformers config

@@ -17,6 +17,10 @@ Two styles, chosen by the model (through its family adapter) unless a marker is 
     ``direct`` asks for the answer only and the assistant turn starts with the marker.
 
 Models without a chat template get the same request as plain text (``Question: ...``).
+
+``trained`` (models trained by ``vecgen train``: :attr:`LoadedModel.reasoning <vecgen.models.LoadedModel>` is set)
+    The layout they were trained on: ``question <bot>``, thinking (their own method's), ``<eot>`` forced or found,
+    then ``### answer``; ``direct`` prompts end with ``<bot> <eot>``. No request text is added.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from ..benchmarks_data.task import Task, task_text
 from ..models import LoadedModel
 from ..errors import ConfigError
+from ..models.reasoning import ReasoningFormat
 from ..models.chat import Message, has_thinking_switch, render_chat
 from .markers import EndMarker
 
@@ -101,6 +106,9 @@ def prompt_style(lm: LoadedModel, marker: str | None = None) -> PromptStyle:
             for thinking models, else :data:`DEFAULT_TEXT_MARKER`.
     """
     tok = lm.tokenizer
+    if lm.reasoning is not None and marker is None:
+        fmt = lm.reasoning
+        return PromptStyle(marker=fmt.eot, think_token=True, open_think=fmt.bot, chat=False)
     chat = lm.has_chat_template
     thinking = lm.adapter.thinking_tokens
     if marker is None and thinking is not None and chat and has_thinking_switch(tok):
@@ -132,6 +140,13 @@ def build_prompt(lm: LoadedModel, question: str | Task, style: PromptStyle, *, d
     return build_chat_prompt(lm, [{"role": "user", "content": text}], style, direct=direct, answer_type=answer_type)
 
 
+def trained_prompt(fmt: ReasoningFormat, question: str, *, direct: bool) -> str:
+    """The prompt of a model trained by ``vecgen train`` (the ``trained`` style of the module docstring):
+    ``question <bot>``, or ``question <bot> <eot>`` for ``direct``."""
+    text = f"{question.strip()} {fmt.bot}"
+    return f"{text} {fmt.eot}" if direct else text
+
+
 def build_chat_prompt(lm: LoadedModel, messages: Sequence[Message], style: PromptStyle, *, direct: bool,
                       answer_type: str = "numeric") -> str:
     """The thinking prompt of a conversation: :func:`build_prompt`'s request for ``answer_type`` appended to the last
@@ -151,6 +166,8 @@ def build_chat_prompt(lm: LoadedModel, messages: Sequence[Message], style: Promp
     question = str(messages[last].get("content", ""))
     if not question.strip():
         raise ConfigError("empty prompt: give a non-empty message", param="messages")
+    if lm.reasoning is not None and style.think_token:
+        return trained_prompt(lm.reasoning, question, direct=direct)
     before, after = list(messages[:last]), list(messages[last + 1:])
     tok = lm.tokenizer
     ask = ANSWER_REQUESTS[answer_type]

@@ -368,11 +368,14 @@ class ThinkPolicy:
         cold: the batch's :class:`ColdStop` counters; ``row`` is this row's index in it.
         step_rule: the method's per-row rule (:meth:`~vecgen.thinking.methods.ThinkingMethod.new_row`): what each
             thinking step feeds, or a stop reason that ends thinking.
+        thoughts: token ids the thinking phase feeds by force instead of sampling, then the marker (the method's
+            :attr:`~vecgen.thinking.methods.ThinkingMethod.forced_thoughts`; stop reason ``thoughts``).
     """
 
     def __init__(self, cfg: ThinkConfig, marker: EndMarker, stops: frozenset[int], newline_stop: bool,
                  tokenizer: Any, cold: ColdStop, row: int, seed: int | None = None, *,
-                 step_rule: Callable[[Observation], bool | str], stream_id: str | None = None):
+                 step_rule: Callable[[Observation], bool | str], stream_id: str | None = None,
+                 thoughts: Sequence[int] | None = None):
         self.cfg, self.marker, self.stops, self.newline_stop, self.tokenizer = cfg, marker, stops, newline_stop, tokenizer
         self.cold, self.row = cold, row
         think_sampling, answer_sampling, suffix = cfg.think_sampling, cfg.answer_sampling, ""
@@ -386,6 +389,10 @@ class ThinkPolicy:
         self.phase = _THINK if cfg.spec.thinks else _ANSWER
         self.queue: list[int] = []
         self.step_rule = step_rule
+        self.ends_on_trace = cfg.spec.ends_on_trace
+        if thoughts is not None and self.phase == _THINK:
+            self._force("thoughts")
+            self.queue = [int(t) for t in thoughts] + self.queue
 
     def _force(self, reason: StopReason | str) -> None:
         self.out.stop_reason = reason.value if isinstance(reason, StopReason) else str(reason)
@@ -411,10 +418,10 @@ class ThinkPolicy:
     def observe(self, obs: Observation) -> Action:
         out, y = self.out, obs.token
         if self.phase == _THINK:
-            if y in self.stops:  # end of turn while thinking: not fed; the marker is forced instead
+            if self.ends_on_trace and y in self.stops:  # end of turn while thinking: not fed; the marker is forced
                 self._force(StopReason.eos)
                 return Action.retry
-            if self.cold.step(self.row, obs.entropy):
+            if self.ends_on_trace and self.cold.step(self.row, obs.entropy):
                 self._force(StopReason.cold_stop)
                 return Action.retry
             latent = self.step_rule(obs)  # concept token (True), top-1 token (False), or a stop reason
@@ -423,7 +430,7 @@ class ThinkPolicy:
                 return Action.retry
             out.trace_ids.append(y)
             out.entropies.append(obs.entropy)
-            if self.marker.found(out.trace_ids):  # the marker token itself is fed, one-hot (Soft Thinking: </think>)
+            if self.ends_on_trace and self.marker.found(out.trace_ids):  # the marker token itself is fed, one-hot (Soft Thinking: </think>)
                 out.stop_reason = StopReason.marker.value
                 out.mix_entropies.append(0.0)
                 out.modes.append("explicit")
@@ -530,9 +537,12 @@ def think_policy(lm: LoadedModel, cfg: ThinkConfig, marker: EndMarker, *, cold: 
     if cold is None:
         cold, row = ColdStop(cfg.cold_stop_tau if cfg.cold_stop_steps > 0 else 0.0, max(cfg.cold_stop_steps, 1), 1), 0
     rule = cfg.thinking_rule()
-    step_rule = cfg.spec.new_row(cfg.method_settings, RowContext(lm.tokenizer, lm.n_real_vocab, rule))
+    ctx = RowContext(lm.tokenizer, lm.n_real_vocab, rule, reasoning=lm.reasoning)
+    step_rule = cfg.spec.new_row(cfg.method_settings, ctx)
+    forced = cfg.spec.forced_thoughts
+    thoughts = None if forced is None else forced(cfg.method_settings, ctx)
     return ThinkPolicy(cfg, marker, stops, newline_stop, lm.tokenizer, cold, row, seed, step_rule=step_rule,
-                       stream_id=stream_id)
+                       stream_id=stream_id, thoughts=thoughts)
 
 
 def decode_output(tokenizer: Any, out: ThinkOutput) -> ThinkOutput:

@@ -51,11 +51,14 @@ class RowContext:
         tokenizer: the model's tokenizer (e.g. to find the ids of math symbols).
         n_real_vocab: token rows that are real tokens (``V``).
         rule: the thinking rule the row mixes with (:meth:`ThinkingMethod.thinking_rule`).
+        reasoning: the prompt layout of a model trained by ``vecgen train``
+            (:class:`~vecgen.models.ReasoningFormat`: its method, thoughts, markers), None for other models.
     """
 
     tokenizer: Any
     n_real_vocab: int
     rule: MixingConfig
+    reasoning: Any = None
 
 
 #: What a row feeds at one thinking step, decided from that step's :class:`~vecgen.decoding.engine.Observation`:
@@ -91,6 +94,11 @@ class ThinkingMethod:
         row: ``(settings, RowContext) -> StepRule``: a fresh per-row rule (default: every step latent for
             ``concept_tokens`` methods, every step explicit otherwise).
         stop_reasons: the stop reasons the row rule may return (recorded, counted in summaries).
+        ends_on_trace: True: thinking also ends when the trace writes the end-of-thinking marker or an end-of-turn
+            token, or Cold Stop fires; False: only the row rule and the budget end it (``coconut``: a fixed number
+            of continuous thoughts, whatever their top-1 tokens read as).
+        forced_thoughts: ``(settings, RowContext) -> token ids``: a method whose thinking is fixed tokens fed without
+            sampling (``pause``: its learned pause token, ``n_thoughts`` times), then the marker; None: sampled.
         legacy_keys: keys that runs saved by older versions carry in this method's settings and that mean nothing to
             it (dropped before a resume compares settings).
     """
@@ -104,6 +112,8 @@ class ThinkingMethod:
     sampling: Callable[[SamplingConfig, Any], SamplingConfig] | None = None
     row: Callable[[Any, RowContext], StepRule] | None = None
     stop_reasons: tuple[str, ...] = ()
+    ends_on_trace: bool = True
+    forced_thoughts: Callable[[Any, RowContext], list[int]] | None = None
     legacy_keys: tuple[str, ...] = field(default=())
 
     def thinking_rule(self, mixing: MixingConfig) -> MixingConfig:
