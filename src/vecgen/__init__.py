@@ -9,6 +9,7 @@ Run a model at the level of its embedding space: feed back probability-weighted 
     print(c.top[0][0])                                   # TokenWeight(token=' Paris', weight=0.96...)
     out = m.think("What is 17 + 25?", method="soft")     # vecgen.ThinkOutput
     ev = vecgen.evaluate(m, "gsm8k", limit=4, methods=["direct", "soft"])   # vecgen.Evaluation, in memory
+    r = vecgen.train("coconut", epochs=6, epochs_per_stage=1)   # COCONUT from scratch on ProsQA: runs/train-*/
     vecgen.probes.superposition(m)                       # the probes take a Model
 
 The names below are imported on first use (PEP 562), so ``vecgen --help`` does not pay for torch and
@@ -27,6 +28,9 @@ _EXPORTS = {
     "load": "vecgen.api",
     "check_load": "vecgen.api",
     "Model": "vecgen.api",
+    "train": "vecgen.api",
+    "TrainSettings": "vecgen.training.settings",
+    "TrainResult": "vecgen.training.loop",
     "ConceptTokens": "vecgen.concept.tokens",
     "TokenWeight": "vecgen.concept.tokens",
     "ThinkOutput": "vecgen.thinking.runner",
@@ -43,7 +47,8 @@ _EXPORTS = {
     "ConfigError": "vecgen.errors",
 }
 #: Subpackages reachable as attributes (``vecgen.probes.superposition``: a function; ``vecgen.thinking``: a package).
-_SUBMODULES = ("probes", "models", "decoding", "thinking", "concept", "softprompt", "vocab", "backends", "reference")
+_SUBMODULES = ("probes", "models", "decoding", "thinking", "concept", "softprompt", "vocab", "backends", "reference",
+               "training")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
@@ -57,9 +62,12 @@ if TYPE_CHECKING:
         reference,
         softprompt,
         thinking,
+        training,
         vocab,
     )
-    from .api import Model, check_load, load
+    from .api import Model, check_load, load, train
+    from .training.loop import TrainResult
+    from .training.settings import TrainSettings
     from .benchmarks_data import load_benchmark
     from .benchmarks_data.task import Task
     from .concept.tokens import ConceptTokens, TokenWeight

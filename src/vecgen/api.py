@@ -277,4 +277,63 @@ def load(
                       backend=backend, options=options, show_progress=show_progress, cls=Model)
 
 
-__all__ = ["Model", "check_load", "load"]
+def train(
+    method: str = "coconut",
+    *,
+    run_name: str | None = None,
+    out_dir: str = "runs",
+    resume: bool = False,
+    device: str = "auto",
+    threads: int | None = None,
+    show_progress: bool = True,
+    **settings: Any,
+) -> Any:
+    """Train a latent reasoner (``coconut``) or a control (``pause``, ``cot``, ``nocot``) and evaluate it on the
+    dev set: what ``vecgen train`` runs (:mod:`vecgen.training`).
+
+    Args:
+        method: ``nocot``, ``cot``, ``coconut`` or ``pause``.
+        run_name, out_dir: the run folder ``out_dir/run_name`` (default ``runs/train-<UTC time>``).
+        resume: continue that run from its last checkpoint (bit-identical to an uninterrupted run).
+        device: where a scratch model trains (``auto``: CUDA when available); a pretrained ``model`` loads there.
+        threads: torch CPU threads.
+        show_progress: progress bars per epoch.
+        settings: :class:`~vecgen.training.TrainSettings` fields (``train_data``, ``model``, ``c``, ``stages``,
+            ``epochs_per_stage``, ``epochs``, ``lr``, ``batch_size``, ...).
+
+    Returns:
+        The :class:`~vecgen.training.TrainResult` (history, best epoch, final dev accuracy); the run folder's
+        ``model/`` loads with :func:`load` and answers with ``Model.think(method=...)``.
+
+    Raises:
+        ConfigError: bad settings or data (named), before any model loads; a resume that does not match the run.
+    """
+    from .reports import RunWriter
+    from .training import TrainSettings, load_data
+    from .training import train as run_train
+    from .training.report import write_outputs
+
+    s = TrainSettings.create(method=method, **settings)
+    data = load_data(s)
+    if s.model != "scratch":
+        check_load([s.model], backend="transformers", device=device, threads=threads)
+    else:
+        from .devices import resolve_device
+
+        resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    hint = "resume with: vecgen train --resume --run-name {name}" + \
+        (f" --out-dir {out_dir}" if str(out_dir) != "runs" else "") + " and the same flags"
+    with RunWriter("train", name=run_name, root=out_dir, config=s, resumable=resume, resume_hint=hint) as writer:
+        base = None
+        if s.model != "scratch" and not resume:
+            base = load(s.model, backend="transformers", device=device, dtype="float32", threads=threads,
+                        show_progress=show_progress)
+        result = run_train(s, writer, base=base, resume=resume, data=data, device=device, show_progress=show_progress)
+        write_outputs(writer, s, result)
+        result.run_dir = str(writer.dir)
+    return result
+
+
+__all__ = ["Model", "check_load", "load", "train"]

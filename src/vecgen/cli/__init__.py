@@ -32,7 +32,7 @@ app = typer.Typer(
 )
 
 #: Modules under ``vecgen.cli`` that add commands; each defines ``register(app: typer.Typer)``.
-COMMAND_MODULES = ["generate", "models", "concept", "diagnose", "softprompt", "vocab", "verify", "think", "view", "probe", "reader", "serve"]
+COMMAND_MODULES = ["generate", "models", "concept", "diagnose", "softprompt", "vocab", "verify", "think", "view", "probe", "reader", "serve", "train"]
 
 
 @app.callback()
