@@ -298,6 +298,11 @@ def train(
         device: where a scratch model trains (``auto``: CUDA when available); a pretrained ``model`` loads there.
         threads: torch CPU threads.
         show_progress: progress bars per epoch.
+
+    Data-parallel: started by ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1; gloo on CPUs), every process
+    takes its share of each global batch of ``batch_size`` sequences and the gradients are summed before each step
+    (:func:`vecgen.training.train`'s ``group``), so the losses are one process's at the same global batch up to float
+    summation order; a ``run_name`` is needed.
         settings: :class:`~vecgen.training.TrainSettings` fields (``train_data``, ``model``, ``c``, ``stages``,
             ``epochs_per_stage``, ``epochs``, ``lr``, ``batch_size``, ...).
 
@@ -325,13 +330,29 @@ def train(
         torch.set_num_threads(threads)
     hint = "resume with: vecgen train --resume --run-name {name}" + \
         (f" --out-dir {out_dir}" if str(out_dir) != "runs" else "") + " and the same flags"
-    with RunWriter("train", name=run_name, root=out_dir, config=s, resumable=resume, resume_hint=hint) as writer:
+    from contextlib import ExitStack
+
+    from .parallel import processes
+
+    group = processes(device)
+    if group.count > 1 and not run_name:
+        raise ConfigError("a data-parallel run needs run_name (--run-name): every process must write to the same run "
+                          "folder", param="run_name")
+    writer = RunWriter("train", name=run_name, root=out_dir, config=s, resumable=resume, resume_hint=hint)
+    with ExitStack() as stack:
+        if group.is_main:
+            stack.enter_context(writer)
+        group.wait()
+        if not group.is_main:
+            writer.attach()
         base = None
         if s.model != "scratch" and not resume:
-            base = load(s.model, backend="transformers", device=device, dtype="float32", threads=threads,
-                        show_progress=show_progress)
-        result = run_train(s, writer, base=base, resume=resume, data=data, device=device, show_progress=show_progress)
-        write_outputs(writer, s, result)
+            base = load(s.model, backend="transformers", device=group.device(device), dtype="float32",
+                        threads=threads, show_progress=show_progress and group.is_main)
+        result = run_train(s, writer, base=base, resume=resume, data=data, device=group.device(device),
+                           show_progress=show_progress, group=group if group.count > 1 else None)
+        if group.is_main:
+            write_outputs(writer, s, result)
         result.run_dir = str(writer.dir)
     return result
 

@@ -324,3 +324,31 @@ def test_a_pretrained_model_trains_with_its_markers_added(tmp_path, dev_file, fa
     assert {"<bot>", "<eot>", "<pause>"} <= set(vocab) and lm.reasoning.n_thoughts == 1
     out = lm.think([load_task_file(dev_file)[0]], method="coconut", max_think_tokens=4, max_answer_tokens=4)[0]
     assert out.think_tokens == 1 and out.forced == "<eot>"
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_like_one(tmp_path, dev_file):
+    """torchrun with 2 processes (gloo) at the same global batch: the same per-epoch losses as one process, within
+    float32 summation-order differences (each process sums its own share of the token losses, then gloo adds them)."""
+    import os
+    import subprocess
+    import sys
+
+    flags = ["train", "--method", "coconut", "--train-size", "24", "--epochs", "3", "--epochs-per-stage", "1",
+             "--stages", "2", "--layers", "1", "--hidden", "16", "--heads", "2", "--batch-size", "8", "--lr", "3e-3",
+             "--stage-mix", "0.5", "--dev-data", dev_file, "--dev-limit", "2", "--out-dir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    one = subprocess.run([sys.executable, "-m", "vecgen", *flags, "--run-name", "one"], capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "vecgen", *flags, "--run-name", "two"], capture_output=True, text=True, timeout=600,
+                         env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    h1 = [json.loads(x) for x in (tmp_path / "one" / "history.jsonl").read_text().splitlines()]
+    h2 = [json.loads(x) for x in (tmp_path / "two" / "history.jsonl").read_text().splitlines()]
+    assert [h["stage"] for h in h1] == [h["stage"] for h in h2] == [0, 1, 2]
+    for a, b in zip(h1, h2):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
+    assert (tmp_path / "two" / "model" / "vecgen_reasoning.json").is_file()

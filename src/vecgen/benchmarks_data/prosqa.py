@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -55,6 +56,15 @@ def load_prosqa_valid() -> list[Task]:
 
 def _weighted(rng: random.Random, table: tuple[tuple[int, int], ...]) -> int:
     return rng.choices([v for v, _ in table], weights=[w for _, w in table])[0]
+
+
+def node_depths(edges: Sequence[Sequence[int]], root: int) -> dict[int, int]:
+    """Every node the ``root`` reaches along ``edges`` (``[from, to]`` index pairs), with its fewest edges from it
+    (breadth-first; the root at 0)."""
+    adj: dict[int, list[int]] = {}
+    for a, b in edges:
+        adj.setdefault(int(a), []).append(int(b))
+    return _bfs(adj, int(root))
 
 
 def _bfs(adj: dict[int, list[int]], start: int) -> dict[int, int]:
@@ -176,4 +186,5 @@ def write_coconut_json(path: str | Path, tasks: list[Task]) -> Path:
 
 
 __all__ = ["CONCEPTS", "PERSONS", "PROSQA_VALID_SIZE", "generate_item", "generate_prosqa", "load_prosqa_valid",
+           "node_depths",
            "shipped_prosqa_path", "write_coconut_json"]

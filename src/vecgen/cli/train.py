@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -99,6 +100,8 @@ def train(ctx: typer.Context, o: TrainOptions) -> None:
         c=o.c, stages=o.stages, epochs_per_stage=o.epochs_per_stage, epochs=o.epochs,
         pad_to_last_stage=o.pad_to_last_stage, stage_mix=o.stage_mix, batch_size=o.batch_size, lr=o.lr,
         weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm, seed=o.seed, max_answer_tokens=o.max_answer_tokens)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # a data-parallel run: the main process reports
     dev = result.dev
     console = Console()
     if dev.get("n"):

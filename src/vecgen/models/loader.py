@@ -64,8 +64,8 @@ def _hub_kwargs() -> dict[str, Any]:
 
 
 @contextmanager
-def _quiet_weight_bars() -> Iterator[None]:
-    """transformers' progress bars off for the block (restored after)."""
+def quiet_weight_bars() -> Iterator[None]:
+    """transformers' progress bars (per weight file, per tensor) off for the block (restored after)."""
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -244,7 +244,7 @@ def load_transformers(request: LoadRequest) -> LoadedModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(load_from, **hub)
         # safetensors only: pickle weights are never unpickled (see vecgen.models.files)
-        with _quiet_weight_bars():  # a load from the cache takes seconds; no per-tensor bar in notebooks and logs
+        with quiet_weight_bars():  # a load from the cache takes seconds; no per-tensor bar in notebooks and logs
             loaded: Any = AutoModelForCausalLM.from_pretrained(load_from, dtype=dt, use_safetensors=True,
                                                                output_loading_info=True, **placement, **hub)
         model, info = loaded  # (model, loading info) with output_loading_info=True

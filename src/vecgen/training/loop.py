@@ -19,14 +19,13 @@ Run folder (``runs/<name>/``):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from ..benchmarks_data import Task, check_answer
 from ..errors import ConfigError
 from ..io import atomic_directory, atomic_torch_save, atomic_write_json, read_jsonl
 from ..models import LoadedModel, ReasoningFormat, adapter_for, count_real_vocab
+from ..models.loader import quiet_weight_bars
 from ..stats import wilson_interval
 from ..thinking.think import think
 from .forward import sequence_loss, thought_logits
@@ -195,23 +195,9 @@ def _new_optimizer(model: Any, s: TrainSettings) -> torch.optim.Optimizer:
                              weight_decay=s.weight_decay)
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """transformers' per-file progress bars off while checkpoints are written and read (restored after)."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _save_checkpoint(target: Path, model: Any, tokenizer: Any, fmt: ReasoningFormat, optimizer: Any,
                      state: dict[str, Any]) -> None:
-    with atomic_directory(target) as tmp, _quiet():
+    with atomic_directory(target) as tmp, quiet_weight_bars():
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         fmt.save(tmp)
@@ -235,6 +221,7 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     data: tuple[list[Task], list[Task]] | None = None,
     device: str = "auto",
+    group: Any = None,
 ) -> TrainResult:
     """Train ``s.method`` and write the run folder (module docstring).
 
@@ -249,6 +236,12 @@ def train(
         data: ``(train, dev)`` tasks already loaded by :func:`load_data` (None: loaded here).
         device: where a scratch or resumed model trains (``auto``: CUDA when available); a ``base`` model stays
             where it was loaded.
+        group: the data-parallel group (:func:`vecgen.parallel.processes`; None: one process). Each process takes
+            every ``count``-th sequence of each global batch (``batch_size`` sequences, the same batches as one
+            process); its loss is its share of the global batch's per-token mean (its summed token losses over the
+            global batch's labelled tokens) and the gradients are summed over the processes before each step, so
+            the steps are one process's up to float summation order. The main process evaluates and writes the
+            checkpoints; the others wait for it.
 
     Returns:
         The :class:`TrainResult` (also written to ``results.json``).
@@ -259,6 +252,8 @@ def train(
     """
     run_dir = Path(writer.dir)
     train_tasks, dev_tasks = data if data is not None else load_data(s)
+    rank, world = (group.index, group.count) if group is not None else (0, 1)
+    main = rank == 0
     start_epoch, optimizer_state, history = 0, None, []
     resumed = check_resume(run_dir, s) if resume else None
     fmt0 = format_at(s, 0)
@@ -266,7 +261,7 @@ def train(
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         epoch, path = resumed
-        with _quiet():
+        with quiet_weight_bars():
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).train()
         tokenizer = AutoTokenizer.from_pretrained(path)
         start_epoch = epoch + 1
@@ -306,7 +301,7 @@ def train(
                          parameters=sum(p.numel() for p in model.parameters()))
     result.seconds = sum(h.seconds for h in history)
     optimizer, opt_stage = None, None
-    progress = _progress(show_progress)
+    progress = _progress(show_progress and main)
     with progress as bars:
         epoch_bar = bars.add_task("epochs", total=s.epochs, completed=start_epoch, info="") if bars else None
         for epoch in range(start_epoch, s.epochs):
@@ -325,41 +320,62 @@ def train(
             batch_bar = bars.add_task(f"epoch {epoch + 1} (stage {stage})", total=len(order), info="") if bars else None
             for b0 in range(0, len(order), s.batch_size):
                 chunk = order[b0:b0 + s.batch_size]
-                examples = [build_example(encoded[i], ids, s.method, stage=_stage_of_example(s, stage, mix), c=s.c,
-                                          pad_to_last_stage=s.pad_to_last_stage, stages=s.stages) for i in chunk]
+                stages_of = [_stage_of_example(s, stage, mix) for _ in chunk]  # drawn for the whole global batch
+                mine = list(range(len(chunk)))[rank::world]
+                examples = [build_example(encoded[chunk[j]], ids, s.method, stage=stages_of[j], c=s.c,
+                                          pad_to_last_stage=s.pad_to_last_stage, stages=s.stages) for j in mine]
+                if not examples:  # a last global batch smaller than the group: this process has no share
+                    examples = [build_example(encoded[chunk[0]], ids, s.method, stage=stages_of[0], c=s.c,
+                                              pad_to_last_stage=s.pad_to_last_stage, stages=s.stages)]
+                    weight = 0.0
+                else:
+                    weight = 1.0
                 if limit is not None and max(e.length for e in examples) > limit:
                     raise ConfigError(f"a training sequence has {max(e.length for e in examples)} tokens, more than "
                                       f"the model's {limit} positions", param="train_data")
                 batch = collate(examples, ids).to(next(model.parameters()).device)
                 logits = thought_logits(model, batch, continuous=s.method == "coconut", embed_scale=scale)
-                loss = sequence_loss(logits, batch.labels)
+                n_tok = int(batch.loss_tokens * weight)
+                global_tok = _all_sum(float(n_tok), world)
+                loss_sum = sequence_loss(logits, batch.labels, reduction="sum") * weight
+                loss = loss_sum / max(global_tok, 1.0)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if world > 1:
+                    _all_reduce_grads(model)
+                    loss_value = _all_sum(float(loss.item()), world)
+                else:
+                    loss_value = float(loss.item())
                 if s.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
                 optimizer.step()
-                if not math.isfinite(loss.item()):
-                    raise ConfigError(f"epoch {epoch}: the training loss is {loss.item()}; lower --lr "
+                if not math.isfinite(loss_value):
+                    raise ConfigError(f"epoch {epoch}: the training loss is {loss_value}; lower --lr "
                                       "(or set --max-grad-norm)", param="lr")
-                n_tok = batch.loss_tokens
-                total_loss += loss.item() * n_tok
-                total_tokens += n_tok
+                total_loss += loss_value * global_tok
+                total_tokens += int(global_tok)
                 steps += 1
                 if bars:
                     bars.update(batch_bar, advance=len(chunk), info=f"loss {total_loss / max(total_tokens, 1):.3f}")
             if bars:
                 bars.remove_task(batch_bar)
             fmt = format_at(s, stage)
-            dev = evaluate_dev(model, tokenizer, fmt, dev_eval, s, dev_encoded[: len(dev_eval)], ids)
+            dev: dict[str, Any] = {"accuracy": None, "n": 0}
+            if main:
+                dev = evaluate_dev(model, tokenizer, fmt, dev_eval, s, dev_encoded[: len(dev_eval)], ids)
             rec = EpochRecord(epoch=epoch, stage=stage, loss=total_loss / max(total_tokens, 1),
-                              dev_accuracy=dev["accuracy"], dev_n=dev["n"], seconds=time.perf_counter() - t0,
+                              dev_accuracy=dev["accuracy"], dev_n=int(dev["n"]), seconds=time.perf_counter() - t0,
                               steps=steps)
             history.append(rec)
             best = best_epoch(history, s)
             state = {"epoch": epoch, "stage": stage, "settings": _saved_settings(s), "record": asdict(rec)}
-            _save_checkpoint(run_dir / "checkpoints" / f"epoch-{epoch:04d}", model, tokenizer, fmt, optimizer, state)
-            _rewrite_history(run_dir, history)
-            _prune(run_dir, keep={epoch, best})
+            if main:
+                _save_checkpoint(run_dir / "checkpoints" / f"epoch-{epoch:04d}", model, tokenizer, fmt, optimizer,
+                                 state)
+                _rewrite_history(run_dir, history)
+                _prune(run_dir, keep={epoch, best})
+            if group is not None:
+                group.wait()
             result.seconds += rec.seconds
             if bars:
                 acc = "-" if rec.dev_accuracy is None else f"{rec.dev_accuracy:.0%}"
@@ -368,8 +384,39 @@ def train(
                 on_epoch(rec)
     result.history = history
     result.best_epoch = best_epoch(history, s)
-    result.dev = finish(run_dir, s, dev_tasks, result)
+    if main:
+        result.dev = finish(run_dir, s, dev_tasks, result)
+    if group is not None:
+        group.wait()
     return result
+
+
+def _all_sum(value: float, world: int) -> float:
+    """``value`` summed over the group's processes (itself alone)."""
+    if world <= 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def _all_reduce_grads(model: Any) -> None:
+    """Sum every parameter's gradient over the group (one flat buffer per dtype)."""
+    import torch.distributed as dist
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    at = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[at:at + n].view_as(p.grad))
+        at += n
 
 
 def load_data(s: TrainSettings) -> tuple[list[Task], list[Task]]:
@@ -422,7 +469,7 @@ def finish(run_dir: Path, s: TrainSettings, dev_tasks: Sequence[Task], result: T
         for f in source.iterdir():
             if f.name != "optimizer.pt":
                 shutil.copy2(f, tmp / f.name)
-    with _quiet():
+    with quiet_weight_bars():
         model = AutoModelForCausalLM.from_pretrained(run_dir / "model", dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
     fmt = ReasoningFormat.read(run_dir / "model")

@@ -10,13 +10,13 @@ there: the last-layer logit lens), restricted to the graph's node words.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from ..benchmarks_data import Task
+from ..benchmarks_data.prosqa import node_depths
 from ..errors import ConfigError
 from ..models import LoadedModel, adapter_for
 from .forward import thought_logits
@@ -48,20 +48,6 @@ class ThoughtReadout:
     top1_frontier: list[float] = field(default_factory=list)
     top1_on_proof: list[float] = field(default_factory=list)
     threshold: float = 0.05
-
-
-def _depths(edges: Sequence[Sequence[int]], root: int) -> dict[int, int]:
-    adj: dict[int, list[int]] = {}
-    for a, b in edges:
-        adj.setdefault(int(a), []).append(int(b))
-    depth, queue = {root: 0}, deque([root])
-    while queue:
-        n = queue.popleft()
-        for m in adj.get(n, ()):
-            if m not in depth:
-                depth[m] = depth[n] + 1
-                queue.append(m)
-    return depth
 
 
 def thought_readout(lm: LoadedModel, tasks: Sequence[Task], *, n_thoughts: int | None = None,
@@ -99,7 +85,7 @@ def thought_readout(lm: LoadedModel, tasks: Sequence[Task], *, n_thoughts: int |
         for i, t in enumerate(chunk):
             names = t.meta["idx_to_symbol"]
             node_ids = [tok(" " + w, add_special_tokens=False)["input_ids"][0] for w in names]
-            depth = _depths(t.meta["edges"], int(t.meta["root"]))
+            depth = node_depths(t.meta["edges"], int(t.meta["root"]))
             proof = [names.index(s.rstrip(".").split()[-1]) if s.rstrip(".").split()[-1] in names else -1
                      for s in t.steps]
             for j in range(n):
