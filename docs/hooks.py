@@ -27,6 +27,9 @@ DOCS = Path(__file__).resolve().parent
 
 def _cell(run: dict, name: str) -> str:
     results = run.get("results") or {}
+    if run.get("command") == "train" and isinstance(results, dict) and (results.get("dev") or {}).get("n"):
+        dev = results["dev"]
+        return f"{results.get('method')} {100 * dev['accuracy']:.1f} % (dev, {dev['n']} items)"
     if run.get("command") != "think" or not isinstance(results, dict):
         return ""
     parts = []
@@ -44,13 +47,19 @@ def results_page() -> str:
              "`vecgen view` rewrites). Accuracy is of each method or grid combination on the run's items; the report has",
              "intervals, paired tests and what the run found. Generated from the folders when the site is built.", "",
              "| run | command | model | items | accuracy | files |", "| --- | --- | --- | --- | --- | --- |"]
-    for folder in sorted(p for p in (DOCS / "results").iterdir() if p.is_dir()):
+    folders = []
+    for top in sorted(p for p in (DOCS / "results").iterdir() if p.is_dir()):
+        # a folder of runs (benchmarks/train_seeds.py) lists each run that has finished
+        nested = [p for p in sorted(top.iterdir()) if p.is_dir() and (p / "results.json").exists()]
+        folders.extend(nested if nested and not (top / "results.json").exists() else [top])
+    for folder in folders:
         path = folder / "results.json"
         run = json.loads(path.read_text()) if path.exists() else {}
         model = run.get("model")
         model = model.get("name", "") if isinstance(model, dict) else (model or "")
         report = folder / "report.md"
-        name = f"[{folder.name}](results/{folder.name}/report.md)" if report.exists() else folder.name
+        rel = folder.relative_to(DOCS / "results").as_posix()
+        name = f"[{rel}](results/{rel}/report.md)" if report.exists() else rel
         files = ", ".join(f"`{p.name}`" for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith("."))
         lines.append(f"| {name} | `{run.get('command', '?')}` | {model} | {run.get('n_items') or ''} | "
                      f"{_cell(run, folder.name)} | {files} |")

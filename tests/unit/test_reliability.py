@@ -294,8 +294,8 @@ def test_odd_integer_options_never_give_a_traceback(command, option, required, v
         raise VecgenError("stopped before loading")
 
     for target in ("vecgen.api.load_model", "vecgen.models.load_model", "vecgen.models.loader.load_model",
-                   "vecgen.models.load_tokenizer",
-                   "vecgen.models.loader.load_tokenizer"):
+                   "vecgen.models.load_tokenizer", "vecgen.models.loader.load_tokenizer",
+                   "vecgen.training.load_data", "vecgen.training.train"):  # vecgen train: where its work starts
         monkeypatch.setattr(target, stop)
     code, _, err = cli([*command.split(), *required, option, value], capsys)
     assert code == 2 and "Traceback" not in err, err

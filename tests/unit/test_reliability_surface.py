@@ -18,14 +18,16 @@ from helpers.cli import cli, never_load, one_line_error
 
 
 def _stop_at_load(monkeypatch):
-    """Stub every model / tokenizer load with a one-line VecgenError: an option that passes validation stops there."""
+    """Stub every model / tokenizer load with a one-line VecgenError: an option that passes validation stops there
+    (for ``vecgen train``, whose scratch model loads nothing: where its data is made, right after its settings)."""
     from vecgen.errors import VecgenError
 
     def stop(*a, **k):
         raise VecgenError("stopped before loading")
 
     for target in ("vecgen.api.load_model", "vecgen.models.load_model", "vecgen.models.loader.load_model",
-                   "vecgen.models.load_tokenizer", "vecgen.models.loader.load_tokenizer"):
+                   "vecgen.models.load_tokenizer", "vecgen.models.loader.load_tokenizer", "vecgen.training.load_data",
+                   "vecgen.training.train"):
         monkeypatch.setattr(target, stop)
 
 

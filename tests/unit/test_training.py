@@ -352,3 +352,28 @@ def test_two_gloo_processes_train_like_one(tmp_path, dev_file):
     for a, b in zip(h1, h2):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
     assert (tmp_path / "two" / "model" / "vecgen_reasoning.json").is_file()
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path, dev_file, monkeypatch, capsys):
+    import vecgen.training.loop as loop
+
+    real, calls = loop.evaluate_dev, []
+
+    def interrupt_second_epoch(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "evaluate_dev", interrupt_second_epoch)
+    flags = ["--method", "cot", "--train-size", "16", "--epochs", "3", "--layers", "1", "--hidden", "16", "--heads",
+             "2", "--batch-size", "8", "--dev-data", dev_file, "--dev-limit", "2", "--out-dir", str(tmp_path),
+             "--run-name", "ctrl"]
+    code, _, err = cli(["train", *flags], capsys)
+    assert code == 130 and "Traceback" not in err
+    assert "vecgen train --resume --run-name ctrl" in " ".join(err.split())
+    assert [p.name for p in (tmp_path / "ctrl" / "checkpoints").iterdir()] == ["epoch-0000"]
+    monkeypatch.setattr(loop, "evaluate_dev", real)
+    code, _, err = cli(["train", *flags, "--resume"], capsys)
+    assert code == 0, err
+    assert len((tmp_path / "ctrl" / "history.jsonl").read_text().splitlines()) == 3

@@ -54,26 +54,26 @@ class TrainSettings(BaseModel):
 
     method: str = "coconut"
     train_data: str = "prosqa"
-    train_size: int = Field(4000, ge=1, le=10_000_000)
-    data_seed: int | None = Field(None, ge=0)
+    train_size: int = Field(4000, ge=1, le=1_000_000)
+    data_seed: int | None = Field(None, ge=0, le=2**32 - 1)
     dev_data: str | None = None
-    dev_limit: int = Field(100, ge=0)
+    dev_limit: int = Field(100, ge=0, le=1_000_000)
     model: str = "scratch"
     layers: int = Field(2, ge=1, le=96)
     hidden: int = Field(128, ge=8, le=16384)
     heads: int = Field(4, ge=1, le=256)
     c: int = Field(1, ge=1, le=64)
     stages: int = Field(6, ge=1, le=64)
-    epochs_per_stage: int = Field(5, ge=1)
+    epochs_per_stage: int = Field(5, ge=1, le=100_000)
     epochs: int = Field(50, ge=1, le=100_000)
     pad_to_last_stage: bool = True
     stage_mix: float = Field(0.0, ge=0.0, le=1.0)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=65_536)
     lr: float = Field(1e-4, gt=0.0, le=10.0)
-    weight_decay: float = Field(0.01, ge=0.0)
+    weight_decay: float = Field(0.01, ge=0.0, le=100.0)
     max_grad_norm: float | None = Field(None, gt=0.0)
-    seed: int = Field(0, ge=0)
-    max_answer_tokens: int = Field(32, ge=1)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    max_answer_tokens: int = Field(32, ge=1, le=65_536)
 
     @classmethod
     def create(cls, **values: Any) -> "TrainSettings":
