@@ -69,12 +69,12 @@ def table(out: Path) -> dict:
              "(300 items); 4x4 multiplication, 500 items.", ""]
     for task, methods in rows.items():
         lines += [f"## {task}", "", "| method | seeds | pooled accuracy [95 % CI] | per seed | tokens per answer | "
-                  "thoughts | minutes per run |", "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
+                  "thoughts | minutes per run (wall time, pauses included) |", "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
         for method, seeds in methods.items():
             correct = sum(sum(s["verdicts"]) for s in seeds.values())
             n = sum(s["n"] for s in seeds.values())
             lo, hi = wilson_interval(correct, n)
-            per = ", ".join(f"s{k} {v['accuracy']:.1%}" for k, v in sorted(seeds.items()))
+            per = ", ".join(f"{k} {v['accuracy']:.1%}" for k, v in sorted(seeds.items()))
             tok = sum(s["tokens"] for s in seeds.values()) / len(seeds)
             mins = sum(s["minutes"] for s in seeds.values()) / len(seeds)
             th = next(iter(seeds.values()))["thoughts"]
@@ -88,7 +88,7 @@ def table(out: Path) -> dict:
             for b in names[i + 1:]:
                 for seed in sorted(set(methods[a]) & set(methods[b])):
                     pc = paired_comparison(methods[a][seed]["verdicts"], methods[b][seed]["verdicts"])
-                    pairs.append(f"| {a} vs {b} | s{seed} | {pc.only_a} / {pc.only_b} | {pc.p_value:.3g} |")
+                    pairs.append(f"| {a} vs {b} | {seed} | {pc.only_a} / {pc.only_b} | {pc.p_value:.3g} |")
         if pairs:
             lines += ["", "Paired (same dev items, exact McNemar): items only the first / only the second got right.", "",
                       "| pair | seed | discordant | p |", "| --- | ---: | ---: | ---: |", *pairs]
