@@ -298,11 +298,6 @@ def train(
         device: where a scratch model trains (``auto``: CUDA when available); a pretrained ``model`` loads there.
         threads: torch CPU threads.
         show_progress: progress bars per epoch.
-
-    Data-parallel: started by ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1; gloo on CPUs), every process
-    takes its share of each global batch of ``batch_size`` sequences and the gradients are summed before each step
-    (:func:`vecgen.training.train`'s ``group``), so the losses are one process's at the same global batch up to float
-    summation order; a ``run_name`` is needed.
         settings: :class:`~vecgen.training.TrainSettings` fields (``train_data``, ``model``, ``c``, ``stages``,
             ``epochs_per_stage``, ``epochs``, ``lr``, ``batch_size``, ...).
 
@@ -312,6 +307,11 @@ def train(
 
     Raises:
         ConfigError: bad settings or data (named), before any model loads; a resume that does not match the run.
+
+    Data-parallel: started by ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1; gloo on CPUs), every process
+    takes its share of each global batch of ``batch_size`` sequences and the gradients are summed before each step
+    (:func:`vecgen.training.train`'s ``group``), so the losses are one process's at the same global batch up to float
+    summation order; a ``run_name`` is needed.
     """
     from .reports import RunWriter
     from .training import TrainSettings, load_data
