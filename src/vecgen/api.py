@@ -210,7 +210,7 @@ class Model(LoadedModel):
 
 def check_load(model: str | Sequence[str] = DEFAULT_MODEL, *, backend: str = "auto", device: str = "auto",
                dtype: str = "auto", threads: int | None = None, n_ctx: int | None = None,
-               device_map: str | dict[str, Any] | None = None, max_memory: str | dict[Any, str] | None = None
+               tensor_parallel_size: int | None = None, device_map: str | dict[str, Any] | None = None, max_memory: str | dict[Any, str] | None = None
                ) -> Any:
     """Check everything :func:`load` would use, without loading or converting anything (every model of a list).
 
@@ -224,7 +224,8 @@ def check_load(model: str | Sequence[str] = DEFAULT_MODEL, *, backend: str = "au
             (named); an option the backend does not take (``n_ctx`` is a GGUF runtime's).
         VecgenError: a backend that cannot run here (its package missing: the install hint named).
     """
-    options = backend_options(backend, {"threads": threads, "n_ctx": n_ctx})
+    options = backend_options(backend, {"threads": threads, "n_ctx": n_ctx,
+                                        "tensor_parallel_size": tensor_parallel_size})
     check_model_specs([model] if isinstance(model, str) else list(model), device=device, dtype=dtype,
                       device_map=device_map, max_memory=max_memory, backend=backend)  # type: ignore[arg-type]
     return options
@@ -241,6 +242,7 @@ def load(
     device_map: str | dict[str, Any] | None = None,
     max_memory: str | dict[Any, str] | None = None,
     show_progress: bool = True,
+    tensor_parallel_size: int | None = None,
 ) -> Model:
     """Load a model for vector-space generation.
 
@@ -254,7 +256,9 @@ def load(
         device: ``auto`` (CUDA if available, else CPU; MPS only when named), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
         dtype: ``auto`` (bfloat16 on CUDA, float32 otherwise), ``float32``, ``bfloat16``, ``float16``.
         threads: CPU threads (>= 1): the backend's own threads, or ``torch.set_num_threads`` for PyTorch backends.
-        n_ctx: the KV-cache positions of a backend with a fixed context (shared by every row).
+        n_ctx: the KV-cache positions of a backend with a fixed context (shared by every row); vLLM: positions per
+            row (its ``max_model_len``).
+        tensor_parallel_size: vLLM: GPUs (CPU ranks) the layers are split over; it must divide the attention heads.
         device_map: spread a big model's layers over devices (accelerate's big-model inference).
         max_memory: per-device limits for ``device_map``.
         show_progress: progress bars while the first load builds the model cache (about a minute).
@@ -270,7 +274,7 @@ def load(
         VecgenError: a backend that cannot run here (its package missing: the install hint named).
     """
     options = check_load(model, backend=backend, device=device, dtype=dtype, threads=threads, n_ctx=n_ctx,
-                         device_map=device_map, max_memory=max_memory)
+                         tensor_parallel_size=tensor_parallel_size, device_map=device_map, max_memory=max_memory)
     if threads is not None and options is None:  # a PyTorch backend: the threads are torch's
         torch.set_num_threads(threads)
     return load_model(model, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,

@@ -159,7 +159,7 @@ def test_evaluate_validates_before_any_work(m):
     (["think", "--limit", "0"], "--limit=0"),
     (["think", "--samples", "2", "--methods", "cot"], "--temperature"),
     (["generate", "x", "--threads", "0"], "--threads must be between 1 and 1024"),
-    (["concept", "--n-ctx", "64"], "--n-ctx applies to --backend llamacpp only"),
+    (["concept", "--n-ctx", "64"], "--n-ctx applies to --backend llamacpp, vllm only"),
 ])
 def test_library_errors_name_parameters_and_the_cli_shows_its_flags(args, fragment, capsys, monkeypatch):
     monkeypatch.setattr("vecgen.api.load_model", lambda *a, **k: pytest.fail("the model was loaded"))

@@ -27,7 +27,7 @@ def test_registration_refuses_bad_specs():
 
 
 def test_options_are_checked_before_anything_loads():
-    with pytest.raises(ConfigError, match="n_ctx applies to backend llamacpp only") as exc:
+    with pytest.raises(ConfigError, match="n_ctx applies to backend llamacpp, vllm only") as exc:
         backend_options("transformers", {"n_ctx": 512})
     assert set(exc.value.params) == {"n_ctx", "backend"}
     with pytest.raises(ConfigError, match="threads must be between 1 and 1024"):
@@ -37,9 +37,9 @@ def test_options_are_checked_before_anything_loads():
 
 
 def test_an_unknown_backend_lists_the_registered_ones_and_says_when_the_entry_points_are_missing(monkeypatch):
-    with pytest.raises(ConfigError, match="unknown backend 'vllm'; choose one of: auto, transformers") as exc:
-        get_backend("vllm")
+    with pytest.raises(ConfigError, match="unknown backend 'nosuch'; choose one of: auto, transformers") as exc:
+        get_backend("nosuch")
     assert "reinstall" not in str(exc.value)
     monkeypatch.setattr(backends, "_ENTRY_POINTS_FOUND", [])  # an install made before the entry points existed
     with pytest.raises(ConfigError, match="reinstall vecgen"):
-        get_backend("vllm")
+        get_backend("nosuch")

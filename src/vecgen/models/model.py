@@ -86,6 +86,9 @@ class LoadedModel:
         """Positions one row may use (prompt + generated): the adapter's ``context_length`` of the config, capped by
         a backend's fixed context (llama.cpp's ``n_ctx``, the cells every row shares) when it has one."""
         model_limit = self.adapter.context_length(self.config)
+        per_row = getattr(self.backend, "max_model_len", None)  # vLLM: positions per row
+        if isinstance(per_row, int) and per_row > 0:
+            model_limit = per_row if model_limit is None else min(model_limit, per_row)
         cells = getattr(self.backend, "n_ctx", None)
         if isinstance(cells, int) and cells > 0:
             return cells if model_limit is None else min(model_limit, cells)
