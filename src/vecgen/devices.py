@@ -9,6 +9,7 @@ CPUs we measured, and float32 keeps numerical comparisons tight).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,15 @@ import torch
 
 from .errors import ConfigError
 from .io import read_user_text
+
+def available_cores() -> list[int]:
+    """The CPU cores this process may run on, in order (``os.sched_getaffinity``; ``0 .. os.cpu_count() - 1``
+    where that is missing); at least one."""
+    try:
+        return sorted(os.sched_getaffinity(0)) or [0]
+    except AttributeError:  # pragma: no cover - macOS
+        return list(range(max(1, os.cpu_count() or 1)))
+
 
 _DTYPES = {
     "float32": torch.float32,

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..devices import available_cores
 from ..errors import (
     BadWeightsError,
     ConfigError,
@@ -105,11 +106,8 @@ def import_llama_cpp() -> Any:
 
 
 def default_threads() -> int:
-    """Every core this process may use (``os.sched_getaffinity``; ``os.cpu_count`` where that is missing)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS
-        return max(1, os.cpu_count() or 1)
+    """Every core this process may use (:func:`~vecgen.devices.available_cores`)."""
+    return len(available_cores())
 
 
 @dataclass

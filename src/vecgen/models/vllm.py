@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoTokenizer
 
 from ..backends.vllm import INSTALL_HINT, VllmBackend, VllmOptions, VllmUnavailableError, start_llm
+from ..devices import available_cores, resolve_dtype
 from ..errors import BadWeightsError, ConfigError
 from .adapters import adapter_for, count_real_vocab
 from .backends import BackendSpec, LoadRequest, register_backend
@@ -37,8 +37,7 @@ EMBEDDING_KEYS = ("model.embed_tokens.weight", "transformer.wte.weight", "model.
 def _devices() -> tuple[int, str]:
     if torch.cuda.is_available():
         return torch.cuda.device_count(), "GPUs"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores, "CPU cores"
+    return len(available_cores()), "CPU cores"
 
 
 def _local_config(spec: str, source: str) -> dict[str, Any] | None:
@@ -140,7 +139,7 @@ def load(request: LoadRequest) -> LoadedModel:
     check_config(spec, config.to_dict(), opts.tensor_parallel_size)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     adapter = adapter_for(config)
-    dtype = _dtype(request.dtype)
+    dtype = resolve_dtype(request.dtype, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     context = adapter.context_length(config) or 32768
     llm = start_llm(str(folder), dtype=dtype, options=opts, context_length=context)
     max_len = int(llm.llm_engine.model_config.max_model_len)
@@ -156,14 +155,6 @@ def load(request: LoadRequest) -> LoadedModel:
     log.info("loaded %s on vLLM (tensor parallel %d, %d positions) in %.1f s", spec, opts.tensor_parallel_size,
              max_len, lm.load_seconds)
     return lm
-
-
-def _dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
 def _hub_folder(hub_id: str) -> Path:
