@@ -98,9 +98,43 @@ def table(out: Path) -> dict:
             lines += ["", "Paired (same dev items, exact McNemar): items only the first / only the second got right.", "",
                       "| pair | seed | discordant | p |", "| --- | ---: | ---: | ---: |", *pairs]
         lines.append("")
+        if task == "prosqa" and "coconut" in methods:
+            lines += readout_lines(out, sorted(methods["coconut"]))
     (out / "summary.md").write_text("\n".join(lines))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+def readout(folder: Path) -> dict:
+    """The thought readout of one coconut run over the 300 ProsQA validation items, cached in ``readout.json``."""
+    cached = folder / "readout.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    from dataclasses import asdict
+
+    import vecgen
+    from vecgen.training.readout import thought_readout
+
+    r = asdict(thought_readout(vecgen.load(str(folder)), vecgen.load_benchmark("prosqa")))
+    cached.write_text(json.dumps(r, indent=1))
+    return r
+
+
+def readout_lines(out: Path, seeds: list[str]) -> list[str]:
+    """summary.md's section: per coconut seed and thought, where the logit lens of the thought puts its node mass."""
+    lines = ["### What the coconut thoughts decode to", "",
+             "The last-layer logit lens of each continuous thought (`vecgen.training.readout.thought_readout`) over the "
+             "graph's node words, means over the 300 validation items. Frontier of thought j: the nodes j edges from "
+             "the root (a breadth-first search's j-th layer).", "",
+             "| seed | thought | mass on reachable nodes | frontier mass | frontier share of node mass | frontier nodes >= 5 % | "
+             "frontier size | its share of the nodes (chance) | top node in frontier | top node on the proof |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for seed in seeds:
+        r = readout(out / f"prosqa-coconut-{seed}")
+        for j in range(len(r["frontier_mass"])):
+            lines.append(f"| {seed} | {j + 1} | {r['reachable_mass'][j]:.3f} | {r['frontier_mass'][j]:.3f} | "
+                         f"{r['frontier_share'][j]:.2f} | {r['frontier_nodes_above'][j]:.2f} | "
+                         f"{r['frontier_size'][j]:.1f} | {r['frontier_chance'][j]:.2f} | {r['top1_frontier'][j]:.0%} | {r['top1_on_proof'][j]:.0%} |")
+    return lines + [""]
 
 
 def main() -> None:

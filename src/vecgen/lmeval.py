@@ -11,8 +11,10 @@ points). From Python, ``import vecgen.lmeval`` and call ``lm_eval.simple_evaluat
 
 ``--model_args`` (``key=value`` pairs; every key is checked before the model loads):
 
-``model`` (default ``default``), ``backend`` (``auto``), ``device`` (``auto``), ``dtype`` (``auto``)
-    As ``vecgen think``'s options.
+``model`` (default ``default``), ``backend`` (``auto``), ``device`` (``auto``), ``dtype`` (``auto``), ``threads``,
+``n_ctx``, ``tensor_parallel_size``
+    As ``vecgen think``'s options (``backend=vllm,tensor_parallel_size=2`` runs the answers on vLLM; its
+    log-likelihoods need ``backend=transformers``).
 ``method``
     Any registered thinking method: ``direct`` (default: plain greedy or sampled generation from the task's
     context), ``cot`` (discrete chain-of-thought), ``soft`` (concept tokens), ``hidden`` (COCONUT-style hidden-state
@@ -63,13 +65,12 @@ try:
 except ImportError as exc:  # pragma: no cover - the optional extra is missing
     raise ImportError("vecgen.lmeval needs lm-evaluation-harness: pip install 'vecgen[lmeval]'") from exc
 
-from .api import Model, load
+from .api import Model, check_load, load
 from .config import SamplingConfig
 from .console import print_error
 from .decoding.mixing import MixingConfig
 from .errors import ConfigError, VecgenError
 from .evaluation import chunk_size
-from .models import check_model_specs
 from .scoring import target_logits
 from .thinking.prompts import prompt_style
 from .thinking.runner import ThinkConfig, cut_at_stop, method_configs, run_thinking
@@ -84,7 +85,8 @@ log = logging.getLogger(__name__)
 #: lm-eval ``gen_kwargs`` that :meth:`VecgenLM.generate_until` reads.
 _GEN_KWARGS = {"until", "max_gen_toks", "do_sample", "temperature", "top_p", "top_k", "min_p"}
 
-_INT = ("batch_size", "max_think_tokens", "cold_stop_steps", "max_topk", "concept_top_k", "seed", "max_batch_size")
+_INT = ("batch_size", "max_think_tokens", "cold_stop_steps", "max_topk", "concept_top_k", "seed", "max_batch_size",
+        "threads", "n_ctx", "tensor_parallel_size")
 _FLOAT = ("cold_stop_tau", "gumbel_tau", "dirichlet_alpha", "hidden_scale", "concept_temperature", "concept_top_p",
           "concept_min_p", "temperature")
 _STR = ("model", "method", "backend", "device", "dtype", "rule", "noise", "marker", "cue")
@@ -136,12 +138,13 @@ class VecgenLM(LM):
         self.config = self._think_config(opts, {k: v for k, v in opts.items() if k in setting_fields()})
 
         device = opts.get("device") or "auto"
-        check_model_specs([model], device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto")
+        where = dict(device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto",
+                     **{k: opts[k] for k in ("threads", "n_ctx", "tensor_parallel_size") if opts.get(k) is not None})
+        check_load(model, **where)
         self.marker_text, self.cue = opts.get("marker"), opts.get("cue")
         if self.marker_text is not None and not self.marker_text.strip():
             raise ConfigError("--model_args marker is empty; give the text that ends thinking, e.g. marker=Answer:")
-        self.lm: Model = load(model, device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto",
-                             show_progress=False)
+        self.lm: Model = load(model, show_progress=False, **where)
 
         self.style = prompt_style(self.lm, self.marker_text)
 

@@ -110,6 +110,8 @@ def test_generate_until_honours_stop_sequences_and_methods(tiny_model_dir):
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"noise": "perlin"}, "noise"),
     ({"batch_size": 0}, "batch_size=0"),
+    ({"tensor_parallel_size": 2}, "tensor_parallel_size"),  # a vLLM option on the transformers backend
+    ({"n_ctx": "long"}, "n_ctx='long': expected an integer"),
 ])
 def test_bad_model_args_are_refused_before_loading(tiny_model_dir, monkeypatch, args, fragment):
     monkeypatch.setattr("vecgen.api.load_model", lambda *a, **k: pytest.fail("the model was loaded"))

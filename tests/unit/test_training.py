@@ -303,6 +303,7 @@ def test_thought_readout_measures_the_frontier(tmp_path, dev_file):
         assert 0.0 <= r.frontier_mass[j] <= r.reachable_mass[j] + 1e-6 <= 1.0 + 1e-6
         assert 0.0 <= r.top1_on_proof[j] <= r.top1_frontier[j] + 1e-9 <= 1.0  # the proof's node is on the frontier
         assert r.frontier_nodes_above[j] <= r.frontier_size[j]
+        assert 0.0 <= r.frontier_chance[j] <= 1.0 and (r.frontier_size[j] == 0) == (r.frontier_chance[j] == 0)
     with pytest.raises(ConfigError, match="graphs"):
         thought_readout(lm, [vecgen.Task(id="x", question="q", answer="a", answer_type="exact")])
 

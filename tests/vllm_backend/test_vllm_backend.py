@@ -1,19 +1,36 @@
-"""The vLLM backend (``--backend vllm``) against the transformers backend on the default model.
+"""The vLLM backend (``--backend vllm``) against the transformers backend, against vLLM's own prompt-embeddings
+path, across tensor-parallel sizes and over HTTP.
 
-Runs where vLLM is installed (CPU: ``vllm-cpu`` 0.32 in its own environment, see docs/backends.md); elsewhere the
-module is skipped as a whole. Both backends run float32 on the CPU, so greedy paths are compared token for token.
+Runs where vLLM is installed (CPU: ``vllm-cpu`` 0.32 in its own environment, ``scripts/vllm-env.sh``; CI builds it);
+elsewhere the module is skipped as a whole. Both backends run float32 on the CPU, so greedy paths are compared token
+for token. Each vLLM instance gets 1 GiB of KV cache per rank (``VLLM_CPU_KVCACHE_SPACE``, vLLM's CPU setting) so
+that three instances and a transformers model fit a 23 GB machine beside each other.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("vllm")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+import torch  # noqa: E402
 
 import vecgen  # noqa: E402
+from vecgen.backends.contract import Batch  # noqa: E402
+from vecgen.config import SamplingConfig  # noqa: E402
 from vecgen.errors import ConfigError, UnsupportedError  # noqa: E402
+from vecgen.thinking.think import think  # noqa: E402
+
+from helpers.models import save_tiny_model  # noqa: E402
 
 PROMPTS = ["def fib(n):", "The capital of France is", "Write a haiku about the sea."]
+QUESTIONS = ["What is 12 + 30?", "Is 17 a prime number?"]
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +47,16 @@ def test_greedy_tokens_equal_transformers(pair):
 
 def test_soft_thinking_trace_and_answer_equal_transformers(pair):
     vl, tf = pair
-    q = ["What is 12 + 30?", "Is 17 a prime number?"]
-    a = vl.think(q, method="soft", max_think_tokens=24, max_answer_tokens=12)
-    b = tf.think(q, method="soft", max_think_tokens=24, max_answer_tokens=12)
+    a = vl.think(QUESTIONS, method="soft", max_think_tokens=24, max_answer_tokens=12)
+    b = tf.think(QUESTIONS, method="soft", max_think_tokens=24, max_answer_tokens=12)
+    assert [(o.trace, o.answer) for o in a] == [(o.trace, o.answer) for o in b]
+
+
+def test_switch_thinking_equals_transformers(pair):
+    """``switch`` changes between concept tokens and sampled tokens on the entropy of each row's own distribution."""
+    vl, tf = pair
+    a = vl.think(QUESTIONS, method="switch", max_think_tokens=24, max_answer_tokens=12)
+    b = tf.think(QUESTIONS, method="switch", max_think_tokens=24, max_answer_tokens=12)
     assert [(o.trace, o.answer) for o in a] == [(o.trace, o.answer) for o in b]
 
 
@@ -44,6 +68,92 @@ def test_continuous_batching_rows_equal_alone(pair):
     together = vl.think(q, method="cot", batch_size=2, max_think_tokens=16, max_answer_tokens=8)
     alone = [vl.think([x], method="cot", batch_size=1, max_think_tokens=16, max_answer_tokens=8)[0] for x in q]
     assert [(o.trace, o.answer) for o in together] == [(o.trace, o.answer) for o in alone]
+
+
+def test_vector_inputs_equal_prompt_embeds_resubmission(pair):
+    """The independent oracle: three concept tokens fed inside vLLM's runner give the same next-token distribution
+    as vLLM's stock prompt-embeddings path (``{"prompt_embeds": E[prompt] ++ vectors}``, one request, no vecgen hook
+    active). Tolerance: 2e-3 nats on the top-5 log-probabilities, float32 both (a prefill of the whole sequence vs
+    one decode step per vector sums attention in another order)."""
+    from vllm import SamplingParams
+
+    vl, _ = pair
+    backend = vl.backend
+    ids = torch.tensor([vl.encode("Think of a colour, then name a fruit of that colour:")])
+    state = backend.prefill(Batch(input_ids=ids, inputs_embeds=None, attention_mask=torch.ones_like(ids)))
+    fed = []
+    for _ in range(3):
+        top = state.logits[0].topk(8)
+        w = torch.softmax(top.values, dim=-1).to(backend.dtype)
+        vector = (w[:, None] * backend.input_rows(top.indices)).sum(0)  # (d,) a concept token of the top 8
+        fed.append(vector)
+        state = backend.extend(state, vector[None])
+    ours = torch.log_softmax(state.logits[0].float(), dim=-1)
+    del state  # the row leaves vLLM
+    backend.release_unreferenced()
+    assert not backend.scheduler.requests
+    embeds = torch.cat([backend.input_rows(ids[0]), torch.stack(fed)]).cpu()
+    backend.scheduler.allowed = None  # stock scheduling for the oracle request
+    try:
+        out = backend.llm.generate([{"prompt_embeds": embeds}],
+                                   SamplingParams(max_tokens=1, temperature=0.0, logprobs=5), use_tqdm=False)
+    finally:
+        backend.scheduler.allowed = set()
+    theirs = out[0].outputs[0].logprobs[0]
+    top5 = ours.topk(5).indices.tolist()
+    assert sorted(top5) == sorted(theirs)
+    torch.testing.assert_close(torch.tensor([ours[i].item() for i in top5]),
+                               torch.tensor([theirs[i].logprob for i in top5]), atol=2e-3, rtol=0)
+
+
+def test_finished_rows_leave_vllm(pair):
+    """Every request of a finished call (rows that ended, rows of continuous batching, concept tokens) is aborted
+    once no decode state refers to it: nothing stays in vLLM's scheduler holding KV cache blocks."""
+    vl, _ = pair
+    vl.think(["What is 3 * 7?", "Name a prime above 10.", "What is 100 - 58?"], method="cot", batch_size=2,
+             max_think_tokens=8, max_answer_tokens=4)
+    vl.concept("The capital of France is", n=2)
+    vl.backend.release_unreferenced()
+    assert not vl.backend.scheduler.requests
+
+
+def test_serve_answers_openai_client_with_reasoning_content(pair):
+    """``vecgen serve --backend vllm``: the openai client's soft-thinking chat returns the offline trace as
+    ``reasoning_content`` and the answer as ``content``."""
+    openai = pytest.importorskip("openai")
+    from helpers.serving import live_server
+
+    vl, _ = pair
+    q = "What is 17 + 25?"
+    offline = think(vl, [q], method="soft", sampling=SamplingConfig(seed=0), max_think_tokens=48)[0]
+    with live_server(vl, max_batch=4) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=600)
+        r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": q}], temperature=0,
+                                           seed=0, extra_body={"thinking": {"method": "soft", "max_think_tokens": 48}})
+    msg = r.choices[0].message
+    assert msg.reasoning_content == offline.trace and msg.content == offline.answer
+    assert msg.reasoning_content
+
+
+def test_tensor_parallel_2_equals_1(pair):
+    """``tensor_parallel_size=2`` (two CPU ranks, one core each): the same greedy tokens and soft traces as 1."""
+    vl, _ = pair
+    tp2 = vecgen.load("default", backend="vllm", n_ctx=2048, tensor_parallel_size=2)
+    assert tp2.backend.tensor_parallel_size == 2
+    assert tp2.generate(PROMPTS, max_new_tokens=24) == vl.generate(PROMPTS, max_new_tokens=24)
+    a = tp2.think(QUESTIONS, method="soft", max_think_tokens=24, max_answer_tokens=12)
+    b = vl.think(QUESTIONS, method="soft", max_think_tokens=24, max_answer_tokens=12)
+    assert [(o.trace, o.answer) for o in a] == [(o.trace, o.answer) for o in b]
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_tiny_random_config_greedy_equals_transformers(tmp_path, family):
+    """A tiny random model saved from a config (head size 32, which vLLM's CPU attention takes) decodes the same
+    greedy tokens and soft-thinking traces on vLLM as on transformers (``tiny_parity.py``, in a process of its own)."""
+    folder = save_tiny_model(tmp_path / family, family, hidden_size=128)
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("tiny_parity.py")), str(folder)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "PARITY OK" in proc.stdout, proc.stderr[-4000:]
 
 
 def test_hidden_rule_names_transformers(pair):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,13 +82,31 @@ class VllmOptions:
             raise ConfigError(f"memory_fraction must be in (0, 1], got {self.memory_fraction}")
 
 
+class VllmRequest:
+    """One vLLM request of a row, alive while a decode state refers to it: when the last reference goes (a finished
+    state, a dropped row), its id is queued on ``dead`` and the backend aborts it before its next step, so that its
+    paged KV cache is freed (:meth:`VllmBackend.release_unreferenced`)."""
+
+    __slots__ = ("id", "__weakref__")
+
+    def __init__(self, request_id: str, dead: list[str]):
+        self.id = request_id
+        weakref.finalize(self, dead.append, request_id)
+
+
 @dataclass
 class VllmRows:
-    """The backend's state of a batch: per row its vLLM request id (internal) and every input fed so far (token ids
-    of prompts, ``(n, d)`` vectors), for forks and re-submission."""
+    """The backend's state of a batch: per row its vLLM request and every input fed so far (token ids of prompts,
+    ``(n, d)`` vectors), for forks and re-submission. States that share rows (merges, selections) share the
+    :class:`VllmRequest` objects."""
 
-    request_ids: list[str]
+    requests: list[VllmRequest]
     history: list[list[list[int] | torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def request_ids(self) -> list[str]:
+        """vLLM's (internal) request id of each row."""
+        return [r.id for r in self.requests]
 
 
 def start_llm(folder: str, *, dtype: torch.dtype, options: VllmOptions, context_length: int) -> Any:
@@ -98,24 +117,37 @@ def start_llm(folder: str, *, dtype: torch.dtype, options: VllmOptions, context_
     """
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core (scheduler) in this process
     cpu = not torch.cuda.is_available()
+    bind: dict[str, str] = {}
     if cpu and options.tensor_parallel_size > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
         cores = available_cores()
         per = max(1, len(cores) // options.tensor_parallel_size)
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(
+        bind["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(
             ",".join(str(c) for c in cores[r * per:(r + 1) * per]) for r in range(options.tensor_parallel_size))
     try:
-        from vllm import LLM
+        from vllm import LLM, envs
     except Exception as exc:  # noqa: BLE001 - a broken install is the user's environment, not a vecgen bug
         raise VllmUnavailableError(f"--backend vllm: vLLM does not import ({type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); install it with: "
                                    f"{INSTALL_HINT}") from None
     fraction = options.memory_fraction or (0.3 if cpu else 0.9)
-    llm = LLM(model=folder, tokenizer=folder, dtype=str(dtype).removeprefix("torch."), enable_prompt_embeds=True,
-              enable_prefix_caching=False, async_scheduling=False, enforce_eager=options.enforce_eager,
-              tensor_parallel_size=options.tensor_parallel_size, gpu_memory_utilization=fraction,
-              max_model_len=options.max_model_len or min(context_length, 32768), max_num_seqs=options.max_num_seqs,
-              scheduler_cls=f"{HOOKS}.HoldScheduler", worker_extension_cls=f"{HOOKS}.VecgenWorkerExtension",
-              seed=0)
+    # vLLM caches its environment settings once an engine has started; this load's (the binding of its CPU ranks)
+    # must be read afresh, and must not stay behind for a later load of another tensor-parallel size.
+    getattr(envs, "disable_envs_cache", lambda: None)()
+    saved = {k: os.environ.get(k) for k in bind}
+    os.environ.update(bind)
+    try:
+        llm = LLM(model=folder, tokenizer=folder, dtype=str(dtype).removeprefix("torch."), enable_prompt_embeds=True,
+                  enable_prefix_caching=False, async_scheduling=False, enforce_eager=options.enforce_eager,
+                  tensor_parallel_size=options.tensor_parallel_size, gpu_memory_utilization=fraction,
+                  max_model_len=options.max_model_len or min(context_length, 32768),
+                  max_num_seqs=options.max_num_seqs, scheduler_cls=f"{HOOKS}.HoldScheduler",
+                  worker_extension_cls=f"{HOOKS}.VecgenWorkerExtension", seed=0)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     llm.collective_rpc("vecgen_install")
     return llm
 
@@ -158,6 +190,7 @@ class VllmBackend:
         self.tensor_parallel_size = tensor_parallel_size
         self._params = SamplingParams
         self._ids = itertools.count()
+        self._dead: list[str] = []  # requests no decode state refers to any more (VllmRequest)
 
     # -- inputs --------------------------------------------------------------------------------------
 
@@ -189,8 +222,16 @@ class VllmBackend:
                               detokenize=False, skip_special_tokens=False)
         return str(self.engine.add_request(f"vecgen-{next(self._ids)}", prompt, params))
 
+    def release_unreferenced(self) -> int:
+        """Abort the vLLM requests that no decode state refers to any more (rows of finished calls and dropped
+        rows), freeing their KV cache blocks; runs before every step and prompt. Returns how many were aborted."""
+        dead, self._dead[:] = list(self._dead), []
+        self._abort(dead)
+        return len(dead)
+
     def _step(self, rows: Sequence[str], vectors: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """One vLLM step over ``rows`` only; each row's logits ``(V,)`` float32 of the step."""
+        self.release_unreferenced()
         self.llm.collective_rpc("vecgen_set_vectors", args=(vectors or {},))
         self.scheduler.allowed = set(rows)
         try:
@@ -208,7 +249,9 @@ class VllmBackend:
         return req is not None and req.num_computed_tokens >= req.num_prompt_tokens
 
     def _prefill_rows(self, histories: list[list[list[int] | torch.Tensor]]) -> DecodeState:
-        rids = [self._add(h) for h in histories]
+        self.release_unreferenced()
+        requests = [VllmRequest(self._add(h), self._dead) for h in histories]
+        rids = [r.id for r in requests]
         last: dict[str, torch.Tensor] = {}
         for _ in range(10_000):
             pending = [r for r in rids if r not in last]
@@ -220,7 +263,7 @@ class VllmBackend:
             raise ContractError("vLLM did not finish the prompts' prefill")
         logits = torch.stack([last[r] for r in rids])
         positions = torch.tensor([history_length(h) for h in histories], dtype=torch.long)
-        return DecodeState(logits=logits, next_position=positions, cache=VllmRows(rids, histories))
+        return DecodeState(logits=logits, next_position=positions, cache=VllmRows(requests, histories))
 
     def _rows(self, state: DecodeState) -> VllmRows:
         if not isinstance(state.cache, VllmRows):
@@ -281,9 +324,7 @@ class VllmBackend:
     def select_rows(self, state: DecodeState, rows: torch.Tensor) -> DecodeState:
         cache = self._rows(state)
         keep = [int(r) for r in rows.tolist()]
-        kept = set(keep)
-        self._abort([rid for i, rid in enumerate(cache.request_ids) if i not in kept])
-        cache.request_ids = [cache.request_ids[i] for i in keep]
+        cache.requests = [cache.requests[i] for i in keep]  # a dropped row's request is aborted once unreferenced
         cache.history = [cache.history[i] for i in keep]
         state.logits = state.logits[rows.cpu()]
         state.next_position = state.next_position[rows.cpu()]
@@ -297,7 +338,7 @@ class VllmBackend:
 
     def merge(self, first: DecodeState, second: DecodeState) -> DecodeState:
         a, b = self._rows(first), self._rows(second)
-        return merge_fields(first, second, VllmRows(a.request_ids + b.request_ids, a.history + b.history))
+        return merge_fields(first, second, VllmRows(a.requests + b.requests, a.history + b.history))
 
     # -- what vLLM does not return -------------------------------------------------------------------
 
@@ -313,4 +354,4 @@ class VllmBackend:
         raise UnsupportedError("the vllm backend exposes no LM head; use --backend transformers")
 
 
-__all__ = ["INSTALL_HINT", "VllmBackend", "VllmOptions", "VllmRows", "VllmUnavailableError", "start_llm"]
+__all__ = ["INSTALL_HINT", "VllmBackend", "VllmOptions", "VllmRequest", "VllmRows", "VllmUnavailableError", "start_llm"]

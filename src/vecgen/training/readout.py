@@ -34,6 +34,8 @@ class ThoughtReadout:
         frontier_share: ``frontier_mass`` over the mass on all node words (where the thought's node mass goes).
         frontier_nodes_above: frontier nodes with probability >= ``threshold`` (several = superposition).
         frontier_size: nodes in the frontier.
+        frontier_chance: the frontier's share of the graph's nodes (``frontier_share`` of a thought that spreads its
+            node mass evenly: the baseline to read ``frontier_share`` against).
         top1_frontier: share of items whose top node word is a frontier node.
         top1_on_proof: share of items whose top node word is the proof's node at that depth.
         threshold: the probability a node needs to count in ``frontier_nodes_above``.
@@ -45,6 +47,7 @@ class ThoughtReadout:
     frontier_share: list[float] = field(default_factory=list)
     frontier_nodes_above: list[float] = field(default_factory=list)
     frontier_size: list[float] = field(default_factory=list)
+    frontier_chance: list[float] = field(default_factory=list)
     top1_frontier: list[float] = field(default_factory=list)
     top1_on_proof: list[float] = field(default_factory=list)
     threshold: float = 0.05
@@ -74,7 +77,7 @@ def thought_readout(lm: LoadedModel, tasks: Sequence[Task], *, n_thoughts: int |
     tok, model = lm.tokenizer, lm.model
     ids = marker_ids(tok, fmt)
     scale = float(adapter_for(model.config).embed_scale(model.config))
-    sums: dict[str, list[float]] = {k: [0.0] * n for k in ("fm", "rm", "fs", "fa", "fz", "t1", "tp")}
+    sums: dict[str, list[float]] = {k: [0.0] * n for k in ("fm", "rm", "fs", "fa", "fz", "fc", "t1", "tp")}
     for b0 in range(0, len(tasks), batch_size):
         chunk = tasks[b0:b0 + batch_size]
         encs = [encode_task(tok, t, fmt) for t in chunk]
@@ -101,11 +104,12 @@ def thought_readout(lm: LoadedModel, tasks: Sequence[Task], *, n_thoughts: int |
                 sums["fs"][j] += fm / total if total > 0 else 0.0
                 sums["fa"][j] += sum(1 for k in frontier if node_p[k] >= threshold)
                 sums["fz"][j] += len(frontier)
+                sums["fc"][j] += len(frontier) / len(names)
                 sums["t1"][j] += float(top in frontier)
                 sums["tp"][j] += float(j < len(proof) and top == proof[j])
     m = len(tasks)
     avg = {k: [v / m for v in vs] for k, vs in sums.items()}
-    return ThoughtReadout(m, avg["fm"], avg["rm"], avg["fs"], avg["fa"], avg["fz"], avg["t1"], avg["tp"], threshold)
+    return ThoughtReadout(m, avg["fm"], avg["rm"], avg["fs"], avg["fa"], avg["fz"], avg["fc"], avg["t1"], avg["tp"], threshold)
 
 
 __all__ = ["ThoughtReadout", "thought_readout"]
