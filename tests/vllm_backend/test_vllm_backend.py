@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,17 +120,35 @@ def test_finished_rows_leave_vllm(pair):
 
 def test_serve_answers_openai_client_with_reasoning_content(pair):
     """``vecgen serve --backend vllm``: the openai client's soft-thinking chat returns the offline trace as
-    ``reasoning_content`` and the answer as ``content``."""
+    ``reasoning_content`` and the answer as ``content``; a bad request is a 400; a client that disconnects
+    mid-stream frees its row and its vLLM request."""
     openai = pytest.importorskip("openai")
+    import httpx
+
     from helpers.serving import live_server
 
     vl, _ = pair
     q = "What is 17 + 25?"
     offline = think(vl, [q], method="soft", sampling=SamplingConfig(seed=0), max_think_tokens=48)[0]
-    with live_server(vl, max_batch=4) as (url, _):
+    with live_server(vl, max_batch=4) as (url, server):
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=600)
         r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": q}], temperature=0,
                                            seed=0, extra_body={"thinking": {"method": "soft", "max_think_tokens": 48}})
+        # the server's guarantees on this backend: a bad request is a 400 before it queues; a client that leaves
+        # mid-stream frees its row, and its vLLM request goes with it
+        bad = httpx.post(url + "/v1/completions", json={"prompt": "hi", "max_tokens": -1}, timeout=60)
+        assert bad.status_code == 400
+        body = {"prompt": "Tell me a long story", "max_tokens": 200, "temperature": 0, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=120) as resp:
+            assert next(line for line in resp.iter_lines() if line.startswith("data:"))
+            assert server.worker.busy == 1
+        deadline = time.time() + 60
+        while server.worker.busy and time.time() < deadline:
+            time.sleep(0.05)
+        assert server.worker.busy == 0
+        assert httpx.post(url + "/v1/completions", json={"prompt": "hi", "max_tokens": 2}, timeout=120).status_code == 200
+    vl.backend.release_unreferenced()
+    assert not vl.backend.scheduler.requests
     msg = r.choices[0].message
     assert msg.reasoning_content == offline.trace and msg.content == offline.answer
     assert msg.reasoning_content
