@@ -42,17 +42,7 @@ import time
 
 WARMUP_THINK_TOKENS = 8
 
-
-def configs(max_think: int):
-    from vecgen.config import SamplingConfig
-    from vecgen.decoding import MixingConfig
-    from vecgen.thinking.runner import SOFT_THINKING_SAMPLING, ThinkConfig
-
-    return {
-        "cot": ThinkConfig.create(method="cot", max_think_tokens=max_think),
-        "soft": ThinkConfig.create(method="soft", think_sampling=SamplingConfig(**SOFT_THINKING_SAMPLING),
-                                   mixing=MixingConfig(rule="soft", max_topk=10), max_think_tokens=max_think),
-    }
+from bench_think import configs  # noqa: E402  the vecgen think settings of cot and soft (this folder)
 
 
 def vecgen_runs(backend: str, args, prompts_text) -> tuple[dict, list[list[int]], dict[str, list[int]], str]:
