@@ -225,7 +225,9 @@ class VllmBackend:
     def release_unreferenced(self) -> int:
         """Abort the vLLM requests that no decode state refers to any more (rows of finished calls and dropped
         rows), freeing their KV cache blocks; runs before every step and prompt. Returns how many were aborted."""
-        dead, self._dead[:] = list(self._dead), []
+        dead: list[str] = []
+        while self._dead:  # list.pop is atomic: a finalizer may append from another thread (a GC run) meanwhile
+            dead.append(self._dead.pop())
         self._abort(dead)
         return len(dead)
 
