@@ -65,7 +65,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the optional extra is missing
     raise ImportError("vecgen.lmeval needs lm-evaluation-harness: pip install 'vecgen[lmeval]'") from exc
 
-from .api import Model, check_load, load
+from .api import Model, load
 from .config import SamplingConfig
 from .console import print_error
 from .decoding.mixing import MixingConfig
@@ -140,11 +140,10 @@ class VecgenLM(LM):
         device = opts.get("device") or "auto"
         where = dict(device=device, dtype=opts.get("dtype") or "auto", backend=opts.get("backend") or "auto",
                      **{k: opts[k] for k in ("threads", "n_ctx", "tensor_parallel_size") if opts.get(k) is not None})
-        check_load(model, **where)
         self.marker_text, self.cue = opts.get("marker"), opts.get("cue")
         if self.marker_text is not None and not self.marker_text.strip():
             raise ConfigError("--model_args marker is empty; give the text that ends thinking, e.g. marker=Answer:")
-        self.lm: Model = load(model, show_progress=False, **where)
+        self.lm: Model = load(model, show_progress=False, **where)  # load checks every option before it loads
 
         self.style = prompt_style(self.lm, self.marker_text)
 

@@ -192,7 +192,7 @@ def test_lm_eval_generate_until_equals_transformers(pair, monkeypatch):
             for i, q in enumerate(QUESTIONS)]
     outs = {}
     for name, model in (("vllm", vl), ("transformers", tf)):
-        monkeypatch.setattr(lmeval, "load", lambda *a, _m=model, **k: _m)
+        monkeypatch.setattr("vecgen.api.load_model", lambda *a, _m=model, **k: _m)  # after load's checks
         lm = lmeval.VecgenLM(model="default", backend=name, method="soft", max_think_tokens=16, batch_size=2,
                              **({"n_ctx": 2048} if name == "vllm" else {}))
         outs[name] = lm.generate_until(reqs, disable_tqdm=True)
